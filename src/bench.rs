@@ -1,0 +1,255 @@
+//! `recall bench`: a tick over a large synthetic clinic, measured.
+//!
+//! Not a test: it prints figures. It builds (or reuses) a database of N
+//! customers with V visits (plus orders and follow-ups in proportion), then
+//! measures, in one run: the time SQLite alone takes to read every customer's
+//! facts, a full tick with the shipped rules (read + evaluate + write), and
+//! the process's peak resident memory during the tick.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use chrono::{DateTime, Utc};
+use clap::Args;
+use fastrand::Rng;
+
+use crate::clock::Timestamp;
+use crate::engine::{self, Engine, TickOptions};
+use crate::model::{FollowupResult, Pool};
+use crate::store::Store;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Number of customers.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub customers: usize,
+    /// Number of visits, spread over the customers.
+    #[arg(long, default_value_t = 5_000_000)]
+    pub visits: usize,
+    /// Folder for the benchmark database (reused when it already holds one
+    /// of the same size).
+    #[arg(long, default_value = "target/bench")]
+    pub dir: PathBuf,
+    /// Customers per batch.
+    #[arg(long, default_value_t = 5_000)]
+    pub batch: usize,
+}
+
+/// The fixed "now" of the benchmark, so reruns judge the same data.
+fn bench_now() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default()
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let tz = chrono_tz::Asia::Shanghai;
+    std::fs::create_dir_all(&args.dir)?;
+    let db = args
+        .dir
+        .join(format!("bench-{}-{}.db", args.customers, args.visits));
+    let config_dir = args.dir.join("clinic");
+    let config_path = write_config(&config_dir, &db)?;
+    let loaded = match crate::daemon::Loaded::load(&config_path) {
+        Ok((loaded, _)) => loaded,
+        Err(report) => anyhow::bail!("bench config: {report}"),
+    };
+
+    let fresh = !db.exists();
+    let mut store = Store::create(&db)?;
+    let clinic_id = store.ensure_clinic("main", "bench", tz.name(), 0)?;
+    if fresh {
+        let started = Instant::now();
+        let counts = generate(&mut store, clinic_id, args, bench_now())?;
+        println!(
+            "generated {} customers, {} visits, {} orders, {} follow-ups in {:.1} s",
+            args.customers,
+            counts.0,
+            counts.1,
+            counts.2,
+            started.elapsed().as_secs_f64()
+        );
+    } else {
+        println!("reusing {}", db.display());
+    }
+    // Start every run from the generated state, so reruns measure the same tick.
+    let backup = args.dir.join("pristine.db");
+    if fresh {
+        store.backup_to(&backup)?;
+    } else if backup.exists() {
+        drop(store);
+        std::fs::copy(&backup, &db).context("restoring the pristine database")?;
+        let _ = std::fs::remove_file(db.with_extension("db-wal"));
+        store = Store::open(&db)?;
+    }
+
+    let at = bench_now();
+    // SQLite alone: read every customer's facts, evaluate nothing.
+    let started = Instant::now();
+    let mut reader = store.reader()?;
+    reader.begin_snapshot()?;
+    let (mut after, mut read) = (0, 0usize);
+    loop {
+        let batch = reader.scan_batch(clinic_id, at.timestamp(), after, args.batch)?;
+        let Some(last) = batch.last() else { break };
+        after = last.customer.id;
+        read += batch.len();
+    }
+    reader.end_snapshot()?;
+    let scan_only = started.elapsed();
+    println!(
+        "sqlite fact scan alone: {read} customers in {:.2} s",
+        scan_only.as_secs_f64()
+    );
+
+    reset_peak_memory();
+    let baseline = peak_memory_kib();
+    let engine = Engine {
+        clinic: &loaded.config.clinic,
+        clinic_id,
+        rules: &loaded.rules,
+        templates: &loaded.templates,
+    };
+    let report = engine::tick(
+        &mut store,
+        &engine,
+        TickOptions {
+            batch_size: args.batch,
+            ..TickOptions::at(at)
+        },
+    )?;
+    let peak = peak_memory_kib();
+    println!(
+        "tick: {} customers, {} moves, {} messages in {:.2} s (reading {:.2} s on its own thread, evaluating {:.2} s, writing {:.2} s)",
+        report.evaluated,
+        report.moves,
+        report.messages,
+        report.total_time.as_secs_f64(),
+        report.scan_time.as_secs_f64(),
+        report.eval_time.as_secs_f64(),
+        report.write_time.as_secs_f64()
+    );
+    match (baseline, peak) {
+        (Some(base), Some(peak)) => println!(
+            "peak resident memory during the tick: {:.0} MB (process before the tick: {:.0} MB)",
+            peak as f64 / 1024.0,
+            base as f64 / 1024.0
+        ),
+        _ => println!("peak memory: not available on this system"),
+    }
+    Ok(())
+}
+
+fn write_config(dir: &Path, db: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    for (path, text) in crate::cli::scaffold::FILES {
+        let target = dir.join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(target, text)?;
+    }
+    let db = std::path::absolute(db)?;
+    let config = crate::cli::scaffold::config("bench").replace(
+        "database = \"data/recall.db\"",
+        &format!("database = {:?}", db.display().to_string()),
+    );
+    let path = dir.join("recall.toml");
+    std::fs::write(&path, config)?;
+    Ok(path)
+}
+
+/// Fills the store with synthetic customers spread over all pools. Returns
+/// (visits, orders, follow-ups).
+fn generate(
+    store: &mut Store,
+    clinic_id: i64,
+    args: &BenchArgs,
+    now: DateTime<Utc>,
+) -> Result<(usize, usize, usize)> {
+    let mut rng = Rng::with_seed(42);
+    let now_s = now.timestamp();
+    let day = 86_400;
+    let per_customer = (args.visits as f64 / args.customers.max(1) as f64).max(1.0);
+    let (mut visits, mut orders, mut followups) = (0usize, 0usize, 0usize);
+    let chunk = 50_000;
+    let mut index = 0;
+    while index < args.customers {
+        let mut ingest = store.ingest()?;
+        for i in index..(index + chunk).min(args.customers) {
+            let remaining_visits = args.visits.saturating_sub(visits);
+            let remaining_customers = args.customers - i;
+            let n = if remaining_customers == 1 {
+                remaining_visits.max(1)
+            } else {
+                let max = (2.0 * per_customer) as usize;
+                rng.usize(1..max.max(2))
+                    .min(remaining_visits.saturating_sub(remaining_customers - 1))
+                    .max(1)
+            };
+            let first: Timestamp = now_s - rng.i64(1..730) * day;
+            let customer = crate::demo::person(&mut rng, i);
+            let id = ingest.add_customer(clinic_id, &customer, first)?;
+            let mut at = first;
+            let mut last = first;
+            for v in 0..n {
+                ingest.add_visit(id, at, None)?;
+                last = at;
+                if v == 0 || rng.f64() < 0.3 {
+                    ingest.add_order(
+                        id,
+                        at + 1_800,
+                        rng.i64(500..30_000) * 100,
+                        Some("水光针"),
+                        Some("皮肤科"),
+                    )?;
+                    orders += 1;
+                }
+                if rng.f64() < 0.3 {
+                    let result = if rng.f64() < 0.8 {
+                        FollowupResult::Smooth
+                    } else {
+                        FollowupResult::NotSmooth
+                    };
+                    ingest.add_followup(id, at + day, Some("顾问"), result, None)?;
+                    followups += 1;
+                }
+                let step = (now_s - at) / (n - v).max(1) as i64;
+                at += rng.i64(1..step.max(2));
+            }
+            visits += n;
+            // Spread customers over the pools by how long ago they last came.
+            let since_last = (now_s - last) / day;
+            let pool = match since_last {
+                0..=29 => Pool::New,
+                30..=119 => Pool::Customer,
+                120..=199 => Pool::Warning,
+                200..=399 => Pool::Maintenance,
+                _ => Pool::Churned,
+            };
+            if pool != Pool::New {
+                let entered = last.max(now_s - rng.i64(1..200) * day);
+                ingest.place(id, pool, entered, "benchmark placement")?;
+            }
+        }
+        ingest.commit()?;
+        index += chunk;
+    }
+    Ok((visits, orders, followups))
+}
+
+/// Resets the kernel's peak-RSS counter (VmHWM) for this process.
+fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident memory of this process, in KiB (Linux).
+fn peak_memory_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}

@@ -1,0 +1,799 @@
+//! The command line: parses arguments (clap), sets up logging, and calls the
+//! library. Each command is a function here or in a submodule; none of them
+//! holds logic that a test could not reach through the library.
+
+mod output;
+pub mod scaffold;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, bail};
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+
+use crate::clock::{self, Clock};
+use crate::config::Config;
+use crate::daemon::{self, Loaded};
+use crate::dispatch::{Dispatcher, SharedStore};
+use crate::engine::{self, Engine, TickEnd, TickOptions};
+use crate::facts::CATALOGUE;
+use crate::model::{Channel, OutreachStatus};
+use crate::store::Store;
+use crate::store::queries::LogFilter;
+pub use output::{Format, Rows};
+
+/// Keeps medical-aesthetics clinics from losing their customers: moves each
+/// customer between five pools by rules and reaches the ones at risk.
+#[derive(Debug, Parser)]
+#[command(name = "recall", version, propagate_version = true)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "RECALL_CONFIG",
+        default_value = "recall.toml"
+    )]
+    pub config: PathBuf,
+    /// Log as JSON lines instead of text (for log collectors).
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new recall folder: recall.toml, rules/, templates/ and the database.
+    Init(InitArgs),
+    /// Set up a demo clinic (if DIR is missing) and run the service on it in the foreground.
+    Demo {
+        /// The demo folder.
+        #[arg(default_value = "recall-demo")]
+        dir: PathBuf,
+    },
+    /// Check recall.toml, the rules and the templates; exit 1 on any error.
+    Check,
+    /// Evaluate the rules once: move customers between pools and queue their messages.
+    Tick {
+        /// The time to evaluate at (clinic time, e.g. "2026-03-01 09:00"); default now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Show what would happen without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// How many example decisions to print.
+        #[arg(long, default_value_t = 10)]
+        show: usize,
+    },
+    /// Send the messages that are due, through each channel's sender, then exit.
+    Dispatch {
+        /// The time to dispatch at; default now.
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Pool sizes, the outbox by channel and status, and the last tick.
+    Status {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// The outreach log: every message, what it said and what became of it.
+    Log(LogArgs),
+    /// The facts rule conditions can use, with their exact definitions.
+    Facts {
+        #[arg(long, value_enum, default_value = "table")]
+        format: FactsFormat,
+    },
+    /// Run the service: scheduled ticks and dispatch, until SIGINT or SIGTERM.
+    Run,
+    /// Measure a tick over a large synthetic clinic (not a test; prints figures).
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The folder to create (it may exist but must not hold a recall.toml).
+    pub dir: PathBuf,
+    /// Add synthetic customers with months of history and outreach.
+    #[arg(long)]
+    pub demo: bool,
+    /// Number of synthetic customers for --demo.
+    #[arg(long, default_value_t = 3000)]
+    pub customers: usize,
+    /// The clinic's name.
+    #[arg(long, default_value = "示例医美诊所")]
+    pub name: String,
+    /// Seed for the synthetic data.
+    #[arg(long, default_value_t = 2026)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Only this customer (the clinic's customer id).
+    #[arg(long)]
+    pub customer: Option<String>,
+    /// Only this rule.
+    #[arg(long)]
+    pub rule: Option<String>,
+    /// Only this channel.
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// Only this status (queued, sending, sent, failed, suppressed, opted_out).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only entries at or after this time (clinic time).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// The newest N entries; 0 for all.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    /// Show pool moves instead of messages.
+    #[arg(long)]
+    pub moves: bool,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FactsFormat {
+    Table,
+    Markdown,
+    Json,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let verbose = matches!(cli.command, Command::Run | Command::Demo { .. });
+    init_tracing(cli.log_json, verbose);
+    match run(cli) {
+        Ok(code) => code,
+        // `recall log | head`: the reader left; that is not an error.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn init_tracing(json: bool, verbose: bool) {
+    // The scheduler crate narrates its own start-up at info; keep it quiet.
+    let default = if verbose {
+        "info,tokio_cron_scheduler=warn"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RECALL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Init(args) => init(&args).map(|_| ExitCode::SUCCESS),
+        Command::Demo { dir } => demo(&dir),
+        Command::Check => Ok(check(&cli.config)),
+        Command::Tick { at, dry_run, show } => tick(&cli.config, at.as_deref(), dry_run, show),
+        Command::Dispatch { at } => dispatch(&cli.config, at.as_deref()),
+        Command::Status { format } => status(&cli.config, format),
+        Command::Log(args) => log(&cli.config, &args),
+        Command::Facts { format } => facts(format),
+        Command::Run => serve(&cli.config),
+        Command::Bench(args) => crate::bench::run(&args).map(|_| ExitCode::SUCCESS),
+    }
+}
+
+/// Loads config, templates and rules; prints errors and fails if any.
+fn load(config: &Path) -> Result<Loaded> {
+    match Loaded::load(config) {
+        Ok((loaded, warnings)) => {
+            if !warnings.diagnostics.is_empty() {
+                eprint!("{}", warnings.render(color()));
+            }
+            Ok(loaded)
+        }
+        Err(report) => {
+            eprint!("{}", report.render(color()));
+            bail!(
+                "{} error(s) in the configuration, rules or templates; nothing was done",
+                report.errors()
+            )
+        }
+    }
+}
+
+/// Loads only the configuration, for commands that need no rules.
+fn load_config(path: &Path) -> Result<Config> {
+    crate::config::load(path).map_err(|report| {
+        eprint!("{}", report.render(color()));
+        anyhow::anyhow!("{} error(s) in {}", report.errors(), path.display())
+    })
+}
+
+fn color() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn parse_at(text: Option<&str>, config: &Config) -> Result<DateTime<Utc>> {
+    match text {
+        None => Ok(Utc::now()),
+        Some(text) => Ok(clock::parse_time(text, config.clinic.timezone)?),
+    }
+}
+
+/// `recall init`.
+pub fn init(args: &InitArgs) -> Result<()> {
+    let config_path = args.dir.join("recall.toml");
+    if config_path.exists() {
+        bail!(
+            "{} already exists: init does not overwrite a clinic's files",
+            config_path.display()
+        );
+    }
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("creating {}", args.dir.display()))?;
+    for (path, text) in scaffold::FILES {
+        let target = args.dir.join(path);
+        if target.exists() {
+            continue;
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&target, text).with_context(|| format!("writing {}", target.display()))?;
+    }
+    std::fs::write(&config_path, scaffold::config(&args.name))?;
+    let loaded = load(&config_path)?;
+    let config = &loaded.config;
+    let store = Store::create(&config.database)?;
+    let now = Utc::now();
+    let clinic_id = store.ensure_clinic(
+        &config.clinic.code,
+        &config.clinic.name,
+        config.clinic.timezone.name(),
+        now.timestamp(),
+    )?;
+    println!("created {}", args.dir.display());
+    if args.demo {
+        populate_demo(store, &loaded, clinic_id, args, now)?;
+    }
+    println!(
+        "next: cd {} && recall check && recall run",
+        args.dir.display()
+    );
+    Ok(())
+}
+
+/// Fills a new database with synthetic customers and replays the shipped
+/// rules over their last 120 days.
+fn populate_demo(
+    mut store: Store,
+    loaded: &Loaded,
+    clinic_id: i64,
+    args: &InitArgs,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    const HISTORY_DAYS: i64 = 540;
+    const REPLAY_DAYS: i64 = 120;
+    let tz = loaded.config.clinic.timezone;
+    let mut ingest = store.ingest()?;
+    crate::demo::populate(
+        &mut ingest,
+        clinic_id,
+        args.customers,
+        HISTORY_DAYS,
+        now,
+        tz,
+        args.seed,
+    )?;
+    ingest.commit()?;
+    println!(
+        "added {} synthetic customers with {HISTORY_DAYS} days of history",
+        args.customers
+    );
+    println!("replaying the rules over the last {REPLAY_DAYS} days ...");
+    let dispatcher = Dispatcher::build(&loaded.config)?;
+    let store: SharedStore = Arc::new(std::sync::Mutex::new(store));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let engine = Engine {
+        clinic: &loaded.config.clinic,
+        clinic_id,
+        rules: &loaded.rules,
+        templates: &loaded.templates,
+    };
+    let (mut moves, mut messages) = (0, 0);
+    for day in crate::demo::replay_days(now, tz, REPLAY_DAYS) {
+        let report = {
+            let mut guard = store
+                .lock()
+                .map_err(|_| anyhow::anyhow!("store lock poisoned"))?;
+            engine::tick(&mut guard, &engine, TickOptions::at(day))?
+        };
+        moves += report.moves;
+        messages += report.messages;
+        runtime.block_on(dispatcher.drain(&store, crate::demo::dispatch_clock(day), &|| false))?;
+    }
+    println!("replayed: {moves} pool moves, {messages} messages");
+    Ok(())
+}
+
+/// `recall demo`.
+fn demo(dir: &Path) -> Result<ExitCode> {
+    let config_path = dir.join("recall.toml");
+    if !config_path.exists() {
+        init(&InitArgs {
+            dir: dir.to_path_buf(),
+            demo: true,
+            customers: 3000,
+            name: "示例医美诊所（演示）".into(),
+            seed: 2026,
+        })?;
+    }
+    println!("running the service on {} — Ctrl-C stops it", dir.display());
+    println!(
+        "in another terminal: recall --config {} status | log",
+        config_path.display()
+    );
+    serve(&config_path)
+}
+
+/// `recall check`.
+pub fn check(config: &Path) -> ExitCode {
+    match Loaded::load(config) {
+        Ok((loaded, warnings)) => {
+            print!("{}", warnings.render(color()));
+            let c = &loaded.config;
+            println!(
+                "ok: {} rules ({} enabled), {} templates, schedule {:?} in {}",
+                loaded.rules.rules.len(),
+                loaded.rules.rules.iter().filter(|r| r.enabled).count(),
+                loaded.templates.len(),
+                c.schedule.ticks,
+                c.clinic.timezone
+            );
+            if warnings.warnings() > 0 {
+                println!("{} warning(s)", warnings.warnings());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(report) => {
+            print!("{}", report.render(color()));
+            println!(
+                "{} error(s), {} warning(s): fix the errors above; the running service keeps its current rules until then",
+                report.errors(),
+                report.warnings()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open_store(config: &Config) -> Result<(Store, i64)> {
+    let store = Store::open(&config.database)?;
+    let clinic_id = store.ensure_clinic(
+        &config.clinic.code,
+        &config.clinic.name,
+        config.clinic.timezone.name(),
+        Utc::now().timestamp(),
+    )?;
+    Ok((store, clinic_id))
+}
+
+/// `recall tick`.
+fn tick(config_path: &Path, at: Option<&str>, dry_run: bool, show: usize) -> Result<ExitCode> {
+    let loaded = load(config_path)?;
+    let config = &loaded.config;
+    let tz = config.clinic.timezone;
+    let at = parse_at(at, config)?;
+    let (mut store, clinic_id) = open_store(config)?;
+    let engine = Engine {
+        clinic: &config.clinic,
+        clinic_id,
+        rules: &loaded.rules,
+        templates: &loaded.templates,
+    };
+    let options = TickOptions {
+        dry_run,
+        samples: show,
+        ..TickOptions::at(at)
+    };
+    let report = engine::tick(&mut store, &engine, options)?;
+    let mut out = std::io::stdout().lock();
+    for earlier in &report.finished_first {
+        writeln!(
+            out,
+            "finished the interrupted tick at {} first",
+            clock::format_local(earlier.at, tz)
+        )?;
+    }
+    let when = clock::format_local(report.at, tz);
+    match report.end {
+        TickEnd::AlreadyDone => {
+            writeln!(
+                out,
+                "a tick at {when} already ran ({} moves, {} messages); nothing to do",
+                report.moves, report.messages
+            )?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        TickEnd::Stopped => {
+            writeln!(out, "tick at {when} stopped; run it again to resume")?;
+            return Ok(ExitCode::FAILURE);
+        }
+        TickEnd::DryRun => writeln!(out, "dry run at {when}: nothing was written")?,
+        TickEnd::Done => {}
+    }
+    if let Some(after) = report.resumed_after {
+        writeln!(out, "resumed an interrupted tick after customer #{after}")?;
+    }
+    let verb = if dry_run { "would queue" } else { "queued" };
+    writeln!(
+        out,
+        "tick at {when} ({tz}): {} customers evaluated, {} moves, {} messages {verb}, {} errors",
+        report.evaluated, report.moves, report.messages, report.errors
+    )?;
+    if !report.by_rule.is_empty() {
+        let mut rows = Rows::new(&["rule", "fired", "moves", "messages", "errors"]);
+        for (rule, count) in &report.by_rule {
+            rows.push(vec![
+                rule.clone(),
+                count.fired.to_string(),
+                count.moves.to_string(),
+                count.messages.to_string(),
+                count.errors.to_string(),
+            ]);
+        }
+        rows.write(Format::Table, &mut out, None)?;
+        for (rule, count) in report.by_rule.iter().filter(|(_, c)| c.errors > 0) {
+            writeln!(
+                out,
+                "rule {rule}: condition failed for {} customers, e.g. {}",
+                count.errors,
+                count.first_error.as_deref().unwrap_or("")
+            )?;
+        }
+    }
+    if !report.samples.is_empty() {
+        writeln!(out, "examples:")?;
+        for s in &report.samples {
+            let to =
+                s.to.as_deref()
+                    .map(|t| format!(" → {t}"))
+                    .unwrap_or_default();
+            let channels = if s.channels.is_empty() {
+                String::new()
+            } else {
+                format!(" send {}", s.channels.join("+"))
+            };
+            writeln!(
+                out,
+                "  {} [{}{to}] {}{channels}: {}",
+                s.customer, s.from, s.rule_id, s.reason
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `recall dispatch`.
+fn dispatch(config_path: &Path, at: Option<&str>) -> Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let at = parse_at(at, &config)?;
+    let (store, _) = open_store(&config)?;
+    let dispatcher = Dispatcher::build(&config)?;
+    let store: SharedStore = Arc::new(std::sync::Mutex::new(store));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(dispatcher.drain(&store, Clock::Fixed(at), &|| false))?;
+    println!(
+        "dispatched at {}: {} sent, {} to retry, {} failed, {} suppressed, {} opted out",
+        clock::format_local(at.timestamp(), config.clinic.timezone),
+        report.sent,
+        report.retried,
+        report.failed,
+        report.suppressed,
+        report.opted_out
+    );
+    let unrouted: Vec<&str> = Channel::ALL
+        .iter()
+        .filter(|c| !config.channels.contains_key(c))
+        .map(|c| c.as_str())
+        .collect();
+    if !unrouted.is_empty() {
+        println!(
+            "channels without a sender (their messages wait): {}",
+            unrouted.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `recall status`.
+fn status(config_path: &Path, format: Format) -> Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let tz = config.clinic.timezone;
+    let (store, _) = open_store(&config)?;
+    let status = store.status(Utc::now().timestamp())?;
+    let mut out = std::io::stdout().lock();
+    let mut pools = Rows::new(&["pool", "池", "customers"]);
+    for (pool, n) in &status.pools {
+        pools.push(vec![pool.to_string(), pool.zh().to_string(), n.to_string()]);
+    }
+    let mut outbox = Rows::new(&["channel", "status", "messages"]);
+    for (channel, state, n) in &status.outreach {
+        outbox.push(vec![channel.to_string(), state.to_string(), n.to_string()]);
+    }
+    if format != Format::Table {
+        let mut all = Rows::new(&["section", "name", "status", "count"]);
+        for (pool, n) in &status.pools {
+            all.push(vec![
+                "pool".into(),
+                pool.to_string(),
+                String::new(),
+                n.to_string(),
+            ]);
+        }
+        for (channel, state, n) in &status.outreach {
+            all.push(vec![
+                "outreach".into(),
+                channel.to_string(),
+                state.to_string(),
+                n.to_string(),
+            ]);
+        }
+        all.push(vec![
+            "due_now".into(),
+            String::new(),
+            String::new(),
+            status.due_now.to_string(),
+        ]);
+        if let Some(t) = &status.last_tick {
+            all.push(vec![
+                "last_tick".into(),
+                clock::format_rfc3339(t.at, tz),
+                if t.done { "done" } else { "running" }.into(),
+                t.evaluated.to_string(),
+            ]);
+        }
+        all.write(format, &mut out, None)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{} — {} customers",
+        config.clinic.name, status.customers
+    )?;
+    pools.write(format, &mut out, None)?;
+    if status.outreach.is_empty() {
+        writeln!(out, "no messages yet")?;
+    } else {
+        outbox.write(format, &mut out, None)?;
+    }
+    writeln!(out, "due now: {} queued message(s)", status.due_now)?;
+    match &status.last_tick {
+        Some(t) => writeln!(
+            out,
+            "last tick: {} ({}), {} evaluated, {} moves, {} messages",
+            clock::format_local(t.at, tz),
+            if t.done {
+                "done"
+            } else {
+                "interrupted; resumes at the next tick"
+            },
+            t.evaluated,
+            t.moves,
+            t.messages
+        )?,
+        None => writeln!(out, "no tick has run yet: `recall tick` or `recall run`")?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `recall log`.
+fn log(config_path: &Path, args: &LogArgs) -> Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let tz = config.clinic.timezone;
+    let channel = args
+        .channel
+        .as_deref()
+        .map(|c| c.parse::<Channel>())
+        .transpose()?;
+    let status = args
+        .status
+        .as_deref()
+        .map(|s| s.parse::<OutreachStatus>())
+        .transpose()?;
+    let filter = LogFilter {
+        customer: args.customer.clone(),
+        rule: args.rule.clone(),
+        channel,
+        status,
+        since: args
+            .since
+            .as_deref()
+            .map(|s| clock::parse_time(s, tz).map(|t| t.timestamp()))
+            .transpose()?,
+        limit: (args.limit > 0).then_some(args.limit),
+    };
+    let (store, _) = open_store(&config)?;
+    let time = |t: i64| match args.format {
+        Format::Table => clock::format_local(t, tz),
+        _ => clock::format_rfc3339(t, tz),
+    };
+    let mut out = std::io::stdout().lock();
+    let rows = if args.moves {
+        let mut rows = Rows::new(&["time", "customer", "from", "to", "rule", "reason"]);
+        for m in store.moves(&filter)? {
+            rows.push(vec![
+                time(m.at),
+                m.customer,
+                m.from.unwrap_or_default(),
+                m.to,
+                m.rule_id.unwrap_or_default(),
+                m.reason,
+            ]);
+        }
+        rows
+    } else {
+        let mut rows = Rows::new(&[
+            "id",
+            "created",
+            "due",
+            "sent",
+            "customer",
+            "rule",
+            "pool",
+            "channel",
+            "template",
+            "status",
+            "attempts",
+            "sender",
+            "provider_id",
+            "error",
+            "subject",
+            "content",
+        ]);
+        for e in store.log(&filter)? {
+            rows.push(vec![
+                e.id.to_string(),
+                time(e.created_at),
+                time(e.due_at),
+                e.sent_at.map(time).unwrap_or_default(),
+                e.customer,
+                e.rule_id,
+                e.pool,
+                e.channel,
+                e.template,
+                e.status,
+                e.attempts.to_string(),
+                e.sender.unwrap_or_default(),
+                e.provider_id.unwrap_or_default(),
+                e.last_error.unwrap_or_default(),
+                e.subject.unwrap_or_default(),
+                e.content,
+            ]);
+        }
+        if args.format == Format::Table {
+            // Keep the table readable: the columns people scan.
+            let keep = [1, 4, 5, 7, 9, 10, 13, 15];
+            Rows {
+                headers: keep.iter().map(|i| rows.headers[*i].clone()).collect(),
+                rows: rows
+                    .rows
+                    .iter()
+                    .map(|r| keep.iter().map(|i| r[*i].clone()).collect())
+                    .collect(),
+            }
+        } else {
+            rows
+        }
+    };
+    if rows.rows.is_empty() && args.format == Format::Table {
+        writeln!(out, "nothing in the log matches")?;
+    } else {
+        rows.write(args.format, &mut out, Some(40))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `recall facts`.
+fn facts(format: FactsFormat) -> Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        FactsFormat::Markdown => write!(out, "{}", facts_markdown())?,
+        FactsFormat::Table | FactsFormat::Json => {
+            let mut rows = Rows::new(&["fact", "type", "nullable", "definition", "定义"]);
+            for f in CATALOGUE {
+                rows.push(vec![
+                    f.name.into(),
+                    f.ty.as_str().into(),
+                    if f.nullable { "yes" } else { "no" }.into(),
+                    f.definition.into(),
+                    f.definition_zh.into(),
+                ]);
+            }
+            let format = if format == FactsFormat::Json {
+                Format::Json
+            } else {
+                Format::Table
+            };
+            rows.write(format, &mut out, None)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The fact catalogue as the table in `docs/facts.md`.
+pub fn facts_markdown() -> String {
+    let mut text =
+        String::from("| fact | type | null? | definition | 定义 |\n|---|---|---|---|---|\n");
+    for f in CATALOGUE {
+        text.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            f.name,
+            f.ty.as_str(),
+            if f.nullable { "yes" } else { "no" },
+            f.definition.replace('|', "\\|"),
+            f.definition_zh.replace('|', "\\|")
+        ));
+    }
+    text
+}
+
+/// `recall run`.
+fn serve(config_path: &Path) -> Result<ExitCode> {
+    let loaded = load(config_path)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(daemon::run(loaded))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docs_facts_md_holds_the_generated_table() {
+        let docs = include_str!("../../docs/facts.md");
+        assert!(
+            docs.contains(&facts_markdown()),
+            "docs/facts.md is out of date: regenerate its table with `recall facts --format markdown`"
+        );
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

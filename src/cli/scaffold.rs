@@ -1,0 +1,201 @@
+//! What `recall init` writes: a commented `recall.toml` and the shipped rules
+//! and templates, embedded in the binary so `init` works from anywhere.
+
+/// `(path relative to the new folder, contents)` of every shipped file.
+pub const FILES: &[(&str, &str)] = &[
+    ("rules/01-new.toml", include_str!("../../rules/01-new.toml")),
+    (
+        "rules/02-customer.toml",
+        include_str!("../../rules/02-customer.toml"),
+    ),
+    (
+        "rules/03-warning.toml",
+        include_str!("../../rules/03-warning.toml"),
+    ),
+    (
+        "rules/04-maintenance.toml",
+        include_str!("../../rules/04-maintenance.toml"),
+    ),
+    (
+        "rules/05-churned.toml",
+        include_str!("../../rules/05-churned.toml"),
+    ),
+    (
+        "templates/email/churned_recall.html",
+        include_str!("../../templates/email/churned_recall.html"),
+    ),
+    (
+        "templates/email/churned_recall.subject.txt",
+        include_str!("../../templates/email/churned_recall.subject.txt"),
+    ),
+    (
+        "templates/email/churned_recall.txt",
+        include_str!("../../templates/email/churned_recall.txt"),
+    ),
+    (
+        "templates/email/welcome_back.html",
+        include_str!("../../templates/email/welcome_back.html"),
+    ),
+    (
+        "templates/email/welcome_back.subject.txt",
+        include_str!("../../templates/email/welcome_back.subject.txt"),
+    ),
+    (
+        "templates/email/welcome_back.txt",
+        include_str!("../../templates/email/welcome_back.txt"),
+    ),
+    (
+        "templates/phone/maintenance_call.txt",
+        include_str!("../../templates/phone/maintenance_call.txt"),
+    ),
+    (
+        "templates/phone/new_day1_call.txt",
+        include_str!("../../templates/phone/new_day1_call.txt"),
+    ),
+    (
+        "templates/phone/new_day30_call.txt",
+        include_str!("../../templates/phone/new_day30_call.txt"),
+    ),
+    (
+        "templates/phone/warning_call.txt",
+        include_str!("../../templates/phone/warning_call.txt"),
+    ),
+    (
+        "templates/sms/churned_recall.txt",
+        include_str!("../../templates/sms/churned_recall.txt"),
+    ),
+    (
+        "templates/sms/maintenance_offer.txt",
+        include_str!("../../templates/sms/maintenance_offer.txt"),
+    ),
+    (
+        "templates/sms/new_day14_reminder.txt",
+        include_str!("../../templates/sms/new_day14_reminder.txt"),
+    ),
+    (
+        "templates/sms/warning_offer.txt",
+        include_str!("../../templates/sms/warning_offer.txt"),
+    ),
+    (
+        "templates/wechat/back_to_customer.txt",
+        include_str!("../../templates/wechat/back_to_customer.txt"),
+    ),
+    (
+        "templates/wechat/customer_checkin.txt",
+        include_str!("../../templates/wechat/customer_checkin.txt"),
+    ),
+    (
+        "templates/wechat/maintenance_care.txt",
+        include_str!("../../templates/wechat/maintenance_care.txt"),
+    ),
+    (
+        "templates/wechat/new_day3_care.txt",
+        include_str!("../../templates/wechat/new_day3_care.txt"),
+    ),
+    (
+        "templates/wechat/new_day7_review.txt",
+        include_str!("../../templates/wechat/new_day7_review.txt"),
+    ),
+    (
+        "templates/wechat/new_to_customer.txt",
+        include_str!("../../templates/wechat/new_to_customer.txt"),
+    ),
+    (
+        "templates/wechat/warning_care.txt",
+        include_str!("../../templates/wechat/warning_care.txt"),
+    ),
+    (
+        "templates/wechat/welcome_back.txt",
+        include_str!("../../templates/wechat/welcome_back.txt"),
+    ),
+];
+
+/// The `recall.toml` that `init` writes, for a clinic called `name`.
+pub fn config(name: &str) -> String {
+    CONFIG.replace("{{name}}", &name.replace('"', "'"))
+}
+
+const CONFIG: &str = r#"# recall.toml: the recall service for one clinic.
+# Secrets (API keys, SMTP passwords) never go in this file: senders read them
+# from environment variables. Check every edit with `recall check`.
+
+[clinic]
+code = "main"                  # short, stable id of the clinic in the database
+name = "{{name}}"
+timezone = "Asia/Shanghai"     # days, schedules and quiet hours follow this zone
+phone = "400-000-0000"         # templates show it as {{ clinic.phone }}
+
+[paths]                        # relative to this file
+database = "data/recall.db"
+rules = "rules"
+templates = "templates"
+
+[schedule]
+# When the rules are evaluated, in clinic time: minute hour day month weekday.
+ticks = ["0 9 * * *"]          # every day at 09:00
+dispatch_every = "30s"         # how often due messages are sent
+
+[dispatch]
+batch_size = 200               # messages per dispatch round
+max_attempts = 5               # a retryable failure is retried up to this many attempts in all
+retry_backoff = "1m"           # first retry after this long, doubling each time
+max_backoff = "6h"             # ... up to this long
+
+# Senders carry the messages. The `log` sender records each message in the
+# outreach log (`recall log`) and in `file`, and marks it sent, without
+# reaching the customer: the safe way to start.
+[senders.log]
+kind = "log"
+file = "data/outbox.log"
+
+# Which sender carries each channel. A channel without a sender keeps its
+# messages queued.
+[channels.sms]
+sender = "log"
+
+[channels.phone]
+sender = "log"
+
+[channels.wechat]
+sender = "log"
+
+[channels.email]
+sender = "log"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn files_under(dir: &Path, root: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n == "tests") {
+                    continue;
+                }
+                files_under(&path, root, out);
+            } else {
+                out.push(
+                    path.strip_prefix(root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .replace('\\', "/"),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_shipped_rule_and_template_is_embedded() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut on_disk = Vec::new();
+        files_under(&root.join("rules"), root, &mut on_disk);
+        files_under(&root.join("templates"), root, &mut on_disk);
+        on_disk.sort();
+        let mut embedded: Vec<String> = FILES.iter().map(|(p, _)| p.to_string()).collect();
+        embedded.sort();
+        assert_eq!(embedded, on_disk);
+    }
+}

@@ -1,0 +1,468 @@
+//! `recall run`: the long-running service.
+//!
+//! Three tasks share one shutdown signal:
+//! - the **scheduler** (tokio-cron-scheduler) turns each cron expression of
+//!   `[schedule] ticks` into a trigger on a channel of capacity one;
+//! - the **tick worker** takes triggers one at a time and runs the tick on
+//!   the blocking pool, so ticks never overlap; at start it runs a catch-up
+//!   tick when the last tick is older than the schedule's most recent slot,
+//!   and finishes an interrupted tick;
+//! - the **dispatcher** drains due messages every `dispatch_every`, and
+//!   right after each tick.
+//!
+//! SIGINT or SIGTERM: the scheduler stops, a running tick stops after its
+//! current batch (it resumes at the next start), the dispatcher finishes the
+//! message in flight and hands the rest of its batch back to the queue.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+use crate::clock::{self, Clock};
+use crate::config::{self, Config};
+use crate::dispatch::{Dispatcher, SharedStore};
+use crate::engine::{self, Engine, TickEnd, TickOptions, TickReport};
+use crate::rules::RuleSet;
+use crate::store::Store;
+use crate::templates::TemplateSet;
+
+/// Everything loaded and checked before the service starts.
+pub struct Loaded {
+    pub config: Config,
+    pub rules: Arc<RuleSet>,
+    pub templates: Arc<TemplateSet>,
+}
+
+impl Loaded {
+    /// Reads `recall.toml`, then the templates, then the rules (which are
+    /// checked against the templates and the configured channels). Returns
+    /// everything with its warnings, or every error found.
+    pub fn load(config_path: &std::path::Path) -> crate::diag::Checked<Loaded> {
+        let config = config::load(config_path)?;
+        let mut report = crate::diag::Report::default();
+        let templates = match crate::templates::load(&config.templates_dir) {
+            Ok((templates, warnings)) => {
+                report.extend(warnings);
+                Some(templates)
+            }
+            Err(errors) => {
+                report.extend(errors);
+                None
+            }
+        };
+        let rules = match crate::rules::load(&config.rules_dir, templates.as_ref()) {
+            Ok((rules, warnings)) => {
+                report.extend(warnings);
+                Some(rules)
+            }
+            Err(errors) => {
+                report.extend(errors);
+                None
+            }
+        };
+        match (templates, rules) {
+            (Some(templates), Some(rules)) if !report.has_errors() => {
+                for rule in rules.rules.iter().filter(|r| r.enabled) {
+                    for action in &rule.actions {
+                        if !config.channels.contains_key(&action.channel) {
+                            report.push(
+                                crate::diag::Diagnostic::warning(
+                                    &rule.origin.file,
+                                    None,
+                                    format!(
+                                        "rule `{}` (line {}) sends on {}, which has no sender: its messages will wait in the queue",
+                                        rule.id, rule.origin.line, action.channel
+                                    ),
+                                )
+                                .hint(format!(
+                                    "add [channels.{}] with a sender to {}",
+                                    action.channel,
+                                    config.path.display()
+                                )),
+                            );
+                        }
+                    }
+                }
+                Ok((
+                    Loaded {
+                        config,
+                        rules: Arc::new(rules),
+                        templates: Arc::new(templates),
+                    },
+                    report,
+                ))
+            }
+            _ => Err(report),
+        }
+    }
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub async fn run(loaded: Loaded) -> Result<()> {
+    let config = Arc::new(loaded.config);
+    let tz = config.clinic.timezone;
+    let store = Store::open(&config.database)?;
+    let clinic_id = store.ensure_clinic(
+        &config.clinic.code,
+        &config.clinic.name,
+        tz.name(),
+        Utc::now().timestamp(),
+    )?;
+    let dispatcher = Arc::new(Dispatcher::build(&config)?);
+    let routed = dispatcher.channels();
+    tracing::info!(
+        clinic = %config.clinic.name,
+        database = %config.database.display(),
+        rules = loaded.rules.rules.len(),
+        templates = loaded.templates.len(),
+        channels = ?routed.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        "recall is running"
+    );
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let stopping = Arc::new(AtomicBool::new(false));
+    let (trigger_tx, trigger_rx) = mpsc::channel::<&'static str>(1);
+    let ticked = Arc::new(Notify::new());
+
+    // Catch-up: a missed slot, or an interrupted tick, means a tick now.
+    let last = store.last_tick()?;
+    let unfinished = store.unfinished_tick()?;
+    let slot = latest_slot(&config, Utc::now());
+    if let Some(reason) = catch_up_reason(last.as_ref().map(|t| t.at), unfinished.is_some(), slot) {
+        tracing::info!(reason, "catch-up tick");
+        let _ = trigger_tx.try_send("catch-up");
+    }
+    let tick_store = store;
+
+    let mut scheduler = JobScheduler::new()
+        .await
+        .context("starting the scheduler")?;
+    for cron in &config.schedule.ticks {
+        let trigger = trigger_tx.clone();
+        let job = Job::new_async_tz(cron.as_str(), tz, move |_, _| {
+            let trigger = trigger.clone();
+            Box::pin(async move {
+                if trigger.try_send("schedule").is_err() {
+                    tracing::info!("a tick is already waiting; this slot is covered by it");
+                }
+            })
+        })
+        .with_context(|| format!("scheduling `{cron}`"))?;
+        scheduler
+            .add(job)
+            .await
+            .context("adding a scheduled tick")?;
+    }
+    scheduler.start().await.context("starting the scheduler")?;
+    for cron in &config.schedule.ticks {
+        if let Some(next) = next_slot(cron, tz, Utc::now()) {
+            tracing::info!(schedule = %cron, next = %clock::format_local(next.timestamp(), tz), "next scheduled tick");
+        }
+    }
+
+    let tick_task = tokio::spawn(tick_worker(
+        TickContext {
+            config: config.clone(),
+            clinic_id,
+            rules: loaded.rules.clone(),
+            templates: loaded.templates.clone(),
+            stopping: stopping.clone(),
+            ticked: ticked.clone(),
+        },
+        tick_store,
+        trigger_rx,
+        shutdown_rx.clone(),
+    ));
+    let dispatch_store: SharedStore =
+        Arc::new(std::sync::Mutex::new(Store::open(&config.database)?));
+    let requeued = dispatch_store
+        .lock()
+        .map_err(|_| anyhow::anyhow!("store lock poisoned"))?
+        .requeue_interrupted(Utc::now().timestamp())?;
+    if requeued > 0 {
+        tracing::warn!(
+            requeued,
+            "messages interrupted while sending were put back in the queue"
+        );
+    }
+    let dispatch_task = tokio::spawn(dispatch_loop(
+        dispatcher,
+        dispatch_store,
+        config.schedule.dispatch_every,
+        stopping.clone(),
+        ticked,
+        shutdown_rx.clone(),
+    ));
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing the current step");
+    stopping.store(true, Ordering::SeqCst);
+    let _ = shutdown_tx.send(true);
+    let _ = scheduler.shutdown().await;
+    drop(trigger_tx);
+    let (ticks, dispatch) = tokio::join!(tick_task, dispatch_task);
+    ticks.context("tick worker")??;
+    dispatch.context("dispatcher")??;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Why a tick should run at start, if it should.
+pub fn catch_up_reason(
+    last_tick: Option<i64>,
+    unfinished: bool,
+    latest_slot: Option<DateTime<Utc>>,
+) -> Option<&'static str> {
+    if unfinished {
+        return Some("an interrupted tick is waiting to be finished");
+    }
+    match (last_tick, latest_slot) {
+        (None, _) => Some("no tick has run yet"),
+        (Some(last), Some(slot)) if last < slot.timestamp() => {
+            Some("the last tick is older than the most recent scheduled slot")
+        }
+        _ => None,
+    }
+}
+
+/// The most recent scheduled slot at or before `now`, over all schedules.
+pub fn latest_slot(config: &Config, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let tz = config.clinic.timezone;
+    config
+        .schedule
+        .ticks
+        .iter()
+        .filter_map(|cron| {
+            let (_, parsed) = config::parse_cron(cron).ok()?;
+            parsed
+                .find_previous_occurrence(&now.with_timezone(&tz), true)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        })
+        .max()
+}
+
+/// The next slot of one schedule after `now`.
+pub fn next_slot(cron: &str, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let (_, parsed) = config::parse_cron(cron).ok()?;
+    parsed
+        .find_next_occurrence(&now.with_timezone(&tz), false)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+struct TickContext {
+    config: Arc<Config>,
+    clinic_id: i64,
+    rules: Arc<RuleSet>,
+    templates: Arc<TemplateSet>,
+    stopping: Arc<AtomicBool>,
+    ticked: Arc<Notify>,
+}
+
+async fn tick_worker(
+    ctx: TickContext,
+    mut store: Store,
+    mut triggers: mpsc::Receiver<&'static str>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let ctx = Arc::new(ctx);
+    loop {
+        let cause = tokio::select! {
+            cause = triggers.recv() => match cause { Some(c) => c, None => return Ok(()) },
+            _ = shutdown.changed() => return Ok(()),
+        };
+        if ctx.stopping.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let at = Utc::now();
+        let job = ctx.clone();
+        let (returned, result) = tokio::task::spawn_blocking(move || {
+            let engine = Engine {
+                clinic: &job.config.clinic,
+                clinic_id: job.clinic_id,
+                rules: &job.rules,
+                templates: &job.templates,
+            };
+            let options = TickOptions {
+                stop: Some(&job.stopping),
+                ..TickOptions::at(at)
+            };
+            let result = engine::tick(&mut store, &engine, options);
+            (store, result)
+        })
+        .await
+        .context("tick task panicked")?;
+        store = returned;
+        match result {
+            Ok(report) => {
+                log_tick(&report, cause, ctx.config.clinic.timezone);
+                ctx.ticked.notify_one();
+            }
+            // A failed tick (database locked for minutes, disk full) is
+            // logged; the next trigger resumes it from its cursor.
+            Err(e) => {
+                tracing::error!(error = %e, cause, "tick failed; it will resume at the next trigger")
+            }
+        }
+    }
+}
+
+/// Logs a tick's summary and its per-rule counts.
+pub fn log_tick(report: &TickReport, cause: &str, tz: chrono_tz::Tz) {
+    for earlier in &report.finished_first {
+        log_tick(earlier, "interrupted earlier", tz);
+    }
+    let at = clock::format_local(report.at, tz);
+    match report.end {
+        TickEnd::AlreadyDone => {
+            tracing::info!(%at, cause, "a tick at this time already ran; nothing to do")
+        }
+        TickEnd::Stopped => tracing::info!(%at, cause, evaluated = report.evaluated,
+            "tick stopped between batches; it resumes at the next start"),
+        TickEnd::Done | TickEnd::DryRun => {
+            tracing::info!(%at, cause, evaluated = report.evaluated, moves = report.moves,
+                messages = report.messages, errors = report.errors,
+                took_ms = report.total_time.as_millis() as u64, "tick done");
+            for (rule, count) in &report.by_rule {
+                if count.errors > 0 {
+                    tracing::warn!(
+                        rule,
+                        errors = count.errors,
+                        first_error = count.first_error.as_deref().unwrap_or(""),
+                        "condition could not be evaluated for some customers"
+                    );
+                }
+                if count.fired > 0 {
+                    tracing::info!(
+                        rule,
+                        fired = count.fired,
+                        moves = count.moves,
+                        messages = count.messages,
+                        "rule fired"
+                    );
+                }
+            }
+        }
+    }
+}
+
+async fn dispatch_loop(
+    dispatcher: Arc<Dispatcher>,
+    store: SharedStore,
+    every: Duration,
+    stopping: Arc<AtomicBool>,
+    ticked: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let mut interval = tokio::time::interval(every.max(Duration::from_secs(1)));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {},
+            _ = ticked.notified() => {},
+            _ = shutdown.changed() => return Ok(()),
+        }
+        let stop = || stopping.load(Ordering::SeqCst);
+        if stop() {
+            return Ok(());
+        }
+        match dispatcher.drain(&store, Clock::System, &stop).await {
+            Ok(report) if report.claimed > 0 => tracing::info!(
+                sent = report.sent,
+                retried = report.retried,
+                failed = report.failed,
+                suppressed = report.suppressed,
+                opted_out = report.opted_out,
+                released = report.released,
+                "dispatched"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "dispatch round failed; will try again"),
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_with(ticks: &[&str]) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("recall.toml");
+        let list: Vec<String> = ticks.iter().map(|t| format!("\"{t}\"")).collect();
+        std::fs::write(
+            &path,
+            format!(
+                "[clinic]\nname = \"x\"\n[schedule]\nticks = [{}]\n",
+                list.join(", ")
+            ),
+        )
+        .unwrap();
+        config::load(&path).unwrap()
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        clock::parse_time(text, chrono_tz::Asia::Shanghai).unwrap()
+    }
+
+    #[test]
+    fn latest_slot_is_in_clinic_time() {
+        let config = config_with(&["0 9 * * *"]);
+        assert_eq!(
+            latest_slot(&config, at("2026-05-02 08:00")),
+            Some(at("2026-05-01 09:00"))
+        );
+        assert_eq!(
+            latest_slot(&config, at("2026-05-02 10:00")),
+            Some(at("2026-05-02 09:00"))
+        );
+    }
+
+    #[test]
+    fn latest_slot_takes_the_newest_of_several_schedules() {
+        let config = config_with(&["0 9 * * *", "0 15 * * *"]);
+        assert_eq!(
+            latest_slot(&config, at("2026-05-02 16:00")),
+            Some(at("2026-05-02 15:00"))
+        );
+    }
+
+    #[test]
+    fn catch_up_runs_when_a_slot_was_missed_or_a_tick_was_interrupted() {
+        let slot = Some(at("2026-05-02 09:00"));
+        let before = at("2026-05-01 09:00").timestamp();
+        let after = at("2026-05-02 09:00").timestamp();
+        assert!(catch_up_reason(None, false, slot).is_some());
+        assert!(catch_up_reason(Some(before), false, slot).is_some());
+        assert_eq!(catch_up_reason(Some(after), false, slot), None);
+        assert!(catch_up_reason(Some(after), true, slot).is_some());
+    }
+}

@@ -1,0 +1,511 @@
+//! Customer facts: the named values rule conditions and templates read.
+//!
+//! [`CATALOGUE`] is the single list of facts, their types and their exact
+//! definitions; `recall facts`, `docs/facts.md`, `recall check` and the CEL
+//! resolver all follow it. [`Facts::derive`] computes them from the raw
+//! aggregates the store reads, as a pure function of those rows, the tick's
+//! time and the clinic's time zone. It never touches SQLite or the clock.
+
+use cel::common::types::{CelBool, CelDouble, CelInt, CelList, CelNull, CelString};
+use cel::common::value::{CowVal, Val};
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use crate::clock::{self, Timestamp};
+use crate::model::{FollowupResult, Gender, Pool};
+
+/// The type of a fact's value, as rule conditions see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactType {
+    Int,
+    Double,
+    Bool,
+    String,
+    StringList,
+}
+
+impl FactType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FactType::Int => "int",
+            FactType::Double => "double",
+            FactType::Bool => "bool",
+            FactType::String => "string",
+            FactType::StringList => "list of strings",
+        }
+    }
+}
+
+/// One fact's name, type and definition.
+#[derive(Debug, Clone, Copy)]
+pub struct FactDef {
+    pub name: &'static str,
+    pub ty: FactType,
+    /// Whether the fact can be `null` (nothing to measure, e.g. no visit yet).
+    pub nullable: bool,
+    /// The exact definition, in English.
+    pub definition: &'static str,
+    /// The same, in Chinese.
+    pub definition_zh: &'static str,
+}
+
+const fn fact(
+    name: &'static str,
+    ty: FactType,
+    nullable: bool,
+    definition: &'static str,
+    definition_zh: &'static str,
+) -> FactDef {
+    FactDef {
+        name,
+        ty,
+        nullable,
+        definition,
+        definition_zh,
+    }
+}
+
+use FactType::{Bool, Double, Int, String as Str, StringList};
+
+/// Every fact a rule condition can use. "Days" are clinic-calendar days in the
+/// clinic's time zone: something that happened yesterday at any hour is 1 day
+/// ago. Only events at or before the tick's time count, so a tick `--at` a past
+/// time sees the history as it was then.
+pub const CATALOGUE: &[FactDef] = &[
+    fact(
+        "pool",
+        Str,
+        false,
+        "The customer's current pool: new, customer, warning, maintenance or churned.",
+        "顾客当前所在的池：new、customer、warning、maintenance 或 churned。",
+    ),
+    fact(
+        "days_in_pool",
+        Int,
+        false,
+        "Days since the customer entered the current pool.",
+        "进入当前池至今的天数。",
+    ),
+    fact(
+        "days_since_first_visit",
+        Int,
+        true,
+        "Days since the customer's first visit; null if there is no visit.",
+        "距首次到院的天数；从未到院为 null。",
+    ),
+    fact(
+        "days_since_last_visit",
+        Int,
+        true,
+        "Days since the customer's most recent visit; null if there is no visit.",
+        "距最近一次到院的天数；从未到院为 null。",
+    ),
+    fact("visit_count", Int, false, "Number of visits.", "到院次数。"),
+    fact(
+        "visited_in_pool",
+        Bool,
+        false,
+        "Whether the customer has visited at or after the moment they entered the current pool.",
+        "进入当前池之后（含进入当时）是否到过院。",
+    ),
+    fact(
+        "days_since_last_purchase",
+        Int,
+        true,
+        "Days since the customer's most recent order; null if there is no order.",
+        "距最近一次消费的天数；从未消费为 null。",
+    ),
+    fact(
+        "purchase_count",
+        Int,
+        false,
+        "Number of orders.",
+        "消费（订单）次数。",
+    ),
+    fact(
+        "purchased_in_pool",
+        Bool,
+        false,
+        "Whether the customer has placed an order at or after the moment they entered the current pool.",
+        "进入当前池之后（含进入当时）是否有过消费。",
+    ),
+    fact(
+        "total_spend",
+        Double,
+        false,
+        "Sum of all order amounts, in the clinic's currency (yuan), e.g. 12800.0.",
+        "全部订单金额之和（元），如 12800.0。",
+    ),
+    fact(
+        "last_followup_result",
+        Str,
+        true,
+        "Result of the most recent follow-up (回访): smooth, not_smooth, unreachable or refused; null if there is none.",
+        "最近一次回访结果：smooth、not_smooth、unreachable 或 refused；没有回访为 null。",
+    ),
+    fact(
+        "days_since_last_followup",
+        Int,
+        true,
+        "Days since the most recent follow-up; null if there is none.",
+        "距最近一次回访的天数；没有回访为 null。",
+    ),
+    fact(
+        "not_smooth_followups_30d",
+        Int,
+        false,
+        "Follow-ups in the 30 days (720 hours) up to the tick whose result is not smooth: not_smooth, unreachable or refused.",
+        "截至本次评估前 30 天（720 小时）内结果不顺畅的回访次数：not_smooth、unreachable 或 refused。",
+    ),
+    fact(
+        "contacts_in_pool",
+        Int,
+        false,
+        "Messages created for the customer since entering the current pool that were sent or are still queued or sending (not failed, suppressed or opted out). Messages of the rule that moved the customer into the pool count.",
+        "进入当前池以来为该顾客生成、已发送或仍在排队/发送中的消息数（不含失败、被抑制、退订）。把顾客移入本池的规则所发的消息也计入。",
+    ),
+    fact(
+        "days_since_last_contact",
+        Int,
+        true,
+        "Days since the most recent message that was sent to the customer; null if none was.",
+        "距最近一次成功发送给该顾客的消息的天数；从未发送为 null。",
+    ),
+    fact(
+        "age",
+        Int,
+        true,
+        "Age in completed years from the birth date; null if the birth date is unknown.",
+        "按出生日期计算的周岁；出生日期未知为 null。",
+    ),
+    fact(
+        "gender",
+        Str,
+        true,
+        "female, male or other; null if unknown.",
+        "female、male 或 other；未知为 null。",
+    ),
+    fact(
+        "city",
+        Str,
+        true,
+        "The customer's city as the clinic recorded it, e.g. \"上海\"; null if unknown.",
+        "顾客所在城市（按机构登记），如 \"上海\"；未知为 null。",
+    ),
+    fact(
+        "source_channel",
+        Str,
+        true,
+        "Where the customer came from (e.g. \"美团\", \"referral\"); null if unknown.",
+        "顾客来源渠道（如 \"美团\"、\"referral\"）；未知为 null。",
+    ),
+    fact(
+        "tags",
+        StringList,
+        false,
+        "The customer's tags, e.g. [\"vip\", \"玻尿酸\"]; empty if none. Test with `\"vip\" in tags`.",
+        "顾客标签，如 [\"vip\", \"玻尿酸\"]；没有为空列表。用 `\"vip\" in tags` 判断。",
+    ),
+];
+
+/// The definition of a fact by name.
+pub fn lookup(name: &str) -> Option<&'static FactDef> {
+    CATALOGUE.iter().find(|f| f.name == name)
+}
+
+/// All fact names, for suggestions.
+pub fn names() -> impl Iterator<Item = &'static str> + Clone {
+    CATALOGUE.iter().map(|f| f.name)
+}
+
+/// A customer's own record, as the store reads it for a tick.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerRow {
+    pub id: i64,
+    pub external_id: String,
+    pub name: String,
+    pub gender: Option<String>,
+    pub birth_date: Option<String>,
+    pub city: Option<String>,
+    pub source_channel: Option<String>,
+    /// JSON array of strings, as stored.
+    pub tags: String,
+    pub pool: Pool,
+    pub entered_at: Timestamp,
+}
+
+/// Visits up to the tick's time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VisitAgg {
+    pub count: i64,
+    pub first_at: Option<Timestamp>,
+    pub last_at: Option<Timestamp>,
+}
+
+/// Orders up to the tick's time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OrderAgg {
+    pub count: i64,
+    pub total_cents: i64,
+    pub last_at: Option<Timestamp>,
+}
+
+/// Follow-ups up to the tick's time.
+#[derive(Debug, Clone, Default)]
+pub struct FollowupAgg {
+    pub last_at: Option<Timestamp>,
+    pub last_result: Option<FollowupResult>,
+    /// Not-smooth follow-ups in the 30 days up to the tick.
+    pub not_smooth_30d: i64,
+}
+
+/// Outreach up to the tick's time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OutreachAgg {
+    pub contacts_in_pool: i64,
+    pub last_contact_at: Option<Timestamp>,
+}
+
+/// Everything the store reads about one customer for a tick.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerRecord {
+    pub customer: CustomerRow,
+    pub visits: VisitAgg,
+    pub orders: OrderAgg,
+    pub followups: FollowupAgg,
+    pub outreach: OutreachAgg,
+    /// (rule id, time it last fired) for rules that fired in the current pool stay.
+    pub fired_in_pool: Vec<(String, Timestamp)>,
+}
+
+/// The facts of one customer at one time.
+#[derive(Debug, Clone, Serialize)]
+pub struct Facts {
+    pub pool: Pool,
+    pub days_in_pool: i64,
+    pub days_since_first_visit: Option<i64>,
+    pub days_since_last_visit: Option<i64>,
+    pub visit_count: i64,
+    pub visited_in_pool: bool,
+    pub days_since_last_purchase: Option<i64>,
+    pub purchase_count: i64,
+    pub purchased_in_pool: bool,
+    pub total_spend: f64,
+    pub last_followup_result: Option<FollowupResult>,
+    pub days_since_last_followup: Option<i64>,
+    pub not_smooth_followups_30d: i64,
+    pub contacts_in_pool: i64,
+    pub days_since_last_contact: Option<i64>,
+    pub age: Option<i64>,
+    pub gender: Option<Gender>,
+    pub city: Option<String>,
+    pub source_channel: Option<String>,
+    pub tags: Vec<String>,
+}
+
+impl Facts {
+    /// Computes the facts of a customer at `now` (Unix seconds) in the clinic's zone.
+    pub fn derive(record: &CustomerRecord, now: Timestamp, tz: Tz) -> Facts {
+        let today = clock::local_day(now, tz);
+        let days_since = |at: Option<Timestamp>| at.map(|t| today - clock::local_day(t, tz));
+        let c = &record.customer;
+        let entered = c.entered_at;
+        Facts {
+            pool: c.pool,
+            days_in_pool: today - clock::local_day(entered, tz),
+            days_since_first_visit: days_since(record.visits.first_at),
+            days_since_last_visit: days_since(record.visits.last_at),
+            visit_count: record.visits.count,
+            visited_in_pool: record.visits.last_at.is_some_and(|t| t >= entered),
+            days_since_last_purchase: days_since(record.orders.last_at),
+            purchase_count: record.orders.count,
+            purchased_in_pool: record.orders.last_at.is_some_and(|t| t >= entered),
+            total_spend: record.orders.total_cents as f64 / 100.0,
+            last_followup_result: record.followups.last_result,
+            days_since_last_followup: days_since(record.followups.last_at),
+            not_smooth_followups_30d: record.followups.not_smooth_30d,
+            contacts_in_pool: record.outreach.contacts_in_pool,
+            days_since_last_contact: days_since(record.outreach.last_contact_at),
+            age: c
+                .birth_date
+                .as_deref()
+                .and_then(|b| NaiveDate::parse_from_str(b, "%Y-%m-%d").ok())
+                .map(|birth| clock::age_on(birth, clock::day_to_date(today))),
+            gender: c.gender.as_deref().and_then(|g| g.parse().ok()),
+            city: c.city.clone().filter(|s| !s.is_empty()),
+            source_channel: c.source_channel.clone().filter(|s| !s.is_empty()),
+            tags: serde_json::from_str(&c.tags).unwrap_or_default(),
+        }
+    }
+
+    /// The value of one fact as a CEL value; `None` for names that are not facts.
+    pub fn cel_value(&self, name: &str) -> Option<CowVal<'_, '_>> {
+        fn int<'a>(v: Option<i64>) -> CowVal<'a, 'a> {
+            match v {
+                Some(v) => CowVal::owned(CelInt::from(v)),
+                None => CowVal::owned(CelNull),
+            }
+        }
+        fn text(v: Option<&str>) -> CowVal<'_, '_> {
+            match v {
+                Some(v) => CowVal::owned(CelString::from(v)),
+                None => CowVal::owned(CelNull),
+            }
+        }
+        Some(match name {
+            "pool" => text(Some(self.pool.as_str())),
+            "days_in_pool" => int(Some(self.days_in_pool)),
+            "days_since_first_visit" => int(self.days_since_first_visit),
+            "days_since_last_visit" => int(self.days_since_last_visit),
+            "visit_count" => int(Some(self.visit_count)),
+            "visited_in_pool" => CowVal::owned(CelBool::from(self.visited_in_pool)),
+            "days_since_last_purchase" => int(self.days_since_last_purchase),
+            "purchase_count" => int(Some(self.purchase_count)),
+            "purchased_in_pool" => CowVal::owned(CelBool::from(self.purchased_in_pool)),
+            "total_spend" => CowVal::owned(CelDouble::from(self.total_spend)),
+            "last_followup_result" => text(self.last_followup_result.map(|r| r.as_str())),
+            "days_since_last_followup" => int(self.days_since_last_followup),
+            "not_smooth_followups_30d" => int(Some(self.not_smooth_followups_30d)),
+            "contacts_in_pool" => int(Some(self.contacts_in_pool)),
+            "days_since_last_contact" => int(self.days_since_last_contact),
+            "age" => int(self.age),
+            "gender" => text(self.gender.map(|g| g.as_str())),
+            "city" => text(self.city.as_deref()),
+            "source_channel" => text(self.source_channel.as_deref()),
+            "tags" => {
+                let items: Vec<Box<dyn Val + '_>> = self
+                    .tags
+                    .iter()
+                    .map(|t| Box::new(CelString::from(t.as_str())) as Box<dyn Val>)
+                    .collect();
+                CowVal::owned(CelList::from(items))
+            }
+            _ => return None,
+        })
+    }
+}
+
+impl cel::context::VariableResolver for Facts {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        self.cel_value(variable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::parse_time;
+
+    const TZ: Tz = chrono_tz::Asia::Shanghai;
+
+    fn at(text: &str) -> Timestamp {
+        parse_time(text, TZ).unwrap().timestamp()
+    }
+
+    fn record() -> CustomerRecord {
+        CustomerRecord {
+            customer: CustomerRow {
+                id: 1,
+                external_id: "C1".into(),
+                name: "王丽".into(),
+                gender: Some("female".into()),
+                birth_date: Some("1990-06-15".into()),
+                city: Some("上海".into()),
+                source_channel: None,
+                tags: r#"["vip","玻尿酸"]"#.into(),
+                pool: Pool::Customer,
+                entered_at: at("2026-03-01 10:00"),
+            },
+            visits: VisitAgg {
+                count: 3,
+                first_at: Some(at("2026-01-05 15:00")),
+                last_at: Some(at("2026-03-20 23:50")),
+            },
+            orders: OrderAgg {
+                count: 2,
+                total_cents: 1_280_050,
+                last_at: Some(at("2026-02-10 11:00")),
+            },
+            followups: FollowupAgg {
+                last_at: Some(at("2026-03-30 09:00")),
+                last_result: Some(FollowupResult::NotSmooth),
+                not_smooth_30d: 2,
+            },
+            outreach: OutreachAgg {
+                contacts_in_pool: 1,
+                last_contact_at: None,
+            },
+            fired_in_pool: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn days_are_calendar_days_in_the_clinic_zone() {
+        let facts = Facts::derive(&record(), at("2026-03-21 00:10"), TZ);
+        // Last visit 23:50 the evening before: one day ago, though 20 minutes.
+        assert_eq!(facts.days_since_last_visit, Some(1));
+        assert_eq!(facts.days_in_pool, 20);
+        assert_eq!(facts.days_since_first_visit, Some(75));
+        assert_eq!(facts.days_since_last_purchase, Some(39));
+    }
+
+    #[test]
+    fn in_pool_flags_compare_with_the_moment_of_entry() {
+        let facts = Facts::derive(&record(), at("2026-04-01 09:00"), TZ);
+        assert!(
+            facts.visited_in_pool,
+            "visit on 03-20 is after entry on 03-01"
+        );
+        assert!(!facts.purchased_in_pool, "order on 02-10 is before entry");
+    }
+
+    #[test]
+    fn money_is_yuan_and_profile_facts_are_typed() {
+        let facts = Facts::derive(&record(), at("2026-06-14 09:00"), TZ);
+        assert_eq!(facts.total_spend, 12800.5);
+        assert_eq!(facts.age, Some(35));
+        assert_eq!(facts.gender, Some(Gender::Female));
+        assert_eq!(facts.tags, ["vip", "玻尿酸"]);
+        assert_eq!(facts.days_since_last_contact, None);
+    }
+
+    #[test]
+    fn missing_history_is_null_not_zero() {
+        let mut r = record();
+        r.visits = VisitAgg::default();
+        r.customer.birth_date = None;
+        r.customer.city = Some(String::new());
+        let facts = Facts::derive(&r, at("2026-04-01"), TZ);
+        assert_eq!(facts.days_since_last_visit, None);
+        assert_eq!(facts.visit_count, 0);
+        assert!(!facts.visited_in_pool);
+        assert_eq!(facts.age, None);
+        assert_eq!(facts.city, None);
+    }
+
+    #[test]
+    fn every_catalogued_fact_resolves_and_nothing_else_does() {
+        let facts = Facts::derive(&record(), at("2026-04-01"), TZ);
+        for def in CATALOGUE {
+            assert!(
+                facts.cel_value(def.name).is_some(),
+                "{} does not resolve",
+                def.name
+            );
+        }
+        assert!(facts.cel_value("favourite_colour").is_none());
+    }
+
+    #[test]
+    fn docs_define_every_fact() {
+        let docs = include_str!("../docs/facts.md");
+        for def in CATALOGUE {
+            assert!(
+                docs.contains(&format!("`{}`", def.name)),
+                "docs/facts.md does not define `{}`",
+                def.name
+            );
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! A rule file as written: serde structs with positions, nothing validated.
+//! [`super::load`] turns these into [`super::Rule`]s or diagnostics.
+
+use std::fmt;
+use std::ops::Range;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use toml::Spanned;
+
+/// One `rules/*.toml` file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    /// `[[rule]]` tables, in file order.
+    #[serde(default)]
+    pub rule: Vec<Spanned<RawRule>>,
+}
+
+/// One `[[rule]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    /// Unique across all rule files; the outreach log and reports name rules by it.
+    pub id: Spanned<String>,
+    /// What the rule is for, in the clinic's words.
+    #[serde(default)]
+    pub description: String,
+    /// The pool or pools the rule watches: `"warning"` or `["warning", "maintenance"]`.
+    pub from: Spanned<Pools>,
+    /// The pool the rule moves customers to; omit for rules that only send.
+    #[serde(default)]
+    pub to: Option<Spanned<String>>,
+    /// Higher wins when several rules hold for one customer.
+    #[serde(default)]
+    pub priority: i64,
+    /// The condition, in CEL over the customer facts.
+    pub when: Spanned<String>,
+    /// For rules that only send: fire again after this many days in the same
+    /// pool stay. Without it such a rule fires once per stay.
+    #[serde(default)]
+    pub cooldown_days: Option<Spanned<i64>>,
+    /// `false` keeps the rule in the file without running it.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `[[rule.action]]` tables: what to send when the rule fires.
+    #[serde(default)]
+    pub action: Vec<Spanned<RawAction>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `from` may be one pool or a list of pools.
+#[derive(Debug)]
+pub enum Pools {
+    /// `from = "warning"`: its place is the place of the whole value.
+    One(String),
+    Many(Vec<Spanned<String>>),
+}
+
+impl Pools {
+    /// Each pool name with its place in the file, given the place of the value.
+    pub fn items(&self, value_span: Range<usize>) -> Vec<Spanned<String>> {
+        match self {
+            Pools::One(one) => vec![Spanned::new(value_span, one.clone())],
+            Pools::Many(many) => many.clone(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Pools {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PoolsVisitor;
+
+        impl<'de> Visitor<'de> for PoolsVisitor {
+            type Value = Pools;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    r#"a pool such as "warning", or a list such as ["warning", "maintenance"]"#,
+                )
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Pools, E> {
+                Ok(Pools::One(value.to_string()))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Pools, A::Error> {
+                let mut pools = Vec::new();
+                while let Some(pool) = seq.next_element::<Spanned<String>>()? {
+                    pools.push(pool);
+                }
+                Ok(Pools::Many(pools))
+            }
+        }
+
+        deserializer.deserialize_any(PoolsVisitor)
+    }
+}
+
+/// One `[[rule.action]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAction {
+    /// `sms`, `phone`, `wechat` or `email`.
+    pub channel: Spanned<String>,
+    /// A template name under `templates/<channel>/`, without extension.
+    pub template: Spanned<String>,
+    /// Wait this long after the tick before the message is due, e.g. "2h", "3d".
+    #[serde(default)]
+    pub delay: Option<Spanned<String>>,
+}

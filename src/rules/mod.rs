@@ -1,0 +1,590 @@
+//! Rules: which customers move between pools and what is sent to them.
+//!
+//! Two stages. [`file`] is a rule file as written; [`load`] validates every
+//! file in the rules folder and compiles each condition once into a CEL
+//! program, producing a [`RuleSet`] or a report naming every problem with its
+//! file, line and column. [`eval`] decides, purely, which rule fires for a
+//! customer: no SQLite, no clock, no network.
+
+pub mod eval;
+pub mod file;
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cel::common::ast::Expr;
+use cel::{Env, IdedExpr, Program};
+use toml::Spanned;
+
+use crate::diag::{self, Checked, Diagnostic, Report};
+use crate::facts;
+use crate::model::{Channel, Pool};
+use crate::templates::TemplateSet;
+use file::{RawRule, RuleFile};
+
+/// A validated rule.
+#[derive(Debug)]
+pub struct Rule {
+    pub id: String,
+    pub description: String,
+    pub from: Vec<Pool>,
+    pub to: Option<Pool>,
+    pub priority: i64,
+    pub condition: Condition,
+    /// For rules that only send: may fire again after this many days in the
+    /// same pool stay. `None`: once per stay.
+    pub cooldown_days: Option<i64>,
+    pub enabled: bool,
+    pub actions: Vec<Action>,
+    /// Where the rule is written, for messages.
+    pub origin: Origin,
+}
+
+impl Rule {
+    /// Whether firing this rule moves the customer to another pool.
+    pub fn moves(&self) -> bool {
+        self.to.is_some()
+    }
+}
+
+/// A compiled `when` condition.
+#[derive(Debug)]
+pub struct Condition {
+    pub source: String,
+    pub program: Program,
+    /// The facts the condition reads, sorted, for explaining decisions.
+    pub facts: Vec<&'static str>,
+}
+
+/// One thing to send when a rule fires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    pub channel: Channel,
+    pub template: String,
+    /// How long after the tick the message is due.
+    pub delay: Duration,
+}
+
+/// File and line of a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// Every rule, with the order in which rules are tried for each pool.
+pub struct RuleSet {
+    pub rules: Vec<Rule>,
+    /// For each pool (indexed as in `Pool::ALL`), the enabled rules watching
+    /// it, highest priority first, ties by id.
+    order: [Vec<usize>; 5],
+    env: Arc<Env>,
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("rules", &self.rules)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RuleSet {
+    /// Builds the evaluation order.
+    pub fn new(rules: Vec<Rule>) -> RuleSet {
+        let mut order: [Vec<usize>; 5] = Default::default();
+        for (index, rule) in rules.iter().enumerate().filter(|(_, r)| r.enabled) {
+            for pool in &rule.from {
+                order[pool_index(*pool)].push(index);
+            }
+        }
+        for list in &mut order {
+            list.sort_by(|a, b| {
+                let (a, b) = (&rules[*a], &rules[*b]);
+                b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id))
+            });
+        }
+        RuleSet {
+            rules,
+            order,
+            env: cel_env(),
+        }
+    }
+
+    /// The enabled rules watching `pool`, in the order they are tried.
+    pub fn for_pool(&self, pool: Pool) -> &[usize] {
+        &self.order[pool_index(pool)]
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.id == id)
+    }
+
+    /// The CEL environment conditions were compiled in.
+    pub fn env(&self) -> &Arc<Env> {
+        &self.env
+    }
+}
+
+fn pool_index(pool: Pool) -> usize {
+    Pool::ALL.iter().position(|p| *p == pool).unwrap_or(0)
+}
+
+/// The CEL standard environment all conditions use.
+fn cel_env() -> Arc<Env> {
+    Arc::new(Env::stdlib())
+}
+
+/// Loads every `*.toml` file in `dir` (not recursively: `rules/tests/` is for
+/// rule tests), checking each rule against the facts, pools, channels and
+/// `templates`. Returns the rules, or every problem found.
+pub fn load(dir: &Path, templates: Option<&TemplateSet>) -> Checked<RuleSet> {
+    let mut report = Report::default();
+    let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "toml"))
+            .collect(),
+        Err(e) => {
+            report.push(
+                Diagnostic::error(dir, None, format!("cannot read the rules folder: {e}"))
+                    .hint("`paths.rules` in recall.toml names it"),
+            );
+            return Err(report);
+        }
+    };
+    paths.sort();
+    let env = cel_env();
+    let mut rules = Vec::new();
+    for path in &paths {
+        match std::fs::read_to_string(path) {
+            Ok(text) => rules.extend(load_text(path, &text, &env, templates, &mut report)),
+            Err(e) => report.push(Diagnostic::error(path, None, format!("cannot read: {e}"))),
+        }
+    }
+    check_unique_ids(&rules, &mut report);
+    if rules.is_empty() && !report.has_errors() {
+        report.push(
+            Diagnostic::warning(
+                dir,
+                None,
+                "no rules: no customer will ever move or be contacted",
+            )
+            .hint("`recall init` writes a starting set of rules"),
+        );
+    }
+    if report.has_errors() {
+        Err(report)
+    } else {
+        let mut set = RuleSet::new(rules);
+        set.env = env;
+        Ok((set, report))
+    }
+}
+
+/// Parses and validates one rule file's text.
+pub fn load_text(
+    path: &Path,
+    text: &str,
+    env: &Env,
+    templates: Option<&TemplateSet>,
+    report: &mut Report,
+) -> Vec<Rule> {
+    report.add_source(path, text);
+    let file: RuleFile = match toml::from_str(text) {
+        Ok(file) => file,
+        Err(e) => {
+            report.push(diag::from_toml_error(path, &e).hint(
+                "a rule is a [[rule]] table with id, from, when and optionally to, priority and [[rule.action]]",
+            ));
+            return Vec::new();
+        }
+    };
+    if file.rule.is_empty() {
+        report.push(Diagnostic::warning(
+            path,
+            None,
+            "this file has no [[rule]] tables",
+        ));
+    }
+    let mut rules = Vec::new();
+    for raw in file.rule {
+        let line = line_of(text, raw.span().start);
+        let checker = Checker {
+            path,
+            text,
+            templates,
+        };
+        if let Some(rule) = checker.compile(raw.into_inner(), line, env, report) {
+            rules.push(rule);
+        }
+    }
+    rules
+}
+
+struct Checker<'a> {
+    path: &'a Path,
+    text: &'a str,
+    templates: Option<&'a TemplateSet>,
+}
+
+impl Checker<'_> {
+    fn error<T>(&self, at: &Spanned<T>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::error(self.path, Some(at.span()), message)
+    }
+
+    fn compile(&self, raw: RawRule, line: usize, env: &Env, report: &mut Report) -> Option<Rule> {
+        let errors_before = report.errors();
+        let id = raw.id.get_ref().trim().to_string();
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            report.push(
+                self.error(
+                    &raw.id,
+                    format!("rule id `{id}` must be letters, digits, `_` or `-`"),
+                )
+                .hint("for example id = \"warning_no_visit_90d\""),
+            );
+        }
+
+        let mut from = Vec::new();
+        let pools = raw.from.get_ref().items(raw.from.span());
+        if pools.is_empty() {
+            report.push(
+                self.error(&raw.from, "`from` names no pool")
+                    .suggest("", Pool::names()),
+            );
+        }
+        for pool in &pools {
+            match pool.get_ref().parse::<Pool>() {
+                Ok(p) if from.contains(&p) => {
+                    report.push(self.error(pool, format!("pool `{p}` is listed twice")))
+                }
+                Ok(p) => from.push(p),
+                Err(_) => report.push(
+                    self.error(pool, format!("unknown pool `{}`", pool.get_ref()))
+                        .suggest(pool.get_ref(), Pool::names()),
+                ),
+            }
+        }
+
+        let to = raw.to.as_ref().and_then(|to| match to.get_ref().parse::<Pool>() {
+            Ok(p) if from.contains(&p) => {
+                report.push(
+                    self.error(to, format!("`to = \"{p}\"` is also in `from`: a rule cannot move customers to the pool they are in"))
+                        .hint("remove `to` for a rule that only sends messages"),
+                );
+                None
+            }
+            Ok(p) => Some(p),
+            Err(_) => {
+                report.push(
+                    self.error(to, format!("unknown pool `{}`", to.get_ref()))
+                        .suggest(to.get_ref(), Pool::names()),
+                );
+                None
+            }
+        });
+
+        let condition = self.condition(&raw.when, env, report);
+
+        let cooldown_days = raw.cooldown_days.as_ref().and_then(|c| {
+            let days = *c.get_ref();
+            if days < 1 {
+                report.push(self.error(c, "`cooldown_days` must be at least 1"));
+                None
+            } else {
+                if raw.to.is_some() {
+                    report.push(
+                        Diagnostic::warning(
+                            self.path,
+                            Some(c.span()),
+                            "`cooldown_days` has no effect on a rule that moves customers",
+                        )
+                        .hint("a moving rule fires once: the customer leaves the pool"),
+                    );
+                }
+                Some(days)
+            }
+        });
+
+        let mut actions = Vec::new();
+        for raw_action in &raw.action {
+            if let Some(action) = self.action(raw_action.get_ref(), report) {
+                actions.push(action);
+            }
+        }
+        if raw.to.is_none() && raw.action.is_empty() {
+            report.push(
+                self.error(&raw.id, format!("rule `{id}` neither moves customers (`to`) nor sends anything (`[[rule.action]]`)"))
+                    .hint("add `to = \"<pool>\"`, or a [[rule.action]] with channel and template"),
+            );
+        }
+
+        if report.errors() > errors_before {
+            return None;
+        }
+        Some(Rule {
+            id,
+            description: raw.description,
+            from,
+            to,
+            priority: raw.priority,
+            condition: condition?,
+            cooldown_days,
+            enabled: raw.enabled,
+            actions,
+            origin: Origin {
+                file: self.path.to_path_buf(),
+                line,
+            },
+        })
+    }
+
+    fn action(&self, raw: &file::RawAction, report: &mut Report) -> Option<Action> {
+        let channel = match raw.channel.get_ref().parse::<Channel>() {
+            Ok(c) => c,
+            Err(_) => {
+                report.push(
+                    self.error(
+                        &raw.channel,
+                        format!("unknown channel `{}`", raw.channel.get_ref()),
+                    )
+                    .suggest(raw.channel.get_ref(), Channel::names()),
+                );
+                return None;
+            }
+        };
+        let template = raw.template.get_ref().clone();
+        if let Some(templates) = self.templates
+            && !templates.has(channel, &template)
+        {
+            let known = templates.names(channel);
+            report.push(
+                self.error(&raw.template, format!("no template `{template}` for {channel}: expected templates/{channel}/{template}.txt"))
+                    .suggest(&template, known),
+            );
+            return None;
+        }
+        let delay = match &raw.delay {
+            None => Duration::ZERO,
+            Some(delay) => match humantime::parse_duration(delay.get_ref()) {
+                Ok(d) => d,
+                Err(e) => {
+                    report.push(
+                        self.error(delay, format!("bad delay `{}`: {e}", delay.get_ref()))
+                            .hint("write a duration such as \"2h\" or \"3d\""),
+                    );
+                    return None;
+                }
+            },
+        };
+        Some(Action {
+            channel,
+            template,
+            delay,
+        })
+    }
+
+    /// Compiles `when` and checks that it only names facts.
+    fn condition(
+        &self,
+        when: &Spanned<String>,
+        env: &Env,
+        report: &mut Report,
+    ) -> Option<Condition> {
+        let source = when.get_ref().clone();
+        let offset = value_offset(self.text, when.span());
+        let to_file = |range: Range<usize>| -> Range<usize> {
+            let start = offset + char_to_byte(&source, range.start);
+            let end = offset + char_to_byte(&source, range.end.max(range.start + 1));
+            start..end
+        };
+        if source.trim().is_empty() {
+            report.push(
+                self.error(when, "`when` is empty")
+                    .hint("write a condition such as `days_since_last_visit >= 90`; `true` fires for everyone in `from`"),
+            );
+            return None;
+        }
+        let program = match env.compile(&source) {
+            Ok(program) => program,
+            Err(errors) => {
+                for e in errors.errors.iter() {
+                    let span = e
+                        .source_info
+                        .as_ref()
+                        .and_then(|info| info.offset_for(e.expr_id))
+                        .map(|(s, t)| to_file(s as usize..t as usize))
+                        .or_else(|| {
+                            // pos is (line, column) within the expression, 1-based line.
+                            let (line, col) = e.pos;
+                            (line == 1 && col >= 0).then(|| to_file(col as usize..col as usize + 1))
+                        });
+                    report.push(
+                        Diagnostic::error(self.path, span.or(Some(when.span())), format!("condition does not parse: {}", e.msg))
+                            .hint("conditions are CEL: `visit_count >= 2 && days_since_last_visit > 60`; text in quotes: `city == \"上海\"`"),
+                    );
+                }
+                return None;
+            }
+        };
+        let mut ok = true;
+        let mut used = Vec::new();
+        let info = program.source_info();
+        walk_idents(program.expression(), &mut |id, name| {
+            if let Some(def) = facts::lookup(name) {
+                used.push(def.name);
+            } else {
+                ok = false;
+                let span = info
+                    .offset_for(id)
+                    .map(|(s, e)| to_file(s as usize..e as usize));
+                let mut diagnostic = Diagnostic::error(
+                    self.path,
+                    span.or(Some(when.span())),
+                    format!("unknown fact `{name}`"),
+                )
+                .suggest(name, facts::names());
+                if Pool::names().contains(&name) {
+                    diagnostic =
+                        diagnostic.hint(format!("to test the pool, write pool == \"{name}\""));
+                } else if diagnostic.hints.is_empty() {
+                    diagnostic =
+                        diagnostic.hint("`recall facts` lists every fact; text must be in quotes");
+                }
+                report.push(diagnostic);
+            }
+        });
+        used.sort_unstable();
+        used.dedup();
+        ok.then_some(Condition {
+            source,
+            program,
+            facts: used,
+        })
+    }
+}
+
+/// Calls `f(id, name)` for every free identifier in an expression (names bound
+/// by comprehensions such as `tags.exists(t, ...)` are not free).
+fn walk_idents(expr: &IdedExpr, f: &mut dyn FnMut(u64, &str)) {
+    fn walk(expr: &IdedExpr, bound: &mut Vec<String>, f: &mut dyn FnMut(u64, &str)) {
+        match &expr.expr {
+            Expr::Ident(name) => {
+                if !bound.iter().any(|b| b == name) {
+                    f(expr.id, name);
+                }
+            }
+            Expr::Call(call) => {
+                if let Some(target) = &call.target {
+                    walk(target, bound, f);
+                }
+                for arg in &call.args {
+                    walk(arg, bound, f);
+                }
+            }
+            Expr::Select(select) => walk(&select.operand, bound, f),
+            Expr::List(list) => list.elements.iter().for_each(|e| walk(e, bound, f)),
+            Expr::Map(map) => {
+                for entry in &map.entries {
+                    if let cel::common::ast::EntryExpr::MapEntry(e) = &entry.expr {
+                        walk(&e.key, bound, f);
+                        walk(&e.value, bound, f);
+                    }
+                }
+            }
+            Expr::Struct(s) => {
+                for entry in &s.entries {
+                    if let cel::common::ast::EntryExpr::StructField(field) = &entry.expr {
+                        walk(&field.value, bound, f);
+                    }
+                }
+            }
+            Expr::Comprehension(c) => {
+                walk(&c.iter_range, bound, f);
+                walk(&c.accu_init, bound, f);
+                let pushed = [c.iter_var.clone(), c.accu_var.clone()];
+                let depth = bound.len();
+                bound.extend(pushed);
+                if let Some(iter_var2) = &c.iter_var2 {
+                    bound.push(iter_var2.clone());
+                }
+                walk(&c.loop_cond, bound, f);
+                walk(&c.loop_step, bound, f);
+                walk(&c.result, bound, f);
+                bound.truncate(depth);
+            }
+            Expr::Literal(_) | Expr::Unspecified => {}
+        }
+    }
+    walk(expr, &mut Vec::new(), f)
+}
+
+/// Byte offset in the file of the first character of a string value whose
+/// span (including quotes) is `span`.
+fn value_offset(text: &str, span: Range<usize>) -> usize {
+    let raw = text.get(span.clone()).unwrap_or("");
+    let quote = if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
+        let after = &raw[3..];
+        3 + if after.starts_with("\r\n") {
+            2
+        } else if after.starts_with('\n') {
+            1
+        } else {
+            0
+        }
+    } else if raw.starts_with('"') || raw.starts_with('\'') {
+        1
+    } else {
+        0
+    };
+    span.start + quote
+}
+
+/// Byte offset of the `chars`-th character of `text` (clamped to its end).
+fn char_to_byte(text: &str, chars: usize) -> usize {
+    text.char_indices()
+        .nth(chars)
+        .map_or(text.len(), |(i, _)| i)
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn check_unique_ids(rules: &[Rule], report: &mut Report) {
+    let mut seen: HashMap<&str, &Origin> = HashMap::new();
+    for rule in rules {
+        if let Some(first) = seen.get(rule.id.as_str()) {
+            report.push(
+                Diagnostic::error(
+                    &rule.origin.file,
+                    None,
+                    format!(
+                        "rule id `{}` (line {}) is already used at {first}",
+                        rule.id, rule.origin.line
+                    ),
+                )
+                .hint("every rule needs its own id: the outreach log and reports name rules by id"),
+            );
+        } else {
+            seen.insert(&rule.id, &rule.origin);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

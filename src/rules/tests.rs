@@ -1,0 +1,337 @@
+//! Rule loading and evaluation, as specs.
+
+use std::path::Path;
+
+use super::eval::Evaluator;
+use super::*;
+use crate::clock::parse_time;
+use crate::facts::{CustomerRecord, Facts};
+
+const TZ: chrono_tz::Tz = chrono_tz::Asia::Shanghai;
+
+fn load_str(text: &str) -> Result<RuleSet, Report> {
+    let mut report = Report::default();
+    let env = cel_env();
+    let rules = load_text(Path::new("rules/test.toml"), text, &env, None, &mut report);
+    check_unique_ids(&rules, &mut report);
+    if report.has_errors() {
+        Err(report)
+    } else {
+        Ok(RuleSet::new(rules))
+    }
+}
+
+fn facts(pool: Pool, f: impl FnOnce(&mut CustomerRecord)) -> Facts {
+    let mut record = CustomerRecord::default();
+    record.customer.pool = pool;
+    record.customer.tags = "[]".into();
+    f(&mut record);
+    Facts::derive(&record, now(), TZ)
+}
+
+fn now() -> i64 {
+    parse_time("2026-05-01 09:00", TZ).unwrap().timestamp()
+}
+
+fn days_ago(days: i64) -> Option<i64> {
+    Some(now() - days * 86_400)
+}
+
+const TWO_RULES: &str = r#"
+[[rule]]
+id = "warn_inactive"
+from = "customer"
+to = "warning"
+priority = 10
+when = "days_since_last_visit >= 90"
+
+[[rule]]
+id = "warn_unsmooth"
+from = ["customer"]
+to = "warning"
+priority = 20
+when = "not_smooth_followups_30d >= 2"
+[[rule.action]]
+channel = "wechat"
+template = "care"
+delay = "2h"
+"#;
+
+#[test]
+fn loads_rules_with_actions_and_order() {
+    let set = load_str(TWO_RULES).unwrap();
+    assert_eq!(set.rules.len(), 2);
+    let order: Vec<&str> = set
+        .for_pool(Pool::Customer)
+        .iter()
+        .map(|i| set.rules[*i].id.as_str())
+        .collect();
+    assert_eq!(order, ["warn_unsmooth", "warn_inactive"]);
+    assert!(set.for_pool(Pool::New).is_empty());
+    let rule = set.get("warn_unsmooth").unwrap();
+    assert_eq!(rule.actions[0].delay, std::time::Duration::from_secs(7200));
+    assert_eq!(rule.origin.line, 9);
+}
+
+#[test]
+fn highest_priority_true_rule_fires() {
+    let set = load_str(TWO_RULES).unwrap();
+    let eval = Evaluator::new(&set);
+    let both = facts(Pool::Customer, |r| {
+        r.visits.count = 1;
+        r.visits.last_at = days_ago(100);
+        r.followups.not_smooth_30d = 3;
+    });
+    let fired = eval.evaluate(&both, &[], now(), TZ).fired.unwrap();
+    assert_eq!(set.rules[fired].id, "warn_unsmooth");
+
+    let inactive_only = facts(Pool::Customer, |r| {
+        r.visits.count = 1;
+        r.visits.last_at = days_ago(90);
+    });
+    let fired = eval.evaluate(&inactive_only, &[], now(), TZ).fired.unwrap();
+    assert_eq!(set.rules[fired].id, "warn_inactive");
+}
+
+#[test]
+fn rules_only_watch_their_from_pools() {
+    let set = load_str(TWO_RULES).unwrap();
+    let eval = Evaluator::new(&set);
+    let warning = facts(Pool::Warning, |r| r.followups.not_smooth_30d = 5);
+    assert_eq!(eval.evaluate(&warning, &[], now(), TZ).fired, None);
+}
+
+#[test]
+fn comparing_a_missing_fact_is_false_not_an_error() {
+    let set = load_str(TWO_RULES).unwrap();
+    let eval = Evaluator::new(&set);
+    let never_visited = facts(Pool::Customer, |_| {});
+    let result = eval.evaluate(&never_visited, &[], now(), TZ);
+    assert_eq!(result, super::eval::Evaluation::default());
+}
+
+const SEND_ONLY: &str = r#"
+[[rule]]
+id = "nudge"
+from = "maintenance"
+when = "true"
+[[rule.action]]
+channel = "sms"
+template = "nudge"
+
+[[rule]]
+id = "monthly"
+from = "churned"
+when = "true"
+cooldown_days = 30
+[[rule.action]]
+channel = "wechat"
+template = "monthly"
+"#;
+
+#[test]
+fn send_only_rules_fire_once_per_pool_stay() {
+    let set = load_str(SEND_ONLY).unwrap();
+    let eval = Evaluator::new(&set);
+    let f = facts(Pool::Maintenance, |_| {});
+    assert!(eval.evaluate(&f, &[], now(), TZ).fired.is_some());
+    let fired = vec![("nudge".to_string(), now() - 400 * 86_400)];
+    assert_eq!(eval.evaluate(&f, &fired, now(), TZ).fired, None);
+}
+
+#[test]
+fn cooldown_lets_a_send_only_rule_fire_again() {
+    let set = load_str(SEND_ONLY).unwrap();
+    let eval = Evaluator::new(&set);
+    let f = facts(Pool::Churned, |_| {});
+    let recent = vec![("monthly".to_string(), now() - 29 * 86_400)];
+    assert_eq!(eval.evaluate(&f, &recent, now(), TZ).fired, None);
+    let old = vec![("monthly".to_string(), now() - 30 * 86_400)];
+    assert!(eval.evaluate(&f, &old, now(), TZ).fired.is_some());
+}
+
+#[test]
+fn tags_and_strings_work_in_conditions() {
+    let set = load_str(
+        r#"
+[[rule]]
+id = "vip"
+from = "customer"
+to = "maintenance"
+when = '"vip" in tags && city == "上海" && total_spend >= 10000'
+"#,
+    )
+    .unwrap();
+    let eval = Evaluator::new(&set);
+    let vip = facts(Pool::Customer, |r| {
+        r.customer.tags = r#"["vip"]"#.into();
+        r.customer.city = Some("上海".into());
+        r.orders.total_cents = 1_000_000;
+    });
+    assert!(eval.evaluate(&vip, &[], now(), TZ).fired.is_some());
+    let other = facts(Pool::Customer, |r| r.customer.city = Some("上海".into()));
+    assert!(eval.evaluate(&other, &[], now(), TZ).fired.is_none());
+}
+
+#[test]
+fn type_errors_at_run_time_are_reported_not_fired() {
+    let set = load_str(
+        r#"
+[[rule]]
+id = "odd"
+from = "customer"
+to = "warning"
+when = 'city > 3'
+"#,
+    )
+    .unwrap();
+    let eval = Evaluator::new(&set);
+    let f = facts(Pool::Customer, |r| r.customer.city = Some("上海".into()));
+    let result = eval.evaluate(&f, &[], now(), TZ);
+    assert_eq!(result.fired, None);
+    assert_eq!(result.errors.len(), 1);
+}
+
+fn errors(text: &str) -> Vec<String> {
+    load_str(text).unwrap_err().to_lines()
+}
+
+#[test]
+fn check_rejects_unknown_fact_with_position_and_suggestion() {
+    let lines = errors(
+        r#"[[rule]]
+id = "a"
+from = "customer"
+to = "warning"
+when = "visit_count > 1 && days_since_last_vist > 90"
+"#,
+    );
+    assert_eq!(
+        lines,
+        [
+            "rules/test.toml:5:28: error: unknown fact `days_since_last_vist` (did you mean `days_since_last_visit`?)"
+        ]
+    );
+}
+
+#[test]
+fn check_rejects_unknown_pool_channel_and_bad_delay_all_at_once() {
+    let lines = errors(
+        r#"[[rule]]
+id = "a"
+from = ["custommer"]
+to = "warnning"
+when = "true"
+[[rule.action]]
+channel = "sns"
+template = "x"
+[[rule.action]]
+channel = "sms"
+template = "x"
+delay = "tomorrow"
+"#,
+    );
+    assert_eq!(lines.len(), 4, "{lines:#?}");
+    assert!(
+        lines[0].starts_with(
+            "rules/test.toml:3:9: error: unknown pool `custommer` (did you mean `customer`?)"
+        ),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with(
+            "rules/test.toml:4:6: error: unknown pool `warnning` (did you mean `warning`?)"
+        ),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains(":7:11: error: unknown channel `sns` (did you mean `sms`?)"),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[3].contains(":12:9: error: bad delay `tomorrow`"),
+        "{}",
+        lines[3]
+    );
+}
+
+#[test]
+fn check_rejects_syntax_errors_in_conditions() {
+    let lines = errors(
+        "[[rule]]\nid = \"a\"\nfrom = \"new\"\nto = \"customer\"\nwhen = \"visit_count >\"\n",
+    );
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].starts_with("rules/test.toml:5:"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("condition does not parse"),
+        "{}",
+        lines[0]
+    );
+}
+
+#[test]
+fn check_explains_pool_names_used_as_facts() {
+    let lines = errors(
+        "[[rule]]\nid = \"a\"\nfrom = \"new\"\nto = \"customer\"\nwhen = \"pool == warning\"\n",
+    );
+    assert!(lines[0].contains("unknown fact `warning`"), "{lines:#?}");
+    assert!(lines[0].contains("pool == \"warning\""), "{lines:#?}");
+}
+
+#[test]
+fn check_rejects_rules_that_do_nothing_or_go_nowhere() {
+    let lines = errors(
+        "[[rule]]\nid = \"a\"\nfrom = \"new\"\nwhen = \"true\"\n\n[[rule]]\nid = \"b\"\nfrom = \"new\"\nto = \"new\"\nwhen = \"true\"\n",
+    );
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(lines[0].contains("neither moves customers"), "{}", lines[0]);
+    assert!(
+        lines[1].contains(":9:6: error: `to = \"new\"` is also in `from`"),
+        "{}",
+        lines[1]
+    );
+}
+
+#[test]
+fn check_rejects_duplicate_ids() {
+    let lines = errors(
+        "[[rule]]\nid = \"a\"\nfrom = \"new\"\nto = \"customer\"\nwhen = \"true\"\n[[rule]]\nid = \"a\"\nfrom = \"new\"\nto = \"warning\"\nwhen = \"false\"\n",
+    );
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].contains("rule id `a` (line 6) is already used at rules/test.toml:1"),
+        "{}",
+        lines[0]
+    );
+}
+
+#[test]
+fn check_reports_unknown_keys_with_a_suggestion() {
+    let lines = errors(
+        "[[rule]]\nid = \"a\"\nfrom = \"new\"\nto = \"customer\"\nwhen = \"true\"\npriorty = 3\n",
+    );
+    assert!(
+        lines[0].contains(":6:1: error: unknown field `priorty`"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains("did you mean `priority`?"),
+        "{}",
+        lines[0]
+    );
+}
+
+#[test]
+fn comprehension_variables_are_not_facts() {
+    load_str("[[rule]]\nid = \"a\"\nfrom = \"new\"\nto = \"customer\"\nwhen = 'tags.exists(t, t.startsWith(\"vip\"))'\n").unwrap();
+}
+
+#[test]
+fn disabled_rules_are_checked_but_never_tried() {
+    let set = load_str("[[rule]]\nid = \"a\"\nfrom = \"new\"\nto = \"customer\"\nwhen = \"true\"\nenabled = false\n").unwrap();
+    assert!(set.for_pool(Pool::New).is_empty());
+}

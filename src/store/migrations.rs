@@ -1,0 +1,149 @@
+//! The database schema, as an append-only list of migrations.
+//!
+//! Migration N brings `PRAGMA user_version` from N-1 to N. Never edit or
+//! remove a migration that has shipped: add a new one. All pending migrations
+//! are applied in one transaction when a store is opened.
+//!
+//! Conventions: times are INTEGER Unix seconds (UTC); money is INTEGER cents
+//! (分); booleans are INTEGER 0/1; enumerations are TEXT with a CHECK.
+
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the core model.
+    r#"
+CREATE TABLE clinics (
+    id          INTEGER PRIMARY KEY,
+    code        TEXT NOT NULL UNIQUE,
+    name        TEXT NOT NULL,
+    timezone    TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+
+CREATE TABLE customers (
+    id                    INTEGER PRIMARY KEY,
+    clinic_id             INTEGER NOT NULL REFERENCES clinics(id),
+    external_id           TEXT NOT NULL,
+    name                  TEXT NOT NULL DEFAULT '',
+    phone                 TEXT,
+    email                 TEXT,
+    wechat_openid         TEXT,
+    wecom_external_userid TEXT,
+    gender                TEXT CHECK (gender IN ('female', 'male', 'other')),
+    birth_date            TEXT,
+    city                  TEXT,
+    source_channel        TEXT,
+    tags                  TEXT NOT NULL DEFAULT '[]',
+    consent_sms           INTEGER NOT NULL DEFAULT 1,
+    consent_phone         INTEGER NOT NULL DEFAULT 1,
+    consent_wechat        INTEGER NOT NULL DEFAULT 1,
+    consent_email         INTEGER NOT NULL DEFAULT 1,
+    do_not_contact        INTEGER NOT NULL DEFAULT 0,
+    created_at            INTEGER NOT NULL,
+    updated_at            INTEGER NOT NULL,
+    UNIQUE (clinic_id, external_id)
+);
+
+CREATE TABLE visits (
+    id           INTEGER PRIMARY KEY,
+    customer_id  INTEGER NOT NULL REFERENCES customers(id),
+    external_id  TEXT,
+    at           INTEGER NOT NULL,
+    department   TEXT,
+    note         TEXT
+);
+CREATE INDEX visits_customer_at ON visits (customer_id, at);
+CREATE UNIQUE INDEX visits_external ON visits (customer_id, external_id) WHERE external_id IS NOT NULL;
+
+CREATE TABLE orders (
+    id            INTEGER PRIMARY KEY,
+    customer_id   INTEGER NOT NULL REFERENCES customers(id),
+    external_id   TEXT,
+    at            INTEGER NOT NULL,
+    amount_cents  INTEGER NOT NULL CHECK (amount_cents >= 0),
+    project       TEXT,
+    department    TEXT
+);
+CREATE INDEX orders_customer_at ON orders (customer_id, at, amount_cents);
+CREATE UNIQUE INDEX orders_external ON orders (customer_id, external_id) WHERE external_id IS NOT NULL;
+
+CREATE TABLE followups (
+    id           INTEGER PRIMARY KEY,
+    customer_id  INTEGER NOT NULL REFERENCES customers(id),
+    external_id  TEXT,
+    at           INTEGER NOT NULL,
+    staff        TEXT,
+    result       TEXT NOT NULL CHECK (result IN ('smooth', 'not_smooth', 'unreachable', 'refused')),
+    note         TEXT
+);
+CREATE INDEX followups_customer_at ON followups (customer_id, at, result);
+CREATE UNIQUE INDEX followups_external ON followups (customer_id, external_id) WHERE external_id IS NOT NULL;
+
+CREATE TABLE ticks (
+    id           INTEGER PRIMARY KEY,
+    at           INTEGER NOT NULL UNIQUE,
+    status       TEXT NOT NULL CHECK (status IN ('running', 'done')),
+    cursor       INTEGER NOT NULL DEFAULT 0,
+    evaluated    INTEGER NOT NULL DEFAULT 0,
+    moves        INTEGER NOT NULL DEFAULT 0,
+    messages     INTEGER NOT NULL DEFAULT 0,
+    errors       INTEGER NOT NULL DEFAULT 0,
+    started_at   INTEGER NOT NULL,
+    finished_at  INTEGER
+);
+
+-- Append-only history of pool moves. The first row of a customer has no from_pool.
+CREATE TABLE transitions (
+    id           INTEGER PRIMARY KEY,
+    customer_id  INTEGER NOT NULL REFERENCES customers(id),
+    tick_id      INTEGER REFERENCES ticks(id),
+    from_pool    TEXT CHECK (from_pool IN ('new', 'customer', 'warning', 'maintenance', 'churned')),
+    to_pool      TEXT NOT NULL CHECK (to_pool IN ('new', 'customer', 'warning', 'maintenance', 'churned')),
+    rule_id      TEXT,
+    reason       TEXT NOT NULL,
+    at           INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX transitions_tick_customer ON transitions (tick_id, customer_id) WHERE tick_id IS NOT NULL;
+CREATE INDEX transitions_customer_at ON transitions (customer_id, at);
+CREATE INDEX transitions_at ON transitions (at);
+
+CREATE TRIGGER transitions_append_only_update BEFORE UPDATE ON transitions
+BEGIN SELECT RAISE(ABORT, 'transitions are append-only'); END;
+CREATE TRIGGER transitions_append_only_delete BEFORE DELETE ON transitions
+BEGIN SELECT RAISE(ABORT, 'transitions are append-only'); END;
+
+-- The current pool of each customer: the last transition, kept at hand.
+CREATE TABLE customer_pools (
+    customer_id    INTEGER PRIMARY KEY REFERENCES customers(id),
+    pool           TEXT NOT NULL CHECK (pool IN ('new', 'customer', 'warning', 'maintenance', 'churned')),
+    entered_at     INTEGER NOT NULL,
+    transition_id  INTEGER NOT NULL REFERENCES transitions(id)
+);
+
+-- The outbox and the outreach log in one: a row per message, from the tick
+-- that decided it to its final status.
+CREATE TABLE outreach (
+    id            INTEGER PRIMARY KEY,
+    customer_id   INTEGER NOT NULL REFERENCES customers(id),
+    tick_id       INTEGER REFERENCES ticks(id),
+    rule_id       TEXT NOT NULL,
+    action_index  INTEGER NOT NULL,
+    pool          TEXT NOT NULL,
+    channel       TEXT NOT NULL CHECK (channel IN ('sms', 'phone', 'wechat', 'email')),
+    template      TEXT NOT NULL,
+    subject       TEXT,
+    content       TEXT NOT NULL,
+    content_html  TEXT,
+    status        TEXT NOT NULL CHECK (status IN ('queued', 'sending', 'sent', 'failed', 'suppressed', 'opted_out')),
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    last_error    TEXT,
+    sender        TEXT,
+    provider_id   TEXT,
+    created_at    INTEGER NOT NULL,
+    due_at        INTEGER NOT NULL,
+    sent_at       INTEGER,
+    updated_at    INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX outreach_once ON outreach (tick_id, customer_id, rule_id, action_index) WHERE tick_id IS NOT NULL;
+CREATE INDEX outreach_due ON outreach (status, due_at);
+CREATE INDEX outreach_customer ON outreach (customer_id, created_at);
+"#,
+];

@@ -1,0 +1,215 @@
+//! Reading customer facts for a tick, in batches, from one consistent snapshot.
+//!
+//! A tick reads through a [`Reader`] (its own read-only connection) while the
+//! store's main connection writes the tick's results. In WAL mode the reader
+//! keeps seeing the database as it was when the snapshot began, so every
+//! customer of a tick is judged on the same data. Memory stays flat: one
+//! batch of customers at a time, each read by customer-id range with the
+//! aggregates computed by SQLite over the `(customer_id, at)` indexes.
+//! Only events at or before the tick's time count.
+
+use rusqlite::{Connection, Row, params};
+
+use super::Result;
+use crate::clock::Timestamp;
+use crate::facts::{CustomerRecord, CustomerRow, FollowupAgg, OrderAgg, OutreachAgg, VisitAgg};
+use crate::model::Pool;
+
+/// A read-only connection that can hold a snapshot across many batches.
+pub struct Reader {
+    conn: Connection,
+    in_snapshot: bool,
+}
+
+impl Reader {
+    pub(super) fn new(conn: Connection) -> Self {
+        Reader {
+            conn,
+            in_snapshot: false,
+        }
+    }
+
+    /// Starts a read transaction: every batch until [`Reader::end_snapshot`]
+    /// sees the same data.
+    pub fn begin_snapshot(&mut self) -> Result<()> {
+        if !self.in_snapshot {
+            self.conn.execute_batch("BEGIN DEFERRED")?;
+            self.in_snapshot = true;
+        }
+        Ok(())
+    }
+
+    pub fn end_snapshot(&mut self) -> Result<()> {
+        if self.in_snapshot {
+            self.conn.execute_batch("COMMIT")?;
+            self.in_snapshot = false;
+        }
+        Ok(())
+    }
+
+    /// Number of customers of a clinic that exist at `at`.
+    pub fn count_customers(&self, clinic_id: i64, at: Timestamp) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM customers c JOIN customer_pools p ON p.customer_id = c.id
+             WHERE c.clinic_id = ?1 AND p.entered_at <= ?2",
+            params![clinic_id, at],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// The next batch of customers with id greater than `after`, with
+    /// everything the facts need, as of `at`. Empty when there are no more.
+    pub fn scan_batch(
+        &self,
+        clinic_id: i64,
+        at: Timestamp,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<CustomerRecord>> {
+        let mut records: Vec<CustomerRecord> = self
+            .conn
+            .prepare_cached(
+                "SELECT c.id, c.external_id, c.name, c.gender, c.birth_date, c.city, c.source_channel,
+                        c.tags, p.pool, p.entered_at
+                 FROM customers c JOIN customer_pools p ON p.customer_id = c.id
+                 WHERE c.clinic_id = ?1 AND c.id > ?2 AND p.entered_at <= ?3
+                 ORDER BY c.id LIMIT ?4",
+            )?
+            .query_map(params![clinic_id, after, at, limit as i64], |r| {
+                Ok(CustomerRecord {
+                    customer: customer_row(r)?,
+                    ..CustomerRecord::default()
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let Some(last) = records.last().map(|r| r.customer.id) else {
+            return Ok(records);
+        };
+        let range = (after, last, at);
+
+        self.merge(
+            "SELECT customer_id, count(*), min(at), max(at) FROM visits
+             WHERE customer_id > ?1 AND customer_id <= ?2 AND at <= ?3
+             GROUP BY customer_id ORDER BY customer_id",
+            range,
+            &mut records,
+            |record, r| {
+                record.visits = VisitAgg {
+                    count: r.get(1)?,
+                    first_at: r.get(2)?,
+                    last_at: r.get(3)?,
+                };
+                Ok(())
+            },
+        )?;
+        self.merge(
+            "SELECT customer_id, count(*), sum(amount_cents), max(at) FROM orders
+             WHERE customer_id > ?1 AND customer_id <= ?2 AND at <= ?3
+             GROUP BY customer_id ORDER BY customer_id",
+            range,
+            &mut records,
+            |record, r| {
+                record.orders = OrderAgg {
+                    count: r.get(1)?,
+                    total_cents: r.get(2)?,
+                    last_at: r.get(3)?,
+                };
+                Ok(())
+            },
+        )?;
+        // `result` is a bare column next to max(at): SQLite takes it from the
+        // row holding the maximum, i.e. the latest follow-up. 2592000 s is
+        // the 30-day window of `not_smooth_followups_30d`.
+        self.merge(
+            "SELECT customer_id, max(at), result,
+                    sum(result <> 'smooth' AND at > ?3 - 2592000)
+             FROM followups
+             WHERE customer_id > ?1 AND customer_id <= ?2 AND at <= ?3
+             GROUP BY customer_id ORDER BY customer_id",
+            range,
+            &mut records,
+            |record, r| {
+                let result: Option<String> = r.get(2)?;
+                record.followups = FollowupAgg {
+                    last_at: r.get(1)?,
+                    last_result: result.and_then(|s| s.parse().ok()),
+                    not_smooth_30d: r.get(3)?,
+                };
+                Ok(())
+            },
+        )?;
+        self.merge(
+            "SELECT o.customer_id,
+                    sum(o.created_at >= p.entered_at AND o.status IN ('queued', 'sending', 'sent')),
+                    max(CASE WHEN o.status = 'sent' AND o.sent_at <= ?3 THEN o.sent_at END)
+             FROM outreach o JOIN customer_pools p ON p.customer_id = o.customer_id
+             WHERE o.customer_id > ?1 AND o.customer_id <= ?2 AND o.created_at <= ?3
+             GROUP BY o.customer_id ORDER BY o.customer_id",
+            range,
+            &mut records,
+            |record, r| {
+                record.outreach = OutreachAgg {
+                    contacts_in_pool: r.get(1)?,
+                    last_contact_at: r.get(2)?,
+                };
+                Ok(())
+            },
+        )?;
+        self.merge(
+            "SELECT o.customer_id, o.rule_id, max(o.created_at)
+             FROM outreach o JOIN customer_pools p ON p.customer_id = o.customer_id
+             WHERE o.customer_id > ?1 AND o.customer_id <= ?2 AND o.created_at <= ?3
+               AND o.created_at >= p.entered_at
+             GROUP BY o.customer_id, o.rule_id ORDER BY o.customer_id",
+            range,
+            &mut records,
+            |record, r| {
+                record.fired_in_pool.push((r.get(1)?, r.get(2)?));
+                Ok(())
+            },
+        )?;
+        Ok(records)
+    }
+
+    /// Runs an aggregate over a customer-id range (rows ordered by customer
+    /// id, first column the id) and applies each row to its customer.
+    fn merge(
+        &self,
+        sql: &str,
+        (after, last, at): (i64, i64, Timestamp),
+        records: &mut [CustomerRecord],
+        apply: impl Fn(&mut CustomerRecord, &Row<'_>) -> rusqlite::Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let mut rows = stmt.query(params![after, last, at])?;
+        let mut index = 0;
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            while index < records.len() && records[index].customer.id < id {
+                index += 1;
+            }
+            // Ids missing from the batch belong to another clinic or to a
+            // customer who does not exist yet at `at`.
+            if index < records.len() && records[index].customer.id == id {
+                apply(&mut records[index], row)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn customer_row(r: &Row<'_>) -> rusqlite::Result<CustomerRow> {
+    let pool: String = r.get(8)?;
+    Ok(CustomerRow {
+        id: r.get(0)?,
+        external_id: r.get(1)?,
+        name: r.get(2)?,
+        gender: r.get(3)?,
+        birth_date: r.get(4)?,
+        city: r.get(5)?,
+        source_channel: r.get(6)?,
+        tags: r.get(7)?,
+        pool: pool.parse().unwrap_or(Pool::New),
+        entered_at: r.get(9)?,
+    })
+}

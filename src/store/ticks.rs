@@ -1,0 +1,274 @@
+//! Writing what a tick decided: pool moves and new outreach, batch by batch.
+//!
+//! A tick is a row in `ticks` with a cursor: the highest customer id whose
+//! decisions are committed. Each batch commits its moves, its messages and
+//! the new cursor in one transaction, so a tick interrupted anywhere resumes
+//! after the last committed customer and never judges a customer twice. Unique
+//! indexes on (tick, customer) for moves and (tick, customer, rule, action)
+//! for messages make a doubled write impossible even if that reasoning failed.
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::{Result, Store, StoreError};
+use crate::clock::Timestamp;
+use crate::model::{Channel, Pool};
+
+/// A tick as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TickRow {
+    pub id: i64,
+    /// The time the tick judged customers at.
+    pub at: Timestamp,
+    pub done: bool,
+    /// Customers with an id up to this one have been judged.
+    pub cursor: i64,
+    pub evaluated: i64,
+    pub moves: i64,
+    pub messages: i64,
+    pub errors: i64,
+    /// Wall-clock start and end.
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// What [`Store::begin_tick`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TickStart {
+    /// A new tick, starting from the first customer.
+    New(TickRow),
+    /// A tick at this time was interrupted; it continues after its cursor.
+    Resume(TickRow),
+    /// A tick at this time already finished: there is nothing to do.
+    AlreadyDone(TickRow),
+    /// A tick at another time was interrupted and must finish first.
+    Unfinished(TickRow),
+}
+
+/// A pool move decided by a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    pub customer_id: i64,
+    pub from: Pool,
+    pub to: Pool,
+    pub rule_id: String,
+    pub reason: String,
+}
+
+/// A message a rule queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    pub customer_id: i64,
+    pub rule_id: String,
+    /// Position of the action in the rule, so two actions of one rule are two messages.
+    pub action_index: i64,
+    /// The pool the customer is in after the tick.
+    pub pool: Pool,
+    pub channel: Channel,
+    pub template: String,
+    pub subject: Option<String>,
+    pub content: String,
+    pub html: Option<String>,
+    pub due_at: Timestamp,
+    /// Set when the message could not even be written (its template failed
+    /// to render): it is recorded as `failed` with this error, never dropped.
+    pub failure: Option<String>,
+}
+
+/// The results for one batch of customers.
+#[derive(Debug, Clone, Default)]
+pub struct TickBatch {
+    /// The highest customer id in the batch.
+    pub cursor: i64,
+    pub evaluated: i64,
+    pub errors: i64,
+    pub moves: Vec<Move>,
+    pub messages: Vec<NewMessage>,
+}
+
+const TICK_COLUMNS: &str =
+    "id, at, status, cursor, evaluated, moves, messages, errors, started_at, finished_at";
+
+fn tick_row(r: &Row<'_>) -> rusqlite::Result<TickRow> {
+    let status: String = r.get(2)?;
+    Ok(TickRow {
+        id: r.get(0)?,
+        at: r.get(1)?,
+        done: status == "done",
+        cursor: r.get(3)?,
+        evaluated: r.get(4)?,
+        moves: r.get(5)?,
+        messages: r.get(6)?,
+        errors: r.get(7)?,
+        started_at: r.get(8)?,
+        finished_at: r.get(9)?,
+    })
+}
+
+impl Store {
+    /// Starts (or finds) the tick at `at`. `describe` formats times for the
+    /// time-backwards error.
+    pub fn begin_tick(
+        &self,
+        at: Timestamp,
+        wall_now: Timestamp,
+        describe: impl Fn(Timestamp) -> String,
+    ) -> Result<TickStart> {
+        let same: Option<TickRow> = self
+            .conn
+            .query_row(
+                &format!("SELECT {TICK_COLUMNS} FROM ticks WHERE at = ?1"),
+                [at],
+                tick_row,
+            )
+            .optional()?;
+        if let Some(tick) = same {
+            return Ok(if tick.done {
+                TickStart::AlreadyDone(tick)
+            } else {
+                TickStart::Resume(tick)
+            });
+        }
+        if let Some(unfinished) = self.unfinished_tick()? {
+            return Ok(TickStart::Unfinished(unfinished));
+        }
+        if let Some(last) = self.last_tick()?
+            && last.at > at
+        {
+            return Err(StoreError::TimeBackwards {
+                at: describe(at),
+                last: describe(last.at),
+            });
+        }
+        self.conn.execute(
+            "INSERT INTO ticks (at, status, started_at) VALUES (?1, 'running', ?2)",
+            params![at, wall_now],
+        )?;
+        let id = self.conn.last_insert_rowid();
+        Ok(TickStart::New(self.tick(id)?))
+    }
+
+    pub fn tick(&self, id: i64) -> Result<TickRow> {
+        Ok(self.conn.query_row(
+            &format!("SELECT {TICK_COLUMNS} FROM ticks WHERE id = ?1"),
+            [id],
+            tick_row,
+        )?)
+    }
+
+    /// The interrupted tick, if one is waiting to be finished.
+    pub fn unfinished_tick(&self) -> Result<Option<TickRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT {TICK_COLUMNS} FROM ticks WHERE status = 'running' ORDER BY at LIMIT 1"
+                ),
+                [],
+                tick_row,
+            )
+            .optional()?)
+    }
+
+    /// The tick with the latest time, finished or not.
+    pub fn last_tick(&self) -> Result<Option<TickRow>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {TICK_COLUMNS} FROM ticks ORDER BY at DESC LIMIT 1"),
+                [],
+                tick_row,
+            )
+            .optional()?)
+    }
+
+    /// Commits one batch of a tick: its moves, its messages and the cursor,
+    /// all or nothing. Returns the number of moves and messages written.
+    pub fn commit_batch(&mut self, tick: &TickRow, batch: &TickBatch) -> Result<(i64, i64)> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut moves = 0;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO transitions (customer_id, tick_id, from_pool, to_pool, rule_id, reason, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            let mut update = tx.prepare_cached(
+                "UPDATE customer_pools SET pool = ?2, entered_at = ?3, transition_id = ?4
+                 WHERE customer_id = ?1 AND pool = ?5",
+            )?;
+            for m in &batch.moves {
+                let inserted = insert.execute(params![
+                    m.customer_id,
+                    tick.id,
+                    m.from.as_str(),
+                    m.to.as_str(),
+                    m.rule_id,
+                    m.reason,
+                    tick.at
+                ])?;
+                if inserted == 1 {
+                    let transition = tx.last_insert_rowid();
+                    update.execute(params![
+                        m.customer_id,
+                        m.to.as_str(),
+                        tick.at,
+                        transition,
+                        m.from.as_str()
+                    ])?;
+                    moves += 1;
+                }
+            }
+        }
+        let mut messages = 0;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO outreach (customer_id, tick_id, rule_id, action_index, pool, channel,
+                    template, subject, content, content_html, status, last_error, created_at, due_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
+                    CASE WHEN ?13 IS NULL THEN 'queued' ELSE 'failed' END, ?13, ?11, ?12, ?11)",
+            )?;
+            for m in &batch.messages {
+                messages += insert.execute(params![
+                    m.customer_id,
+                    tick.id,
+                    m.rule_id,
+                    m.action_index,
+                    m.pool.as_str(),
+                    m.channel.as_str(),
+                    m.template,
+                    m.subject,
+                    m.content,
+                    m.html,
+                    tick.at,
+                    m.due_at,
+                    m.failure
+                ])? as i64;
+            }
+        }
+        tx.prepare_cached(
+            "UPDATE ticks SET cursor = ?2, evaluated = evaluated + ?3, moves = moves + ?4,
+                messages = messages + ?5, errors = errors + ?6
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            tick.id,
+            batch.cursor,
+            batch.evaluated,
+            moves,
+            messages,
+            batch.errors
+        ])?;
+        tx.commit()?;
+        Ok((moves, messages))
+    }
+
+    /// Marks a tick finished.
+    pub fn finish_tick(&self, id: i64, wall_now: Timestamp) -> Result<TickRow> {
+        self.conn.execute(
+            "UPDATE ticks SET status = 'done', finished_at = ?2 WHERE id = ?1",
+            params![id, wall_now],
+        )?;
+        self.tick(id)
+    }
+}

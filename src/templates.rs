@@ -1,0 +1,532 @@
+//! Message templates: `templates/<channel>/<name>.txt`, rendered with
+//! minijinja when a rule fires.
+//!
+//! Email templates may add `<name>.subject.txt` and `<name>.html` (HTML is
+//! auto-escaped). Every variable a template uses is checked when the set is
+//! loaded, against the facts and the `customer`, `clinic` and `rule` objects,
+//! so a typo is an error in `recall check`, not a broken message at 09:00.
+//! Templates cannot read files or the environment: no loader is installed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+
+use crate::diag::{Checked, Diagnostic, Report};
+use crate::facts::{self, Facts};
+use crate::model::{Channel, Gender};
+
+/// Attributes of the objects templates may use besides the facts.
+pub const OBJECTS: &[(&str, &[&str])] = &[
+    (
+        "customer",
+        &["name", "salutation", "surname", "external_id"],
+    ),
+    ("clinic", &["name", "phone"]),
+    ("rule", &["id", "description"]),
+];
+
+/// The parts of one template.
+#[derive(Debug, Clone, Default)]
+struct Parts {
+    body: String,
+    subject: Option<String>,
+    html: Option<String>,
+}
+
+/// All templates, loaded and checked.
+#[derive(Debug)]
+pub struct TemplateSet {
+    env: Environment<'static>,
+    index: BTreeMap<(Channel, String), Parts>,
+}
+
+/// A rendered message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: Option<String>,
+    pub body: String,
+    pub html: Option<String>,
+}
+
+/// Everything a template can see.
+#[derive(Debug, Serialize)]
+pub struct MessageContext<'a> {
+    #[serde(flatten)]
+    pub facts: &'a Facts,
+    pub customer: CustomerVars<'a>,
+    pub clinic: ClinicVars<'a>,
+    pub rule: RuleVars<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CustomerVars<'a> {
+    pub name: &'a str,
+    /// "王女士", "李先生", or the name itself when that cannot be formed.
+    pub salutation: String,
+    pub surname: String,
+    pub external_id: &'a str,
+}
+
+impl<'a> CustomerVars<'a> {
+    pub fn new(name: &'a str, external_id: &'a str, gender: Option<Gender>) -> Self {
+        let surname = surname(name);
+        let salutation = match (gender, surname.is_empty(), is_chinese(name)) {
+            (Some(Gender::Female), false, true) => format!("{surname}女士"),
+            (Some(Gender::Male), false, true) => format!("{surname}先生"),
+            _ => name.to_string(),
+        };
+        CustomerVars {
+            name,
+            salutation,
+            surname,
+            external_id,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClinicVars<'a> {
+    pub name: &'a str,
+    pub phone: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RuleVars<'a> {
+    pub id: &'a str,
+    pub description: &'a str,
+}
+
+/// Chinese compound surnames (复姓) common enough to matter.
+const COMPOUND_SURNAMES: &[&str] = &[
+    "欧阳", "司马", "上官", "诸葛", "东方", "皇甫", "令狐", "慕容", "尉迟", "长孙", "宇文", "司徒",
+    "夏侯", "公孙", "独孤", "南宫", "西门", "轩辕",
+];
+
+fn is_chinese(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| ('\u{4e00}'..='\u{9fff}').contains(&c))
+}
+
+/// The family name: a compound surname, the first character of a Chinese
+/// name, or the last word of a Western one.
+fn surname(name: &str) -> String {
+    let name = name.trim();
+    if is_chinese(name) {
+        if let Some(compound) = COMPOUND_SURNAMES.iter().find(|s| name.starts_with(**s)) {
+            return compound.to_string();
+        }
+        return name.chars().next().map(String::from).unwrap_or_default();
+    }
+    name.split_whitespace().last().unwrap_or("").to_string()
+}
+
+/// A template failed to render (a value was missing or of the wrong kind).
+#[derive(Debug, thiserror::Error)]
+#[error("template `{template}` failed to render: {source}")]
+pub struct RenderError {
+    pub template: String,
+    #[source]
+    pub source: minijinja::Error,
+}
+
+impl TemplateSet {
+    /// Whether `templates/<channel>/<name>.txt` exists.
+    pub fn has(&self, channel: Channel, name: &str) -> bool {
+        self.index.contains_key(&(channel, name.to_string()))
+    }
+
+    /// Template names for a channel, for suggestions.
+    pub fn names(&self, channel: Channel) -> Vec<&str> {
+        self.index
+            .keys()
+            .filter(|(c, _)| *c == channel)
+            .map(|(_, n)| n.as_str())
+            .collect()
+    }
+
+    /// Number of templates.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Renders a template. Missing templates and values are errors, never
+    /// silently empty text.
+    pub fn render(
+        &self,
+        channel: Channel,
+        name: &str,
+        context: &MessageContext<'_>,
+    ) -> Result<Rendered, RenderError> {
+        let parts = self
+            .index
+            .get(&(channel, name.to_string()))
+            .ok_or_else(|| RenderError {
+                template: format!("{channel}/{name}"),
+                source: minijinja::Error::new(
+                    minijinja::ErrorKind::TemplateNotFound,
+                    "no such template",
+                ),
+            })?;
+        let render = |template: &str| -> Result<String, RenderError> {
+            self.env
+                .get_template(template)
+                .and_then(|t| t.render(context))
+                .map(|text| text.trim().to_string())
+                .map_err(|source| RenderError {
+                    template: template.to_string(),
+                    source,
+                })
+        };
+        Ok(Rendered {
+            body: render(&parts.body)?,
+            subject: parts.subject.as_deref().map(render).transpose()?,
+            html: parts.html.as_deref().map(render).transpose()?,
+        })
+    }
+}
+
+/// Loads every template under `dir` and checks its syntax and variables.
+pub fn load(dir: &Path) -> Checked<TemplateSet> {
+    let mut report = Report::default();
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    let mut index: BTreeMap<(Channel, String), Parts> = BTreeMap::new();
+
+    let channel_dirs = match sorted_entries(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            report.push(
+                Diagnostic::error(dir, None, format!("cannot read the templates folder: {e}"))
+                    .hint("`paths.templates` in recall.toml names it"),
+            );
+            return Err(report);
+        }
+    };
+    for channel_dir in channel_dirs.into_iter().filter(|p| p.is_dir()) {
+        let dir_name = channel_dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let channel = match dir_name.parse::<Channel>() {
+            Ok(channel) => channel,
+            Err(_) => {
+                report.push(
+                    Diagnostic::error(&channel_dir, None, format!("`{dir_name}` is not a channel"))
+                        .suggest(&dir_name, Channel::names())
+                        .hint("templates live in templates/<channel>/<name>.txt"),
+                );
+                continue;
+            }
+        };
+        let files = match sorted_entries(&channel_dir) {
+            Ok(files) => files,
+            Err(e) => {
+                report.push(Diagnostic::error(
+                    &channel_dir,
+                    None,
+                    format!("cannot read: {e}"),
+                ));
+                continue;
+            }
+        };
+        for file in files.into_iter().filter(|p| p.is_file()) {
+            let file_name = file
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            let (name, part) = if let Some(name) = file_name.strip_suffix(".subject.txt") {
+                (name, Part::Subject)
+            } else if let Some(name) = file_name.strip_suffix(".txt") {
+                (name, Part::Body)
+            } else if let Some(name) = file_name.strip_suffix(".html") {
+                (name, Part::Html)
+            } else {
+                report.push(Diagnostic::warning(
+                    &file,
+                    None,
+                    "ignored: templates end in .txt, .subject.txt or .html",
+                ));
+                continue;
+            };
+            if part != Part::Body && channel != Channel::Email {
+                report.push(Diagnostic::warning(
+                    &file,
+                    None,
+                    format!("ignored: only email templates have a subject or HTML part, this is a {channel} template"),
+                ));
+                continue;
+            }
+            let text = match std::fs::read_to_string(&file) {
+                Ok(text) => text,
+                Err(e) => {
+                    report.push(Diagnostic::error(&file, None, format!("cannot read: {e}")));
+                    continue;
+                }
+            };
+            report.add_source(&file, &text);
+            let key = format!("{channel}/{file_name}");
+            if let Err(e) = env.add_template_owned(key.clone(), text) {
+                report.push(syntax_error(&file, &e));
+                continue;
+            }
+            check_variables(&env, &key, &file, &mut report);
+            let parts = index.entry((channel, name.to_string())).or_default();
+            match part {
+                Part::Body => parts.body = key,
+                Part::Subject => parts.subject = Some(key),
+                Part::Html => parts.html = Some(key),
+            }
+        }
+    }
+    index.retain(|(channel, name), parts| {
+        if parts.body.is_empty() {
+            report.push(Diagnostic::error(
+                dir.join(channel.as_str()),
+                None,
+                format!("template `{name}` has a subject or HTML part but no `{name}.txt` body"),
+            ));
+            false
+        } else {
+            true
+        }
+    });
+    if report.has_errors() {
+        Err(report)
+    } else {
+        Ok((TemplateSet { env, index }, report))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Body,
+    Subject,
+    Html,
+}
+
+fn sorted_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    Ok(entries)
+}
+
+fn syntax_error(file: &Path, error: &minijinja::Error) -> Diagnostic {
+    let message = error.detail().unwrap_or("syntax error").to_string();
+    Diagnostic::error(file, error.range(), format!("template syntax: {message}"))
+        .hint("variables are written {{ customer.salutation }}; blocks {% if ... %}...{% endif %}")
+}
+
+/// Every variable the template uses must be a fact or a known object attribute.
+fn check_variables(env: &Environment<'_>, key: &str, file: &Path, report: &mut Report) {
+    let Ok(template) = env.get_template(key) else {
+        return;
+    };
+    let source = template.source().to_string();
+    let used: BTreeSet<String> = template.undeclared_variables(true).into_iter().collect();
+    let tops: Vec<&str> = facts::names()
+        .chain(OBJECTS.iter().map(|(o, _)| *o))
+        .collect();
+    for variable in &used {
+        let mut segments = variable.split('.');
+        let top = segments.next().unwrap_or_default();
+        let span = find_word(&source, top);
+        match OBJECTS.iter().find(|(o, _)| *o == top) {
+            Some((object, attributes)) => {
+                if let Some(attribute) = segments.next()
+                    && !attributes.contains(&attribute)
+                {
+                    report.push(
+                        Diagnostic::error(
+                            file,
+                            find_word(&source, attribute),
+                            format!("`{object}` has no `{attribute}`"),
+                        )
+                        .suggest(attribute, attributes.iter().copied()),
+                    );
+                }
+            }
+            None if facts::lookup(top).is_some() => {}
+            None => report.push(
+                Diagnostic::error(file, span, format!("unknown template variable `{top}`"))
+                    .suggest(top, tops.iter().copied())
+                    .hint("templates can use the facts (`recall facts`) and customer.*, clinic.*, rule.*"),
+            ),
+        }
+    }
+}
+
+/// Byte span of the first whole-word occurrence of `word` in `text`.
+pub fn find_word(text: &str, word: &str) -> Option<std::ops::Range<usize>> {
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    let mut from = 0;
+    while let Some(pos) = text[from..].find(word) {
+        let start = from + pos;
+        let end = start + word.len();
+        let before = text[..start].chars().next_back();
+        let after = text[end..].chars().next();
+        if !before.is_some_and(is_word) && !after.is_some_and(is_word) {
+            return Some(start..end);
+        }
+        from = end;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::{CustomerRecord, Facts};
+
+    fn write(dir: &Path, path: &str, text: &str) {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn context<'a>(facts: &'a Facts, customer: CustomerVars<'a>) -> MessageContext<'a> {
+        MessageContext {
+            facts,
+            customer,
+            clinic: ClinicVars {
+                name: "美丽诊所",
+                phone: "400-100-2000",
+            },
+            rule: RuleVars {
+                id: "r1",
+                description: "d",
+            },
+        }
+    }
+
+    #[test]
+    fn salutations_follow_gender_and_compound_surnames() {
+        let v = CustomerVars::new("王丽", "C1", Some(Gender::Female));
+        assert_eq!(v.salutation, "王女士");
+        let v = CustomerVars::new("欧阳锋", "C2", Some(Gender::Male));
+        assert_eq!(v.salutation, "欧阳先生");
+        let v = CustomerVars::new("李雷", "C3", None);
+        assert_eq!(v.salutation, "李雷");
+        let v = CustomerVars::new("Anna Smith", "C4", Some(Gender::Female));
+        assert_eq!(
+            (v.salutation.as_str(), v.surname.as_str()),
+            ("Anna Smith", "Smith")
+        );
+    }
+
+    #[test]
+    fn renders_facts_customer_and_clinic() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "sms/care.txt",
+            "{{ customer.salutation }}您好，距上次到院{{ days_since_last_visit }}天。{{ clinic.name }} {{ clinic.phone }}\n",
+        );
+        let (set, _) = load(dir.path()).unwrap();
+        let mut record = CustomerRecord::default();
+        record.visits.count = 1;
+        record.visits.last_at = Some(0);
+        let facts = Facts::derive(&record, 86_400 * 3, chrono_tz::UTC);
+        let customer = CustomerVars::new("王丽", "C1", Some(Gender::Female));
+        let rendered = set
+            .render(Channel::Sms, "care", &context(&facts, customer))
+            .unwrap();
+        assert_eq!(
+            rendered.body,
+            "王女士您好，距上次到院3天。美丽诊所 400-100-2000"
+        );
+        assert_eq!(rendered.subject, None);
+    }
+
+    #[test]
+    fn unknown_variables_are_errors_with_a_suggestion_and_a_line() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "wechat/a.txt",
+            "hello\n{{ days_since_last_vist }} {{ customer.nmae }}\n",
+        );
+        let report = load(dir.path()).unwrap_err();
+        let lines = report.to_lines();
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        assert!(
+            lines.iter().any(|l| l
+                .contains("a.txt:2:4: error: unknown template variable `days_since_last_vist`")
+                && l.contains("did you mean `days_since_last_visit`?")),
+            "{lines:#?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("`customer` has no `nmae`")
+                    && l.contains("did you mean `name`?")),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_point_at_the_template() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "sms/a.txt", "{% if visit_count > 1 %}hi\n");
+        let lines = load(dir.path()).unwrap_err().to_lines();
+        assert!(
+            lines[0].contains("sms/a.txt") && lines[0].contains("template syntax"),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn email_parts_and_html_escaping() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "email/back.txt", "{{ customer.name }}");
+        write(
+            dir.path(),
+            "email/back.subject.txt",
+            "想念您，{{ customer.salutation }}",
+        );
+        write(dir.path(), "email/back.html", "<p>{{ customer.name }}</p>");
+        let (set, _) = load(dir.path()).unwrap();
+        let facts = Facts::derive(&CustomerRecord::default(), 0, chrono_tz::UTC);
+        let customer = CustomerVars::new("<b>王丽</b>", "C1", None);
+        let rendered = set
+            .render(Channel::Email, "back", &context(&facts, customer))
+            .unwrap();
+        assert_eq!(
+            rendered.html.as_deref(),
+            Some("<p>&lt;b&gt;王丽&lt;&#x2f;b&gt;</p>")
+        );
+        assert_eq!(rendered.body, "<b>王丽</b>");
+        assert!(rendered.subject.is_some());
+    }
+
+    #[test]
+    fn unknown_channel_folders_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "weixin/a.txt", "x");
+        let lines = load(dir.path()).unwrap_err().to_lines();
+        assert!(lines[0].contains("`weixin` is not a channel"), "{lines:#?}");
+    }
+
+    #[test]
+    fn templates_cannot_include_files() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "sms/a.txt", "{% include '/etc/passwd' %}");
+        let (set, _) = load(dir.path()).unwrap();
+        let facts = Facts::derive(&CustomerRecord::default(), 0, chrono_tz::UTC);
+        let customer = CustomerVars::new("王丽", "C1", None);
+        assert!(
+            set.render(Channel::Sms, "a", &context(&facts, customer))
+                .is_err()
+        );
+    }
+}
