@@ -90,9 +90,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let (mut after, mut read) = (0, 0usize);
     loop {
         let batch = reader.scan_batch(clinic_id, at.timestamp(), after, args.batch)?;
-        let Some(last) = batch.last() else { break };
-        after = last.customer.id;
-        read += batch.len();
+        let Some(last) = batch.last else { break };
+        after = last;
+        read += batch.records.len();
     }
     reader.end_snapshot()?;
     let scan_only = started.elapsed();
@@ -101,40 +101,41 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         scan_only.as_secs_f64()
     );
 
-    reset_peak_memory();
-    let baseline = peak_memory_kib();
-    let engine = Engine {
-        clinic: &loaded.config.clinic,
+    let engine = Engine::new(
+        &loaded.config.clinic,
         clinic_id,
-        rules: &loaded.rules,
-        templates: &loaded.templates,
-    };
-    let report = engine::tick(
-        &mut store,
-        &engine,
-        TickOptions {
-            batch_size: args.batch,
-            ..TickOptions::at(at)
-        },
-    )?;
-    let peak = peak_memory_kib();
-    println!(
-        "tick: {} customers, {} moves, {} messages in {:.2} s (reading {:.2} s on its own thread, evaluating {:.2} s, writing {:.2} s)",
-        report.evaluated,
-        report.moves,
-        report.messages,
-        report.total_time.as_secs_f64(),
-        report.scan_time.as_secs_f64(),
-        report.eval_time.as_secs_f64(),
-        report.write_time.as_secs_f64()
+        &loaded.rules,
+        &loaded.templates,
     );
-    match (baseline, peak) {
-        (Some(base), Some(peak)) => println!(
-            "peak resident memory during the tick: {:.0} MB (process before the tick: {:.0} MB)",
-            peak as f64 / 1024.0,
-            base as f64 / 1024.0
-        ),
-        _ => println!("peak memory: not available on this system"),
+    // The first tick after an import re-sorts a large share of customers;
+    // the next morning's tick is what a clinic runs every day.
+    for (label, at) in [
+        ("first tick after import", at),
+        ("next day's tick", at + chrono::Duration::days(1)),
+    ] {
+        reset_peak_memory();
+        let report = engine::tick(
+            &mut store,
+            &engine,
+            TickOptions {
+                batch_size: args.batch,
+                ..TickOptions::at(at)
+            },
+        )?;
+        let peak = peak_memory_kib().map_or("n/a".to_string(), |kib| {
+            format!("{:.0} MB", kib as f64 / 1024.0)
+        });
+        println!(
+            "{label}: {} customers, {} moves, {} messages in {:.2} s \
+             (reading {:.2} s on its own thread, evaluating {:.2} s, writing {:.2} s); peak memory {peak}",
+            report.evaluated,
+            report.moves,
+            report.messages,
+            report.total_time.as_secs_f64(),
+            report.scan_time.as_secs_f64(),
+            report.eval_time.as_secs_f64(),
+            report.write_time.as_secs_f64()
+        );
     }
     Ok(())
 }

@@ -283,12 +283,12 @@ async fn tick_worker(
         let at = Utc::now();
         let job = ctx.clone();
         let (returned, result) = tokio::task::spawn_blocking(move || {
-            let engine = Engine {
-                clinic: &job.config.clinic,
-                clinic_id: job.clinic_id,
-                rules: &job.rules,
-                templates: &job.templates,
-            };
+            let engine = Engine::new(
+                &job.config.clinic,
+                job.clinic_id,
+                &job.rules,
+                &job.templates,
+            );
             let options = TickOptions {
                 stop: Some(&job.stopping),
                 ..TickOptions::at(at)

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -20,10 +20,9 @@ use chrono_tz::Tz;
 use crate::clock::{self, Timestamp};
 use crate::config::Clinic;
 use crate::facts::{CustomerRecord, Facts};
-use crate::model::Gender;
 use crate::rules::RuleSet;
 use crate::rules::eval::Evaluator;
-use crate::store::scan::Reader;
+use crate::store::scan::{Batch, Reader};
 use crate::store::ticks::{Move, NewMessage, TickBatch, TickRow, TickStart};
 use crate::store::{Store, StoreError};
 use crate::templates::{ClinicVars, CustomerVars, MessageContext, RuleVars, TemplateSet};
@@ -34,6 +33,28 @@ pub struct Engine<'a> {
     pub clinic_id: i64,
     pub rules: &'a RuleSet,
     pub templates: &'a TemplateSet,
+    /// `clinic.*` for templates, built once.
+    clinic_vars: Arc<ClinicVars>,
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(
+        clinic: &'a Clinic,
+        clinic_id: i64,
+        rules: &'a RuleSet,
+        templates: &'a TemplateSet,
+    ) -> Self {
+        Engine {
+            clinic,
+            clinic_id,
+            rules,
+            templates,
+            clinic_vars: Arc::new(ClinicVars {
+                name: clinic.name.clone(),
+                phone: clinic.phone.clone().unwrap_or_default(),
+            }),
+        }
+    }
 }
 
 /// How to run a tick.
@@ -148,8 +169,8 @@ impl TickReport {
 pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("the fact reader stopped unexpectedly")]
-    ReaderLost,
+    #[error("cannot start a tick thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Runs a tick. Finishes an earlier interrupted tick first if there is one.
@@ -254,44 +275,94 @@ fn run_batches(
         .clamp(1, 8);
     let stop_reader = AtomicBool::new(false);
     let stop_reader = &stop_reader;
+    let clinic_id = engine.clinic_id;
+    let batch_size = options.batch_size.max(1);
     std::thread::scope(|scope| {
-        let (sender, batches) =
-            mpsc::sync_channel::<Result<(Vec<CustomerRecord>, Duration), StoreError>>(1);
-        let clinic_id = engine.clinic_id;
-        let batch_size = options.batch_size.max(1);
-        scope.spawn(move || {
+        let (to_main, batches) = mpsc::sync_channel::<ReadBatch>(1);
+        spawn_named(scope, "recall-reader", move || {
             read_batches(
                 reader,
                 clinic_id,
                 at,
                 cursor,
                 batch_size,
-                sender,
+                to_main,
                 stop_reader,
             )
-        });
+        })?;
+        // The writer commits batch N while batch N+1 is evaluated. Batches
+        // reach it in order, so the cursor only ever moves forward.
+        let (to_writer, commits) = mpsc::sync_channel::<TickBatch>(1);
+        let writer = match tick {
+            Some(tick) => Some(spawn_named(scope, "recall-writer", move || {
+                let mut spent = Duration::ZERO;
+                for batch in commits {
+                    let started = Instant::now();
+                    store.commit_batch(tick, &batch)?;
+                    spent += started.elapsed();
+                }
+                Ok::<_, StoreError>(spent)
+            })?),
+            None => None,
+        };
 
-        let mut stopped = false;
+        let mut outcome = Ok(false);
         for batch in batches {
-            let (records, scan_time) = batch?;
+            let (Batch { records, last }, scan_time) = match batch {
+                Ok(batch) => batch,
+                Err(e) => {
+                    outcome = Err(e.into());
+                    break;
+                }
+            };
             report.scan_time += scan_time;
             let started = Instant::now();
-            let decided = decide_batch(engine, &records, at, workers);
+            let judged = decide_batch(engine, &records, at, workers);
             report.eval_time += started.elapsed();
-            let batch = absorb(decided, &records, report, options.samples, engine.rules);
-            if let Some(tick) = tick {
-                let started = Instant::now();
-                store.commit_batch(tick, &batch)?;
-                report.write_time += started.elapsed();
+            let cursor = last.unwrap_or(cursor);
+            let batch = absorb(
+                judged,
+                &records,
+                cursor,
+                report,
+                options.samples,
+                engine.rules,
+            );
+            // A failed send means the writer stopped on an error; it is
+            // collected when the writer is joined.
+            if writer.is_some() && to_writer.send(batch).is_err() {
+                break;
             }
             if options.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
-                stopped = true;
-                stop_reader.store(true, Ordering::SeqCst);
+                outcome = Ok(true);
                 break;
             }
         }
-        Ok(stopped)
+        stop_reader.store(true, Ordering::SeqCst);
+        drop(to_writer);
+        if let Some(writer) = writer {
+            match writer.join() {
+                Ok(Ok(spent)) => report.write_time += spent,
+                Ok(Err(e)) => return Err(e.into()),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        outcome
     })
+}
+
+/// A batch of customers and the time it took to read.
+type ReadBatch = Result<(Batch, Duration), StoreError>;
+
+fn spawn_named<'scope, T: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> Result<std::thread::ScopedJoinHandle<'scope, T>, EngineError> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn_scoped(scope, f)
+        .map_err(EngineError::Thread)
 }
 
 /// The reader thread: batches of customer records, in id order.
@@ -301,7 +372,7 @@ fn read_batches(
     at: Timestamp,
     mut cursor: i64,
     batch_size: usize,
-    sender: mpsc::SyncSender<Result<(Vec<CustomerRecord>, Duration), StoreError>>,
+    sender: mpsc::SyncSender<ReadBatch>,
     stop: &AtomicBool,
 ) {
     while !stop.load(Ordering::SeqCst) {
@@ -309,10 +380,10 @@ fn read_batches(
         let batch = reader.scan_batch(clinic_id, at, cursor, batch_size);
         let elapsed = started.elapsed();
         match batch {
-            Ok(records) if records.is_empty() => break,
-            Ok(records) => {
-                cursor = records.last().map_or(cursor, |r| r.customer.id);
-                if sender.send(Ok((records, elapsed))).is_err() {
+            Ok(Batch { last: None, .. }) => break,
+            Ok(batch) => {
+                cursor = batch.last.unwrap_or(cursor);
+                if sender.send(Ok((batch, elapsed))).is_err() {
                     break;
                 }
             }
@@ -328,7 +399,7 @@ fn read_batches(
 /// What was decided for one customer.
 struct Decided {
     rule: usize,
-    facts: Facts,
+    facts: Arc<Facts>,
     messages: Vec<NewMessage>,
 }
 
@@ -346,26 +417,36 @@ fn decide_batch(
     at: Timestamp,
     workers: usize,
 ) -> Vec<Judged> {
-    let chunk = records.len().div_ceil(workers).max(1);
+    let judge = |part: &[CustomerRecord]| {
+        let evaluator = Evaluator::new(engine.rules);
+        part.iter()
+            .map(|record| decide(engine, &evaluator, record, at))
+            .collect::<Vec<_>>()
+    };
+    if workers <= 1 || records.len() < 2 * workers {
+        return judge(records);
+    }
+    let parts: Vec<&[CustomerRecord]> = records.chunks(records.len().div_ceil(workers)).collect();
     std::thread::scope(|scope| {
-        let handles: Vec<_> = records
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    let evaluator = Evaluator::new(engine.rules);
-                    part.iter()
-                        .map(|record| decide(engine, &evaluator, record, at))
-                        .collect::<Vec<_>>()
-                })
-            })
+        let judge = &judge;
+        // This thread judges the first part; helpers judge the others.
+        let helpers: Vec<_> = parts[1..]
+            .iter()
+            .map(|part| spawn_named(scope, "recall-eval", move || judge(part)))
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
+        let mut judged = judge(parts[0]);
+        for (part, helper) in parts[1..].iter().zip(helpers) {
+            match helper {
+                Ok(helper) => judged.extend(
+                    helper
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                ),
+                // No thread to be had: judge the part here.
+                Err(_) => judged.extend(judge(part)),
+            }
+        }
+        judged
     })
 }
 
@@ -387,18 +468,19 @@ fn decide(
     let rule = &engine.rules.rules[index];
     let customer = &record.customer;
     let pool_after = rule.to.unwrap_or(facts.pool);
-    let gender: Option<Gender> = facts.gender;
+    let facts = Arc::new(facts);
     let context = MessageContext {
-        facts: &facts,
-        customer: CustomerVars::new(&customer.name, &customer.external_id, gender),
-        clinic: ClinicVars {
-            name: &engine.clinic.name,
-            phone: engine.clinic.phone.as_deref().unwrap_or(""),
-        },
-        rule: RuleVars {
-            id: &rule.id,
-            description: &rule.description,
-        },
+        facts: facts.clone(),
+        customer: Arc::new(CustomerVars::new(
+            &customer.name,
+            &customer.external_id,
+            facts.gender,
+        )),
+        clinic: engine.clinic_vars.clone(),
+        rule: Arc::new(RuleVars {
+            id: rule.id.clone(),
+            description: rule.description.clone(),
+        }),
     };
     let messages = rule
         .actions
@@ -442,12 +524,13 @@ fn decide(
 fn absorb(
     judged: Vec<Judged>,
     records: &[CustomerRecord],
+    cursor: i64,
     report: &mut TickReport,
     samples: usize,
     rules: &RuleSet,
 ) -> TickBatch {
     let mut batch = TickBatch {
-        cursor: records.last().map_or(0, |r| r.customer.id),
+        cursor,
         evaluated: records.len() as i64,
         ..TickBatch::default()
     };
@@ -505,16 +588,15 @@ fn absorb(
 /// "days_since_last_visit >= 90 [days_since_last_visit=95]": the condition
 /// and the values of the facts it read.
 pub fn explain(rule: &crate::rules::Rule, facts: &Facts) -> String {
-    let values = serde_json::to_value(facts).unwrap_or_default();
+    let source = rule.condition.source.trim();
+    if rule.condition.facts.is_empty() {
+        return source.to_string();
+    }
     let shown: Vec<String> = rule
         .condition
         .facts
         .iter()
-        .map(|name| format!("{name}={}", values.get(*name).cloned().unwrap_or_default()))
+        .filter_map(|name| facts.get(name).map(|value| format!("{name}={value}")))
         .collect();
-    if shown.is_empty() {
-        rule.condition.source.clone()
-    } else {
-        format!("{} [{}]", rule.condition.source.trim(), shown.join(", "))
-    }
+    format!("{source} [{}]", shown.join(", "))
 }

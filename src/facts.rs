@@ -330,7 +330,7 @@ impl Facts {
             age: c
                 .birth_date
                 .as_deref()
-                .and_then(|b| NaiveDate::parse_from_str(b, "%Y-%m-%d").ok())
+                .and_then(parse_date)
                 .map(|birth| clock::age_on(birth, clock::day_to_date(today))),
             gender: c.gender.as_deref().and_then(|g| g.parse().ok()),
             city: c.city.clone().filter(|s| !s.is_empty()),
@@ -339,51 +339,103 @@ impl Facts {
         }
     }
 
+    /// The value of one fact; `None` for names that are not facts.
+    pub fn get(&self, name: &str) -> Option<FactValue<'_>> {
+        use FactValue::{Bool, Double, Int, List, Text};
+        Some(match name {
+            "pool" => Text(Some(self.pool.as_str())),
+            "days_in_pool" => Int(Some(self.days_in_pool)),
+            "days_since_first_visit" => Int(self.days_since_first_visit),
+            "days_since_last_visit" => Int(self.days_since_last_visit),
+            "visit_count" => Int(Some(self.visit_count)),
+            "visited_in_pool" => Bool(self.visited_in_pool),
+            "days_since_last_purchase" => Int(self.days_since_last_purchase),
+            "purchase_count" => Int(Some(self.purchase_count)),
+            "purchased_in_pool" => Bool(self.purchased_in_pool),
+            "total_spend" => Double(self.total_spend),
+            "last_followup_result" => Text(self.last_followup_result.map(|r| r.as_str())),
+            "days_since_last_followup" => Int(self.days_since_last_followup),
+            "not_smooth_followups_30d" => Int(Some(self.not_smooth_followups_30d)),
+            "contacts_in_pool" => Int(Some(self.contacts_in_pool)),
+            "days_since_last_contact" => Int(self.days_since_last_contact),
+            "age" => Int(self.age),
+            "gender" => Text(self.gender.map(|g| g.as_str())),
+            "city" => Text(self.city.as_deref()),
+            "source_channel" => Text(self.source_channel.as_deref()),
+            "tags" => List(&self.tags),
+            _ => return None,
+        })
+    }
+
     /// The value of one fact as a CEL value; `None` for names that are not facts.
     pub fn cel_value(&self, name: &str) -> Option<CowVal<'_, '_>> {
-        fn int<'a>(v: Option<i64>) -> CowVal<'a, 'a> {
-            match v {
-                Some(v) => CowVal::owned(CelInt::from(v)),
-                None => CowVal::owned(CelNull),
-            }
-        }
-        fn text(v: Option<&str>) -> CowVal<'_, '_> {
-            match v {
-                Some(v) => CowVal::owned(CelString::from(v)),
-                None => CowVal::owned(CelNull),
-            }
-        }
-        Some(match name {
-            "pool" => text(Some(self.pool.as_str())),
-            "days_in_pool" => int(Some(self.days_in_pool)),
-            "days_since_first_visit" => int(self.days_since_first_visit),
-            "days_since_last_visit" => int(self.days_since_last_visit),
-            "visit_count" => int(Some(self.visit_count)),
-            "visited_in_pool" => CowVal::owned(CelBool::from(self.visited_in_pool)),
-            "days_since_last_purchase" => int(self.days_since_last_purchase),
-            "purchase_count" => int(Some(self.purchase_count)),
-            "purchased_in_pool" => CowVal::owned(CelBool::from(self.purchased_in_pool)),
-            "total_spend" => CowVal::owned(CelDouble::from(self.total_spend)),
-            "last_followup_result" => text(self.last_followup_result.map(|r| r.as_str())),
-            "days_since_last_followup" => int(self.days_since_last_followup),
-            "not_smooth_followups_30d" => int(Some(self.not_smooth_followups_30d)),
-            "contacts_in_pool" => int(Some(self.contacts_in_pool)),
-            "days_since_last_contact" => int(self.days_since_last_contact),
-            "age" => int(self.age),
-            "gender" => text(self.gender.map(|g| g.as_str())),
-            "city" => text(self.city.as_deref()),
-            "source_channel" => text(self.source_channel.as_deref()),
-            "tags" => {
-                let items: Vec<Box<dyn Val + '_>> = self
-                    .tags
+        self.get(name).map(FactValue::to_cel)
+    }
+}
+
+/// One fact's value, borrowed from [`Facts`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FactValue<'a> {
+    Int(Option<i64>),
+    Double(f64),
+    Bool(bool),
+    Text(Option<&'a str>),
+    List(&'a [String]),
+}
+
+impl<'a> FactValue<'a> {
+    /// As CEL sees it: missing values are `null`.
+    pub fn to_cel(self) -> CowVal<'a, 'a> {
+        match self {
+            FactValue::Int(Some(v)) => CowVal::owned(CelInt::from(v)),
+            FactValue::Double(v) => CowVal::owned(CelDouble::from(v)),
+            FactValue::Bool(v) => CowVal::owned(CelBool::from(v)),
+            FactValue::Text(Some(v)) => CowVal::owned(CelString::from(v)),
+            FactValue::Int(None) | FactValue::Text(None) => CowVal::owned(CelNull),
+            FactValue::List(items) => {
+                let items: Vec<Box<dyn Val + 'a>> = items
                     .iter()
                     .map(|t| Box::new(CelString::from(t.as_str())) as Box<dyn Val>)
                     .collect();
                 CowVal::owned(CelList::from(items))
             }
-            _ => return None,
-        })
+        }
     }
+
+    /// As templates see it: missing values are `none`.
+    pub fn to_template(self) -> minijinja::Value {
+        match self {
+            FactValue::Int(v) => v.map_or(minijinja::Value::from(()), minijinja::Value::from),
+            FactValue::Double(v) => minijinja::Value::from(v),
+            FactValue::Bool(v) => minijinja::Value::from(v),
+            FactValue::Text(v) => v.map_or(minijinja::Value::from(()), minijinja::Value::from),
+            FactValue::List(items) => minijinja::Value::from(items.to_vec()),
+        }
+    }
+}
+
+/// As a decision's reason shows it: `null`, `90`, `12800.5`, `true`, `"上海"`, `["vip"]`.
+impl std::fmt::Display for FactValue<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FactValue::Int(Some(v)) => write!(f, "{v}"),
+            FactValue::Double(v) => write!(f, "{v}"),
+            FactValue::Bool(v) => write!(f, "{v}"),
+            FactValue::Text(Some(v)) => write!(f, "{v:?}"),
+            FactValue::Int(None) | FactValue::Text(None) => f.write_str("null"),
+            FactValue::List(items) => write!(f, "{items:?}"),
+        }
+    }
+}
+
+/// `YYYY-MM-DD`, as the store keeps dates (faster than a format string, and
+/// this runs for every customer of every tick).
+fn parse_date(text: &str) -> Option<NaiveDate> {
+    let mut parts = text.splitn(3, '-');
+    let year = parts.next()?.parse().ok()?;
+    let month = parts.next()?.parse().ok()?;
+    let day = parts.next()?.parse().ok()?;
+    NaiveDate::from_ymd_opt(year, month, day)
 }
 
 impl cel::context::VariableResolver for Facts {
@@ -495,6 +547,41 @@ mod tests {
             );
         }
         assert!(facts.cel_value("favourite_colour").is_none());
+    }
+
+    #[test]
+    fn values_display_as_reasons_show_them() {
+        let facts = Facts::derive(&record(), at("2026-04-01"), TZ);
+        let shown: Vec<String> = [
+            "city",
+            "total_spend",
+            "visited_in_pool",
+            "days_since_last_contact",
+            "tags",
+        ]
+        .iter()
+        .map(|n| facts.get(n).unwrap().to_string())
+        .collect();
+        assert_eq!(
+            shown,
+            [
+                "\"上海\"",
+                "12800.5",
+                "true",
+                "null",
+                "[\"vip\", \"玻尿酸\"]"
+            ]
+        );
+    }
+
+    #[test]
+    fn dates_parse_strictly() {
+        assert_eq!(
+            parse_date("1990-06-15"),
+            NaiveDate::from_ymd_opt(1990, 6, 15)
+        );
+        assert_eq!(parse_date("1990-02-30"), None);
+        assert_eq!(parse_date("15/06/1990"), None);
     }
 
     #[test]

@@ -10,8 +10,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use minijinja::value::{Object, Value};
 use minijinja::{Environment, UndefinedBehavior};
-use serde::Serialize;
 
 use crate::diag::{Checked, Diagnostic, Report};
 use crate::facts::{self, Facts};
@@ -50,27 +52,40 @@ pub struct Rendered {
     pub html: Option<String>,
 }
 
-/// Everything a template can see.
-#[derive(Debug, Serialize)]
-pub struct MessageContext<'a> {
-    #[serde(flatten)]
-    pub facts: &'a Facts,
-    pub customer: CustomerVars<'a>,
-    pub clinic: ClinicVars<'a>,
-    pub rule: RuleVars<'a>,
+/// Everything a template can see: the facts as top-level variables, and the
+/// `customer`, `clinic` and `rule` objects. Values are looked up when the
+/// template asks for them, so rendering builds no maps.
+#[derive(Debug, Clone)]
+pub struct MessageContext {
+    pub facts: Arc<Facts>,
+    pub customer: Arc<CustomerVars>,
+    pub clinic: Arc<ClinicVars>,
+    pub rule: Arc<RuleVars>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct CustomerVars<'a> {
-    pub name: &'a str,
+impl Object for MessageContext {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match key.as_str()? {
+            "customer" => Some(Value::from_dyn_object(self.customer.clone())),
+            "clinic" => Some(Value::from_dyn_object(self.clinic.clone())),
+            "rule" => Some(Value::from_dyn_object(self.rule.clone())),
+            name => self.facts.get(name).map(|v| v.to_template()),
+        }
+    }
+}
+
+/// `customer.*` in templates.
+#[derive(Debug, Clone)]
+pub struct CustomerVars {
+    pub name: String,
     /// "王女士", "李先生", or the name itself when that cannot be formed.
     pub salutation: String,
     pub surname: String,
-    pub external_id: &'a str,
+    pub external_id: String,
 }
 
-impl<'a> CustomerVars<'a> {
-    pub fn new(name: &'a str, external_id: &'a str, gender: Option<Gender>) -> Self {
+impl CustomerVars {
+    pub fn new(name: &str, external_id: &str, gender: Option<Gender>) -> Self {
         let surname = surname(name);
         let salutation = match (gender, surname.is_empty(), is_chinese(name)) {
             (Some(Gender::Female), false, true) => format!("{surname}女士"),
@@ -78,24 +93,58 @@ impl<'a> CustomerVars<'a> {
             _ => name.to_string(),
         };
         CustomerVars {
-            name,
+            name: name.to_string(),
             salutation,
             surname,
-            external_id,
+            external_id: external_id.to_string(),
         }
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct ClinicVars<'a> {
-    pub name: &'a str,
-    pub phone: &'a str,
+impl Object for CustomerVars {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        Some(Value::from(match key.as_str()? {
+            "name" => self.name.as_str(),
+            "salutation" => self.salutation.as_str(),
+            "surname" => self.surname.as_str(),
+            "external_id" => self.external_id.as_str(),
+            _ => return None,
+        }))
+    }
 }
 
-#[derive(Debug, Serialize)]
-pub struct RuleVars<'a> {
-    pub id: &'a str,
-    pub description: &'a str,
+/// `clinic.*` in templates.
+#[derive(Debug, Clone)]
+pub struct ClinicVars {
+    pub name: String,
+    pub phone: String,
+}
+
+impl Object for ClinicVars {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        Some(Value::from(match key.as_str()? {
+            "name" => self.name.as_str(),
+            "phone" => self.phone.as_str(),
+            _ => return None,
+        }))
+    }
+}
+
+/// `rule.*` in templates.
+#[derive(Debug, Clone)]
+pub struct RuleVars {
+    pub id: String,
+    pub description: String,
+}
+
+impl Object for RuleVars {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        Some(Value::from(match key.as_str()? {
+            "id" => self.id.as_str(),
+            "description" => self.description.as_str(),
+            _ => return None,
+        }))
+    }
 }
 
 /// Chinese compound surnames (复姓) common enough to matter.
@@ -162,8 +211,9 @@ impl TemplateSet {
         &self,
         channel: Channel,
         name: &str,
-        context: &MessageContext<'_>,
+        context: &MessageContext,
     ) -> Result<Rendered, RenderError> {
+        let context = Value::from_object(context.clone());
         let parts = self
             .index
             .get(&(channel, name.to_string()))
@@ -177,7 +227,7 @@ impl TemplateSet {
         let render = |template: &str| -> Result<String, RenderError> {
             self.env
                 .get_template(template)
-                .and_then(|t| t.render(context))
+                .and_then(|t| t.render(&context))
                 .map(|text| text.trim().to_string())
                 .map_err(|source| RenderError {
                     template: template.to_string(),
@@ -394,18 +444,35 @@ mod tests {
         std::fs::write(path, text).unwrap();
     }
 
-    fn context<'a>(facts: &'a Facts, customer: CustomerVars<'a>) -> MessageContext<'a> {
+    fn context(facts: Facts, customer: CustomerVars) -> MessageContext {
         MessageContext {
-            facts,
-            customer,
-            clinic: ClinicVars {
-                name: "美丽诊所",
-                phone: "400-100-2000",
-            },
-            rule: RuleVars {
-                id: "r1",
-                description: "d",
-            },
+            facts: Arc::new(facts),
+            customer: Arc::new(customer),
+            clinic: Arc::new(ClinicVars {
+                name: "美丽诊所".into(),
+                phone: "400-100-2000".into(),
+            }),
+            rule: Arc::new(RuleVars {
+                id: "r1".into(),
+                description: "d".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn every_listed_object_attribute_resolves() {
+        let ctx = Value::from_object(context(
+            Facts::derive(&CustomerRecord::default(), 0, chrono_tz::UTC),
+            CustomerVars::new("王丽", "C1", None),
+        ));
+        for (object, attributes) in OBJECTS {
+            let object = ctx.get_attr(object).unwrap();
+            for attribute in *attributes {
+                assert!(
+                    !object.get_attr(attribute).unwrap().is_undefined(),
+                    "{attribute}"
+                );
+            }
         }
     }
 
@@ -439,7 +506,7 @@ mod tests {
         let facts = Facts::derive(&record, 86_400 * 3, chrono_tz::UTC);
         let customer = CustomerVars::new("王丽", "C1", Some(Gender::Female));
         let rendered = set
-            .render(Channel::Sms, "care", &context(&facts, customer))
+            .render(Channel::Sms, "care", &context(facts, customer))
             .unwrap();
         assert_eq!(
             rendered.body,
@@ -499,7 +566,7 @@ mod tests {
         let facts = Facts::derive(&CustomerRecord::default(), 0, chrono_tz::UTC);
         let customer = CustomerVars::new("<b>王丽</b>", "C1", None);
         let rendered = set
-            .render(Channel::Email, "back", &context(&facts, customer))
+            .render(Channel::Email, "back", &context(facts, customer))
             .unwrap();
         assert_eq!(
             rendered.html.as_deref(),
@@ -525,7 +592,7 @@ mod tests {
         let facts = Facts::derive(&CustomerRecord::default(), 0, chrono_tz::UTC);
         let customer = CustomerVars::new("王丽", "C1", None);
         assert!(
-            set.render(Channel::Sms, "a", &context(&facts, customer))
+            set.render(Channel::Sms, "a", &context(facts, customer))
                 .is_err()
         );
     }

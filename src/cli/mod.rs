@@ -321,12 +321,12 @@ fn populate_demo(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let engine = Engine {
-        clinic: &loaded.config.clinic,
+    let engine = Engine::new(
+        &loaded.config.clinic,
         clinic_id,
-        rules: &loaded.rules,
-        templates: &loaded.templates,
-    };
+        &loaded.rules,
+        &loaded.templates,
+    );
     let (mut moves, mut messages) = (0, 0);
     for day in crate::demo::replay_days(now, tz, REPLAY_DAYS) {
         let report = {
@@ -412,12 +412,7 @@ fn tick(config_path: &Path, at: Option<&str>, dry_run: bool, show: usize) -> Res
     let tz = config.clinic.timezone;
     let at = parse_at(at, config)?;
     let (mut store, clinic_id) = open_store(config)?;
-    let engine = Engine {
-        clinic: &config.clinic,
-        clinic_id,
-        rules: &loaded.rules,
-        templates: &loaded.templates,
-    };
+    let engine = Engine::new(&config.clinic, clinic_id, &loaded.rules, &loaded.templates);
     let options = TickOptions {
         dry_run,
         samples: show,

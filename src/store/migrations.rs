@@ -144,6 +144,7 @@ CREATE TABLE outreach (
 );
 CREATE UNIQUE INDEX outreach_once ON outreach (tick_id, customer_id, rule_id, action_index) WHERE tick_id IS NOT NULL;
 CREATE INDEX outreach_due ON outreach (status, due_at);
-CREATE INDEX outreach_customer ON outreach (customer_id, created_at);
+-- Covers the tick's per-customer, per-rule read of past messages.
+CREATE INDEX outreach_customer ON outreach (customer_id, rule_id, created_at, status, sent_at);
 "#,
 ];

@@ -12,7 +12,7 @@ use rusqlite::{Connection, Row, params};
 
 use super::Result;
 use crate::clock::Timestamp;
-use crate::facts::{CustomerRecord, CustomerRow, FollowupAgg, OrderAgg, OutreachAgg, VisitAgg};
+use crate::facts::{CustomerRecord, CustomerRow, FollowupAgg, OrderAgg, VisitAgg};
 use crate::model::Pool;
 
 /// A read-only connection that can hold a snapshot across many batches.
@@ -58,24 +58,25 @@ impl Reader {
     }
 
     /// The next batch of customers with id greater than `after`, with
-    /// everything the facts need, as of `at`. Empty when there are no more.
+    /// everything the facts need, as of `at`. `last` is `None` when no
+    /// customer is left; customers who do not exist yet at `at` are skipped,
+    /// so a batch can be empty while `last` moves on.
     pub fn scan_batch(
         &self,
         clinic_id: i64,
         at: Timestamp,
         after: i64,
         limit: usize,
-    ) -> Result<Vec<CustomerRecord>> {
+    ) -> Result<Batch> {
+        // `+c.clinic_id` keeps SQLite on the rowid range (an index on
+        // clinic_id would make every batch scan the whole clinic).
         let mut records: Vec<CustomerRecord> = self
             .conn
             .prepare_cached(
-                "SELECT c.id, c.external_id, c.name, c.gender, c.birth_date, c.city, c.source_channel,
-                        c.tags, p.pool, p.entered_at
-                 FROM customers c JOIN customer_pools p ON p.customer_id = c.id
-                 WHERE c.clinic_id = ?1 AND c.id > ?2 AND p.entered_at <= ?3
-                 ORDER BY c.id LIMIT ?4",
+                "SELECT id, external_id, name, gender, birth_date, city, source_channel, tags
+                 FROM customers WHERE +clinic_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
             )?
-            .query_map(params![clinic_id, after, at, limit as i64], |r| {
+            .query_map(params![clinic_id, after, limit as i64], |r| {
                 Ok(CustomerRecord {
                     customer: customer_row(r)?,
                     ..CustomerRecord::default()
@@ -83,15 +84,33 @@ impl Reader {
             })?
             .collect::<rusqlite::Result<_>>()?;
         let Some(last) = records.last().map(|r| r.customer.id) else {
-            return Ok(records);
+            return Ok(Batch {
+                records,
+                last: None,
+            });
         };
-        let range = (after, last, at);
 
+        // Pools by range and merged here: a sequential read, where a join
+        // would look every customer up in the pools table.
+        self.merge(
+            "SELECT customer_id, pool, entered_at FROM customer_pools
+             WHERE customer_id > ?1 AND customer_id <= ?2",
+            params![after, last],
+            &mut records,
+            |record, r| {
+                let pool: String = r.get(1)?;
+                record.customer.pool = pool.parse().unwrap_or(Pool::New);
+                record.customer.entered_at = r.get(2)?;
+                Ok(())
+            },
+        )?;
+        // Customers without a pool yet, or who enter it after `at`, do not exist for this tick.
+        records.retain(|r| r.customer.entered_at <= at);
         self.merge(
             "SELECT customer_id, count(*), min(at), max(at) FROM visits
              WHERE customer_id > ?1 AND customer_id <= ?2 AND at <= ?3
              GROUP BY customer_id ORDER BY customer_id",
-            range,
+            params![after, last, at],
             &mut records,
             |record, r| {
                 record.visits = VisitAgg {
@@ -106,7 +125,7 @@ impl Reader {
             "SELECT customer_id, count(*), sum(amount_cents), max(at) FROM orders
              WHERE customer_id > ?1 AND customer_id <= ?2 AND at <= ?3
              GROUP BY customer_id ORDER BY customer_id",
-            range,
+            params![after, last, at],
             &mut records,
             |record, r| {
                 record.orders = OrderAgg {
@@ -126,7 +145,7 @@ impl Reader {
              FROM followups
              WHERE customer_id > ?1 AND customer_id <= ?2 AND at <= ?3
              GROUP BY customer_id ORDER BY customer_id",
-            range,
+            params![after, last, at],
             &mut records,
             |record, r| {
                 let result: Option<String> = r.get(2)?;
@@ -138,37 +157,36 @@ impl Reader {
                 Ok(())
             },
         )?;
+        // One pass over the customers' messages, per rule: contacts in the
+        // current pool stay, the last message sent, and when the rule last
+        // fired in this stay.
         self.merge(
-            "SELECT o.customer_id,
+            "SELECT o.customer_id, o.rule_id,
                     sum(o.created_at >= p.entered_at AND o.status IN ('queued', 'sending', 'sent')),
-                    max(CASE WHEN o.status = 'sent' AND o.sent_at <= ?3 THEN o.sent_at END)
+                    max(CASE WHEN o.status = 'sent' AND o.sent_at <= ?3 THEN o.sent_at END),
+                    max(CASE WHEN o.created_at >= p.entered_at THEN o.created_at END)
              FROM outreach o JOIN customer_pools p ON p.customer_id = o.customer_id
              WHERE o.customer_id > ?1 AND o.customer_id <= ?2 AND o.created_at <= ?3
-             GROUP BY o.customer_id ORDER BY o.customer_id",
-            range,
+             GROUP BY o.customer_id, o.rule_id ORDER BY o.customer_id, o.rule_id",
+            params![after, last, at],
             &mut records,
             |record, r| {
-                record.outreach = OutreachAgg {
-                    contacts_in_pool: r.get(1)?,
-                    last_contact_at: r.get(2)?,
-                };
+                let contacts: i64 = r.get(2)?;
+                let sent: Option<Timestamp> = r.get(3)?;
+                let fired: Option<Timestamp> = r.get(4)?;
+                let outreach = &mut record.outreach;
+                outreach.contacts_in_pool += contacts;
+                outreach.last_contact_at = outreach.last_contact_at.max(sent);
+                if let Some(fired) = fired {
+                    record.fired_in_pool.push((r.get(1)?, fired));
+                }
                 Ok(())
             },
         )?;
-        self.merge(
-            "SELECT o.customer_id, o.rule_id, max(o.created_at)
-             FROM outreach o JOIN customer_pools p ON p.customer_id = o.customer_id
-             WHERE o.customer_id > ?1 AND o.customer_id <= ?2 AND o.created_at <= ?3
-               AND o.created_at >= p.entered_at
-             GROUP BY o.customer_id, o.rule_id ORDER BY o.customer_id",
-            range,
-            &mut records,
-            |record, r| {
-                record.fired_in_pool.push((r.get(1)?, r.get(2)?));
-                Ok(())
-            },
-        )?;
-        Ok(records)
+        Ok(Batch {
+            records,
+            last: Some(last),
+        })
     }
 
     /// Runs an aggregate over a customer-id range (rows ordered by customer
@@ -176,12 +194,12 @@ impl Reader {
     fn merge(
         &self,
         sql: &str,
-        (after, last, at): (i64, i64, Timestamp),
+        params: impl rusqlite::Params,
         records: &mut [CustomerRecord],
         apply: impl Fn(&mut CustomerRecord, &Row<'_>) -> rusqlite::Result<()>,
     ) -> Result<()> {
         let mut stmt = self.conn.prepare_cached(sql)?;
-        let mut rows = stmt.query(params![after, last, at])?;
+        let mut rows = stmt.query(params)?;
         let mut index = 0;
         while let Some(row) = rows.next()? {
             let id: i64 = row.get(0)?;
@@ -198,8 +216,15 @@ impl Reader {
     }
 }
 
+/// One batch of a scan.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub records: Vec<CustomerRecord>,
+    /// The highest customer id read; the next batch starts after it.
+    pub last: Option<i64>,
+}
+
 fn customer_row(r: &Row<'_>) -> rusqlite::Result<CustomerRow> {
-    let pool: String = r.get(8)?;
     Ok(CustomerRow {
         id: r.get(0)?,
         external_id: r.get(1)?,
@@ -209,7 +234,8 @@ fn customer_row(r: &Row<'_>) -> rusqlite::Result<CustomerRow> {
         city: r.get(5)?,
         source_channel: r.get(6)?,
         tags: r.get(7)?,
-        pool: pool.parse().unwrap_or(Pool::New),
-        entered_at: r.get(9)?,
+        pool: Pool::New,
+        // Set from the pools table; a customer without a pool never exists for a tick.
+        entered_at: Timestamp::MAX,
     })
 }
