@@ -69,6 +69,9 @@ pub enum Command {
         /// How many example decisions to print.
         #[arg(long, default_value_t = 10)]
         show: usize,
+        /// Customers judged and committed per transaction.
+        #[arg(long, default_value_t = 5_000)]
+        batch_size: usize,
     },
     /// Send the messages that are due, through each channel's sender, then exit.
     Dispatch {
@@ -197,7 +200,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Init(args) => init(&args).map(|_| ExitCode::SUCCESS),
         Command::Demo { dir } => demo(&dir),
         Command::Check => Ok(check(&cli.config)),
-        Command::Tick { at, dry_run, show } => tick(&cli.config, at.as_deref(), dry_run, show),
+        Command::Tick {
+            at,
+            dry_run,
+            show,
+            batch_size,
+        } => tick(&cli.config, at.as_deref(), dry_run, show, batch_size),
         Command::Dispatch { at } => dispatch(&cli.config, at.as_deref()),
         Command::Status { format } => status(&cli.config, format),
         Command::Log(args) => log(&cli.config, &args),
@@ -406,7 +414,13 @@ fn open_store(config: &Config) -> Result<(Store, i64)> {
 }
 
 /// `recall tick`.
-fn tick(config_path: &Path, at: Option<&str>, dry_run: bool, show: usize) -> Result<ExitCode> {
+fn tick(
+    config_path: &Path,
+    at: Option<&str>,
+    dry_run: bool,
+    show: usize,
+    batch_size: usize,
+) -> Result<ExitCode> {
     let loaded = load(config_path)?;
     let config = &loaded.config;
     let tz = config.clinic.timezone;
@@ -416,6 +430,7 @@ fn tick(config_path: &Path, at: Option<&str>, dry_run: bool, show: usize) -> Res
     let options = TickOptions {
         dry_run,
         samples: show,
+        batch_size,
         ..TickOptions::at(at)
     };
     let report = engine::tick(&mut store, &engine, options)?;

@@ -57,6 +57,15 @@ impl Clinic {
         recall_in(self.path())
     }
 
+    /// The real binary as a plain process, for tests that signal or kill it.
+    pub fn process(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("recall"));
+        cmd.current_dir(self.path())
+            .env_remove("RECALL_CONFIG")
+            .env("NO_COLOR", "1");
+        cmd
+    }
+
     pub fn load(&self) -> Loaded {
         match Loaded::load(&self.config()) {
             Ok((loaded, _)) => loaded,
@@ -111,4 +120,26 @@ pub fn at(text: &str) -> DateTime<Utc> {
 
 pub fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+impl Clinic {
+    /// A copy of this clinic's folder (config, rules, templates, database).
+    pub fn copy(&self) -> Clinic {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(self.path(), dir.path());
+        Clinic { dir }
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
 }

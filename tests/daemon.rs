@@ -1,0 +1,182 @@
+//! `recall run` and `recall demo` as a service manager runs them: a catch-up
+//! tick at start, dispatch right after, a clean exit on SIGTERM or SIGINT,
+//! and no second catch-up when no scheduled slot was missed.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::Clinic;
+
+/// A running service whose log lines arrive on a channel.
+struct Service {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Service {
+    fn start(cmd: &mut std::process::Command) -> Service {
+        let mut child = cmd
+            .env("RECALL_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        for stream in [
+            Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stdout.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Service {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `text`; panics with everything seen on timeout.
+    fn wait_for(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                let found = line.contains(text);
+                self.seen.push(line);
+                if found {
+                    return;
+                }
+            }
+        }
+        panic!(
+            "no line with {text:?} within 90 s; saw:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for exit and returns whether it succeeded, draining the output.
+    fn finish(mut self) -> (bool, Vec<String>) {
+        let status = self.child.wait().unwrap();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            self.seen.push(line);
+        }
+        (status.success(), self.seen)
+    }
+}
+
+/// Dispatch every second, so the test sees it soon. The schedule stays
+/// daily: the demo's last tick is two days old, so a catch-up is due.
+fn quick_dispatch(clinic: &Clinic) {
+    let config = clinic.config();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("dispatch_every = \"30s\"", "dispatch_every = \"1s\"");
+    std::fs::write(config, text).unwrap();
+}
+
+#[test]
+fn run_catches_up_dispatches_and_stops_cleanly_on_sigterm() {
+    let clinic = Clinic::demo(100);
+    quick_dispatch(&clinic);
+    let ticks_before = clinic.count("SELECT count(*) FROM ticks");
+
+    let mut service = Service::start(clinic.process().arg("run"));
+    service.wait_for("recall is running");
+    service.wait_for("catch-up tick");
+    service.wait_for("tick done");
+    service.wait_for("dispatched");
+    service.signal("TERM");
+    let (ok, seen) = service.finish();
+    assert!(ok, "exit status; output:\n{}", seen.join("\n"));
+    assert!(
+        seen.iter().any(|l| l.contains("stopped cleanly")),
+        "{}",
+        seen.join("\n")
+    );
+
+    assert_eq!(clinic.count("SELECT count(*) FROM ticks"), ticks_before + 1);
+    assert_eq!(
+        clinic.count("SELECT count(*) FROM ticks WHERE status <> 'done'"),
+        0
+    );
+    let last_tick: i64 = clinic.count("SELECT max(at) FROM ticks");
+    let sent_now = clinic.count(&format!(
+        "SELECT count(*) FROM outreach WHERE created_at = {last_tick} AND status IN ('sent', 'suppressed')"
+    ));
+    assert!(
+        sent_now > 0,
+        "messages of the catch-up tick that were due went out"
+    );
+    // Nothing is left half-sent.
+    assert_eq!(
+        clinic.count("SELECT count(*) FROM outreach WHERE status = 'sending'"),
+        0
+    );
+
+    // A restart with no missed slot does not tick again.
+    let mut again = Service::start(clinic.process().arg("run"));
+    again.wait_for("next scheduled tick");
+    again.signal("INT");
+    let (ok, seen) = again.finish();
+    assert!(ok, "{}", seen.join("\n"));
+    assert!(
+        !seen.iter().any(|l| l.contains("catch-up tick")),
+        "{}",
+        seen.join("\n")
+    );
+    assert_eq!(clinic.count("SELECT count(*) FROM ticks"), ticks_before + 1);
+}
+
+#[test]
+fn run_refuses_to_start_on_broken_rules() {
+    let clinic = Clinic::new();
+    let rules = clinic.path().join("rules/01-new.toml");
+    let text = std::fs::read_to_string(&rules)
+        .unwrap()
+        .replace("from = \"new\"", "from = \"neww\"");
+    std::fs::write(&rules, text).unwrap();
+    let out = clinic.process().arg("run").output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown pool `neww`") && stderr.contains("did you mean `new`?"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn demo_runs_the_service_and_stops_on_ctrl_c() {
+    let clinic = Clinic::demo(60);
+    quick_dispatch(&clinic);
+    let mut cmd = clinic.process();
+    cmd.args(["demo", "."]);
+    let mut service = Service::start(&mut cmd);
+    service.wait_for("running the service on");
+    service.wait_for("tick done");
+    service.wait_for("rule fired");
+    service.signal("INT");
+    let (ok, seen) = service.finish();
+    assert!(ok, "{}", seen.join("\n"));
+    assert!(
+        seen.iter().any(|l| l.contains("stopped cleanly")),
+        "{}",
+        seen.join("\n")
+    );
+}

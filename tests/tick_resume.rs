@@ -1,0 +1,121 @@
+//! A tick interrupted anywhere and run again ends exactly where an
+//! uninterrupted tick ends: no move or message lost, none doubled.
+
+mod common;
+
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use common::{Clinic, at};
+use recall::engine::{self, Engine, TickEnd, TickOptions};
+use recall::store::Store;
+
+const WHEN: &str = "2099-01-01 09:00";
+
+fn tick(clinic: &Clinic, stop: Option<&AtomicBool>) -> engine::TickReport {
+    let loaded = clinic.load();
+    let mut store = Store::open(&clinic.database()).unwrap();
+    let clinic_id = store
+        .ensure_clinic("main", "测试诊所", "Asia/Shanghai", 0)
+        .unwrap();
+    let engine = Engine::new(
+        &loaded.config.clinic,
+        clinic_id,
+        &loaded.rules,
+        &loaded.templates,
+    );
+    let options = TickOptions {
+        stop,
+        batch_size: 25,
+        ..TickOptions::at(at(WHEN))
+    };
+    engine::tick(&mut store, &engine, options).unwrap()
+}
+
+#[test]
+fn a_stopped_tick_resumes_after_its_cursor() {
+    let base = Clinic::demo(200);
+    let reference = base.copy();
+    let done = tick(&reference, None);
+    assert_eq!(done.end, TickEnd::Done);
+    assert!(
+        done.moves > 0 && done.messages > 0,
+        "the test needs a tick that does something"
+    );
+
+    let interrupted = base.copy();
+    let stop = AtomicBool::new(true);
+    let first = tick(&interrupted, Some(&stop));
+    assert_eq!(first.end, TickEnd::Stopped);
+    assert!(
+        first.evaluated > 0 && first.evaluated < 200,
+        "stopped after one batch: {}",
+        first.evaluated
+    );
+
+    let second = tick(&interrupted, None);
+    assert_eq!(second.end, TickEnd::Done);
+    assert!(second.resumed_after.is_some());
+    assert_eq!(
+        second.evaluated, 200,
+        "each customer judged exactly once over both runs"
+    );
+    assert_eq!(interrupted.history(), reference.history());
+
+    let again = tick(&interrupted, None);
+    assert_eq!(again.end, TickEnd::AlreadyDone);
+    assert_eq!(interrupted.history(), reference.history());
+}
+
+#[test]
+fn a_tick_killed_at_any_point_and_rerun_matches_an_uninterrupted_one() {
+    let base = Clinic::demo(400);
+    let reference = base.copy();
+    reference
+        .recall()
+        .args(["tick", "--at", WHEN, "--batch-size", "10"])
+        .assert()
+        .success();
+    let expected = reference.history();
+
+    let mut interrupted_mid_tick = 0;
+    for (i, delay_ms) in [0u64, 15, 40, 80, 150, 300].into_iter().enumerate() {
+        let clinic = base.copy();
+        let mut child = clinic
+            .process()
+            .args(["tick", "--at", WHEN, "--batch-size", "10"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill().unwrap(); // SIGKILL: no chance to clean up
+        child.wait().unwrap();
+        if clinic.count("SELECT count(*) FROM ticks WHERE status = 'running' AND cursor > 0") > 0 {
+            interrupted_mid_tick += 1;
+        }
+        let rerun = clinic
+            .recall()
+            .args(["tick", "--at", WHEN, "--batch-size", "10"])
+            .output()
+            .unwrap();
+        assert!(
+            rerun.status.success(),
+            "iteration {i}: {}",
+            String::from_utf8_lossy(&rerun.stderr)
+        );
+        assert_eq!(
+            clinic.history(),
+            expected,
+            "iteration {i} (killed after {delay_ms} ms)"
+        );
+        assert_eq!(
+            clinic.count("SELECT count(*) FROM ticks WHERE status <> 'done'"),
+            0
+        );
+    }
+    assert!(
+        interrupted_mid_tick > 0,
+        "no kill landed in the middle of a tick; adjust the delays"
+    );
+}
