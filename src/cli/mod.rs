@@ -365,7 +365,7 @@ fn demo(dir: &Path) -> Result<ExitCode> {
     }
     println!("running the service on {} — Ctrl-C stops it", dir.display());
     println!(
-        "in another terminal: recall --config {} status | log",
+        "from another terminal: recall --config {0} status   (or: cargo run --release -- --config {0} log)",
         config_path.display()
     );
     serve(&config_path)
