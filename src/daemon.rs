@@ -28,7 +28,7 @@ use crate::config::{self, Config};
 use crate::dispatch::{Dispatcher, SharedStore};
 use crate::engine::{self, Engine, TickEnd, TickOptions, TickReport};
 use crate::rules::RuleSet;
-use crate::store::Store;
+use crate::store::{LockKind, Store};
 use crate::templates::TemplateSet;
 
 /// Everything loaded and checked before the service starts.
@@ -113,6 +113,18 @@ pub async fn run(loaded: Loaded) -> Result<()> {
         tz.name(),
         Utc::now().timestamp(),
     )?;
+    // One dispatcher per database: a second service on the same database
+    // would requeue the first one's messages in flight.
+    let dispatch_store = Store::open(&config.database)?;
+    let dispatch_lock = dispatch_store
+        .try_lock(LockKind::Dispatch)?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "another recall service is already running on {}; stop it first",
+                config.database.display()
+            )
+        })?;
+    let dispatch_store: SharedStore = Arc::new(std::sync::Mutex::new(dispatch_store));
     let dispatcher = Arc::new(Dispatcher::build(&config)?);
     let routed = dispatcher.channels();
     tracing::info!(
@@ -178,8 +190,6 @@ pub async fn run(loaded: Loaded) -> Result<()> {
         trigger_rx,
         shutdown_rx.clone(),
     ));
-    let dispatch_store: SharedStore =
-        Arc::new(std::sync::Mutex::new(Store::open(&config.database)?));
     let requeued = dispatch_store
         .lock()
         .map_err(|_| anyhow::anyhow!("store lock poisoned"))?
@@ -208,6 +218,7 @@ pub async fn run(loaded: Loaded) -> Result<()> {
     let (ticks, dispatch) = tokio::join!(tick_task, dispatch_task);
     ticks.context("tick worker")??;
     dispatch.context("dispatcher")??;
+    drop(dispatch_lock);
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -24,7 +24,7 @@ use crate::rules::RuleSet;
 use crate::rules::eval::Evaluator;
 use crate::store::scan::{Batch, Reader};
 use crate::store::ticks::{Move, NewMessage, TickBatch, TickRow, TickStart};
-use crate::store::{Store, StoreError};
+use crate::store::{LockKind, Store, StoreError};
 use crate::templates::{ClinicVars, CustomerVars, MessageContext, RuleVars, TemplateSet};
 
 /// What a tick needs besides the store.
@@ -171,6 +171,10 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("cannot start a tick thread: {0}")]
     Thread(std::io::Error),
+    #[error(
+        "another process is running a tick on this database (the service?); try again when it is done"
+    )]
+    Busy,
 }
 
 /// Runs a tick. Finishes an earlier interrupted tick first if there is one.
@@ -188,6 +192,7 @@ pub fn tick(
         report.total_time = started.elapsed();
         return Ok(report);
     }
+    let _lock = store.try_lock(LockKind::Tick)?.ok_or(EngineError::Busy)?;
     let mut finished_first = Vec::new();
     let tick = loop {
         match store.begin_tick(at, Utc::now().timestamp(), |t| clock::format_local(t, tz))? {

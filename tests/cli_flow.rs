@@ -337,3 +337,38 @@ fn commands_without_a_config_explain_how_to_get_one() {
         .failure()
         .stderr(predicate::str::contains("recall init"));
 }
+
+#[test]
+fn a_second_tick_or_dispatcher_on_the_same_database_waits_its_turn() {
+    let clinic = Clinic::demo(20);
+    let store = recall::store::Store::open(&clinic.database()).unwrap();
+    let tick_lock = store
+        .try_lock(recall::store::LockKind::Tick)
+        .unwrap()
+        .unwrap();
+    clinic
+        .recall()
+        .args(["tick", "--at", "2099-01-01"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains(
+            "another process is running a tick",
+        ));
+    drop(tick_lock);
+    let dispatch_lock = store
+        .try_lock(recall::store::LockKind::Dispatch)
+        .unwrap()
+        .unwrap();
+    clinic
+        .recall()
+        .args(["dispatch", "--at", "2099-01-01"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("the service is dispatching"));
+    drop(dispatch_lock);
+    clinic
+        .recall()
+        .args(["tick", "--at", "2099-01-01"])
+        .assert()
+        .success();
+}

@@ -99,6 +99,11 @@ fn run_catches_up_dispatches_and_stops_cleanly_on_sigterm() {
 
     let mut service = Service::start(clinic.process().arg("run"));
     service.wait_for("recall is running");
+    // A second service on the same database refuses to start.
+    let second = clinic.process().arg("run").output().unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("already running"), "{stderr}");
     service.wait_for("catch-up tick");
     service.wait_for("tick done");
     service.wait_for("dispatched");

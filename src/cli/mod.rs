@@ -21,8 +21,8 @@ use crate::dispatch::{Dispatcher, SharedStore};
 use crate::engine::{self, Engine, TickEnd, TickOptions};
 use crate::facts::CATALOGUE;
 use crate::model::{Channel, OutreachStatus};
-use crate::store::Store;
 use crate::store::queries::LogFilter;
+use crate::store::{LockKind, Store};
 pub use output::{Format, Rows};
 
 /// Keeps medical-aesthetics clinics from losing their customers: moves each
@@ -516,6 +516,11 @@ fn dispatch(config_path: &Path, at: Option<&str>) -> Result<ExitCode> {
     let config = load_config(config_path)?;
     let at = parse_at(at, &config)?;
     let (store, _) = open_store(&config)?;
+    let Some(_lock) = store.try_lock(LockKind::Dispatch)? else {
+        bail!(
+            "the service is dispatching from this database right now; it sends due messages itself"
+        );
+    };
     let dispatcher = Dispatcher::build(&config)?;
     let store: SharedStore = Arc::new(std::sync::Mutex::new(store));
     let runtime = tokio::runtime::Builder::new_current_thread()

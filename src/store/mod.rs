@@ -31,7 +31,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Errors at the store's boundary.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create the folder for the database {path}: {source}")]
+    #[error("cannot create {path}: {source}")]
     CreateDir {
         path: PathBuf,
         source: std::io::Error,
@@ -211,6 +211,53 @@ impl Store {
     }
 }
 
+/// What a [`ProcessLock`] guards. One holder per database at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    /// Running ticks: two processes must not judge the same customers at once.
+    Tick,
+    /// Dispatching: there is one dispatcher per database, so the one that
+    /// starts may requeue messages a crashed dispatcher left in `sending`.
+    Dispatch,
+}
+
+/// Held while a process ticks or dispatches; released when dropped (or when
+/// the process dies: the operating system releases the lock).
+#[derive(Debug)]
+pub struct ProcessLock {
+    _file: std::fs::File,
+}
+
+impl Store {
+    /// Takes the lock of this kind for this database, or `None` if another
+    /// process holds it.
+    pub fn try_lock(&self, kind: LockKind) -> Result<Option<ProcessLock>> {
+        let suffix = match kind {
+            LockKind::Tick => "tick.lock",
+            LockKind::Dispatch => "dispatch.lock",
+        };
+        let mut name = self.path.clone().into_os_string();
+        name.push(format!(".{suffix}"));
+        let path = PathBuf::from(name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| StoreError::CreateDir {
+                path: path.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(ProcessLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(source)) => {
+                Err(StoreError::CreateDir { path, source })
+            }
+        }
+    }
+}
+
 /// Pragmas every connection that writes gets.
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -294,6 +341,20 @@ mod tests {
             )
             .unwrap_err();
         assert!(err.to_string().contains("append-only"), "{err}");
+    }
+
+    #[test]
+    fn locks_are_exclusive_per_kind_and_released_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let a = Store::create(&path).unwrap();
+        let b = Store::open(&path).unwrap();
+        let tick = a.try_lock(LockKind::Tick).unwrap();
+        assert!(tick.is_some());
+        assert!(b.try_lock(LockKind::Tick).unwrap().is_none());
+        assert!(b.try_lock(LockKind::Dispatch).unwrap().is_some());
+        drop(tick);
+        assert!(b.try_lock(LockKind::Tick).unwrap().is_some());
     }
 
     #[test]
