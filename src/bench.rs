@@ -114,6 +114,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         ("next day's tick", at + chrono::Duration::days(1)),
     ] {
         reset_peak_memory();
+        let cpu_before = cpu_seconds();
         let report = engine::tick(
             &mut store,
             &engine,
@@ -125,8 +126,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let peak = peak_memory_kib().map_or("n/a".to_string(), |kib| {
             format!("{:.0} MB", kib as f64 / 1024.0)
         });
+        let cpu = match (cpu_before, cpu_seconds()) {
+            (Some(before), Some(after)) => format!("{:.2} s", after - before),
+            _ => "n/a".to_string(),
+        };
         println!(
-            "{label}: {} customers, {} moves, {} messages in {:.2} s \
+            "{label}: {} customers, {} moves, {} messages in {:.2} s, CPU {cpu} \
              (reading {:.2} s on its own thread, evaluating {:.2} s, writing {:.2} s); peak memory {peak}",
             report.evaluated,
             report.moves,
@@ -236,6 +241,17 @@ fn generate(
         index += chunk;
     }
     Ok((visits, orders, followups))
+}
+
+/// User + system CPU time of this process so far, in seconds (Linux).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start after ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // The kernel counts in clock ticks, 100 per second on Linux.
+    Some((utime + stime) / 100.0)
 }
 
 /// Resets the kernel's peak-RSS counter (VmHWM) for this process.
