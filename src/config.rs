@@ -16,7 +16,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::diag::{self, Diagnostic, Report};
+use crate::dispatch::sender::RateLimit;
 use crate::model::Channel;
+pub use crate::senders::SenderConfig;
 
 /// The configuration file as written.
 #[derive(Debug, Deserialize)]
@@ -29,9 +31,10 @@ pub struct ConfigFile {
     pub schedule: ScheduleSection,
     #[serde(default)]
     pub dispatch: DispatchSection,
-    /// Named senders; channels refer to them by name.
+    /// Named senders; channels refer to them by name. Read as tables first:
+    /// `rate_limit` is common to every kind, the rest belongs to the kind.
     #[serde(default)]
-    pub senders: BTreeMap<String, Spanned<SenderConfig>>,
+    pub senders: BTreeMap<String, Spanned<toml::Table>>,
     /// Which sender carries each channel (`sms`, `phone`, `wechat`, `email`).
     #[serde(default)]
     pub channels: BTreeMap<Spanned<String>, ChannelSection>,
@@ -104,6 +107,9 @@ pub struct DispatchSection {
     pub retry_backoff: Spanned<String>,
     /// Longest delay between retries.
     pub max_backoff: Spanned<String>,
+    /// At most this many messages per customer over all channels in a
+    /// rolling window, e.g. "3/7d".
+    pub max_per_customer: Option<Spanned<String>>,
 }
 
 impl Default for DispatchSection {
@@ -113,27 +119,7 @@ impl Default for DispatchSection {
             max_attempts: 5,
             retry_backoff: Spanned::new(0..0, "1m".to_string()),
             max_backoff: Spanned::new(0..0, "6h".to_string()),
-        }
-    }
-}
-
-/// One named sender. `kind` says which provider it talks to.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SenderConfig {
-    /// Writes each message to the outreach log (and, if `file` is set, to a
-    /// JSON-lines file) and marks it sent. Sends nothing to customers.
-    Log {
-        /// Optional JSON-lines file every message is appended to.
-        #[serde(default)]
-        file: Option<PathBuf>,
-    },
-}
-
-impl SenderConfig {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SenderConfig::Log { .. } => "log",
+            max_per_customer: None,
         }
     }
 }
@@ -143,6 +129,22 @@ impl SenderConfig {
 pub struct ChannelSection {
     /// The name of a sender under `[senders]`.
     pub sender: Spanned<String>,
+    /// Another channel to use when this one cannot reach the customer (no
+    /// address, no consent, opted out, permanent failure), e.g. wechat → sms.
+    #[serde(default)]
+    pub fallback: Option<Spanned<String>>,
+    /// What one message costs, in yuan (e.g. 0.045 for an SMS); recorded on
+    /// every message sent, for the recall report.
+    #[serde(default)]
+    pub cost: Option<Spanned<f64>>,
+    /// No messages in this clinic-time window, e.g. "21:00-09:00"; messages
+    /// due inside it wait for its end.
+    #[serde(default)]
+    pub quiet_hours: Option<Spanned<String>>,
+    /// At most this many messages per customer on this channel in a rolling
+    /// window, e.g. "2/7d". Messages over the cap wait until it allows them.
+    #[serde(default)]
+    pub max_per_customer: Option<Spanned<String>>,
 }
 
 fn default_clinic_code() -> String {
@@ -164,11 +166,111 @@ pub struct Config {
     pub templates_dir: PathBuf,
     pub schedule: Schedule,
     pub dispatch: DispatchSettings,
-    /// Sender name → its settings (paths resolved).
-    pub senders: BTreeMap<String, SenderConfig>,
-    /// Channel → sender name. Channels not listed have no sender: their
-    /// messages stay queued and `recall check` warns.
-    pub channels: BTreeMap<Channel, String>,
+    /// Sender name → its settings.
+    pub senders: BTreeMap<String, SenderEntry>,
+    /// Channel → its sender and policy. Channels not listed have no sender:
+    /// their messages stay queued and `recall check` warns.
+    pub channels: BTreeMap<Channel, ChannelPolicy>,
+}
+
+/// One configured sender.
+#[derive(Debug, Clone)]
+pub struct SenderEntry {
+    pub config: SenderConfig,
+    /// `rate_limit = "10/s"`: at most this many messages through this sender.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// How one channel is sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelPolicy {
+    /// The name of the sender under `[senders]`.
+    pub sender: String,
+    pub fallback: Option<Channel>,
+    /// Cost of one message, in thousandths of a yuan (厘).
+    pub cost_milli: i64,
+    pub quiet_hours: Option<QuietHours>,
+    pub cap: Option<Cap>,
+}
+
+impl ChannelPolicy {
+    /// A channel carried by `sender` with no policy of its own.
+    pub fn plain(sender: &str) -> Self {
+        ChannelPolicy {
+            sender: sender.to_string(),
+            fallback: None,
+            cost_milli: 0,
+            quiet_hours: None,
+            cap: None,
+        }
+    }
+}
+
+/// A daily window in clinic time when nothing is sent. `start` after `end`
+/// means the window crosses midnight (21:00-09:00).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuietHours {
+    pub start: chrono::NaiveTime,
+    pub end: chrono::NaiveTime,
+}
+
+impl QuietHours {
+    /// Parses "21:00-09:00".
+    pub fn parse(text: &str) -> Result<QuietHours, String> {
+        let (start, end) = text
+            .split_once('-')
+            .ok_or_else(|| format!("`{text}` is not a window: write it like \"21:00-09:00\""))?;
+        let time = |t: &str| {
+            chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M")
+                .map_err(|_| format!("`{}` is not a time of day like 21:00", t.trim()))
+        };
+        let (start, end) = (time(start)?, time(end)?);
+        if start == end {
+            return Err(format!("`{text}` is empty: start and end are the same"));
+        }
+        Ok(QuietHours { start, end })
+    }
+
+    /// Whether a clinic-local time of day is inside the window.
+    pub fn contains(&self, time: chrono::NaiveTime) -> bool {
+        if self.start < self.end {
+            self.start <= time && time < self.end
+        } else {
+            time >= self.start || time < self.end
+        }
+    }
+}
+
+/// At most `count` messages per customer in any window of `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cap {
+    pub count: u32,
+    pub window: Duration,
+}
+
+impl Cap {
+    /// Parses "2/7d", "1/day", "4/30d".
+    pub fn parse(text: &str) -> Result<Cap, String> {
+        let (count, window) = text.split_once('/').ok_or_else(|| {
+            format!("`{text}` is not a cap: write it like \"2/7d\" (2 messages per 7 days)")
+        })?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{}` in `{text}` is not a whole number", count.trim()))?;
+        let window = match window.trim() {
+            "day" => Duration::from_secs(86_400),
+            "week" => Duration::from_secs(7 * 86_400),
+            other => humantime::parse_duration(other)
+                .map_err(|e| format!("`{other}` in `{text}`: {e}"))?,
+        };
+        if count == 0 || window.is_zero() {
+            return Err(format!(
+                "`{text}` allows nothing; remove the cap or raise it"
+            ));
+        }
+        Ok(Cap { count, window })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -192,6 +294,8 @@ pub struct DispatchSettings {
     pub max_attempts: u32,
     pub retry_backoff: Duration,
     pub max_backoff: Duration,
+    /// Messages per customer over all channels in a rolling window.
+    pub cap: Option<Cap>,
 }
 
 impl Default for DispatchSettings {
@@ -201,6 +305,7 @@ impl Default for DispatchSettings {
             max_attempts: 5,
             retry_backoff: Duration::from_secs(60),
             max_backoff: Duration::from_secs(6 * 3600),
+            cap: None,
         }
     }
 }
@@ -327,18 +432,47 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
         ));
     }
 
-    let senders: BTreeMap<String, SenderConfig> = file
-        .senders
-        .into_iter()
-        .map(|(name, sender)| {
-            let sender = match sender.into_inner() {
-                SenderConfig::Log { file } => SenderConfig::Log {
-                    file: file.map(|f| resolve(&f)),
-                },
-            };
-            (name, sender)
-        })
-        .collect();
+    let mut senders: BTreeMap<String, SenderEntry> = BTreeMap::new();
+    for (name, table) in file.senders {
+        let span = span_of(&table.span());
+        let mut table = table.into_inner();
+        let rate_limit = match table.remove("rate_limit") {
+            None => None,
+            Some(toml::Value::String(text)) => match RateLimit::parse(&text) {
+                Ok(rate) => Some(rate),
+                Err(why) => {
+                    report.push(Diagnostic::error(
+                        path,
+                        span.clone(),
+                        format!("[senders.{name}] rate_limit: {why}"),
+                    ));
+                    None
+                }
+            },
+            Some(other) => {
+                report.push(Diagnostic::error(
+                    path,
+                    span.clone(),
+                    format!("[senders.{name}] rate_limit must be text like \"10/s\", not {other}"),
+                ));
+                None
+            }
+        };
+        match SenderConfig::deserialize(toml::Value::Table(table)) {
+            Ok(config) => {
+                senders.insert(name, SenderEntry { config, rate_limit });
+            }
+            Err(e) => {
+                let mut diagnostic = diag::from_toml_error(path, &e);
+                diagnostic.message = format!("[senders.{name}] {}", diagnostic.message);
+                diagnostic.span = diagnostic.span.or(span);
+                if !e.message().contains("kind") && diagnostic.hints.is_empty() {
+                    diagnostic = diagnostic.hint("every sender needs `kind`, e.g. kind = \"log\"; README lists the kinds and their keys");
+                }
+                report.push(diagnostic);
+            }
+        }
+    }
 
     let mut channels = BTreeMap::new();
     for (channel_name, section) in &file.channels {
@@ -368,8 +502,66 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
             );
             continue;
         }
-        channels.insert(channel, sender.clone());
+        let mut policy = ChannelPolicy::plain(sender);
+        if let Some(fallback) = &section.fallback {
+            match fallback.get_ref().parse::<Channel>() {
+                Ok(f) if f == channel => report.push(Diagnostic::error(
+                    path,
+                    span_of(&fallback.span()),
+                    format!("channel `{channel}` cannot fall back to itself"),
+                )),
+                Ok(f) => policy.fallback = Some(f),
+                Err(_) => report.push(
+                    Diagnostic::error(
+                        path,
+                        span_of(&fallback.span()),
+                        format!("unknown channel `{}`", fallback.get_ref()),
+                    )
+                    .suggest(fallback.get_ref(), Channel::names()),
+                ),
+            }
+        }
+        if let Some(cost) = &section.cost {
+            let yuan = *cost.get_ref();
+            if yuan < 0.0 || !yuan.is_finite() {
+                report.push(Diagnostic::error(
+                    path,
+                    span_of(&cost.span()),
+                    "cost must be zero or more (yuan per message)",
+                ));
+            } else {
+                policy.cost_milli = (yuan * 1000.0).round() as i64;
+            }
+        }
+        if let Some(quiet) = &section.quiet_hours {
+            match QuietHours::parse(quiet.get_ref()) {
+                Ok(q) => policy.quiet_hours = Some(q),
+                Err(why) => report.push(Diagnostic::error(path, span_of(&quiet.span()), why)),
+            }
+        }
+        if let Some(cap) = &section.max_per_customer {
+            match Cap::parse(cap.get_ref()) {
+                Ok(c) => policy.cap = Some(c),
+                Err(why) => report.push(Diagnostic::error(path, span_of(&cap.span()), why)),
+            }
+        }
+        channels.insert(channel, policy);
     }
+    for (channel, policy) in &channels {
+        if let Some(fallback) = policy.fallback
+            && !channels.contains_key(&fallback)
+        {
+            report.push(
+                Diagnostic::error(path, None, format!("channel `{channel}` falls back to `{fallback}`, which has no [channels.{fallback}] section"))
+                    .hint(format!("add [channels.{fallback}] with a sender, or remove the fallback")),
+            );
+        }
+    }
+    let cap = file.dispatch.max_per_customer.as_ref().and_then(|cap| {
+        Cap::parse(cap.get_ref())
+            .map_err(|why| report.push(Diagnostic::error(path, span_of(&cap.span()), why)))
+            .ok()
+    });
 
     Config {
         path: path.to_path_buf(),
@@ -391,6 +583,7 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
             max_attempts: file.dispatch.max_attempts,
             retry_backoff,
             max_backoff,
+            cap,
         },
         senders,
         channels,
@@ -460,6 +653,54 @@ mod tests {
         let lines = report.to_lines();
         assert!(lines[0].contains("unknown variant `lgo`"), "{lines:?}");
         assert!(lines[0].contains("did you mean `log`?"), "{lines:?}");
+    }
+
+    #[test]
+    fn sender_keys_are_checked_per_kind_and_rate_limits_are_common() {
+        let report = load_text(&format!(
+            "{MINIMAL}[senders.journal]\nkind = \"log\"\nfil = \"x\"\n[senders.other]\nkind = \"log\"\nrate_limit = \"5/fortnight\"\n"
+        ))
+        .unwrap_err();
+        let lines = report.to_lines();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("[senders.journal] unknown field `fil`")
+                    && l.contains("did you mean `file`?")),
+            "{lines:#?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("[senders.other] rate_limit: unknown unit `fortnight`")),
+            "{lines:#?}"
+        );
+        let config = load_text(&format!(
+            "{MINIMAL}[senders.journal]\nkind = \"log\"\nrate_limit = \"20/min\"\n[channels.wechat]\nsender = \"journal\"\nfallback = \"sms\"\ncost = 0.045\nquiet_hours = \"21:00-09:00\"\nmax_per_customer = \"2/7d\"\n[channels.sms]\nsender = \"journal\"\n"
+        ))
+        .unwrap();
+        assert_eq!(config.senders["journal"].rate_limit.unwrap().count, 20);
+        let wechat = &config.channels[&Channel::Wechat];
+        assert_eq!(wechat.fallback, Some(Channel::Sms));
+        assert_eq!(wechat.cost_milli, 45);
+        assert_eq!(wechat.cap.unwrap().count, 2);
+        let quiet = wechat.quiet_hours.unwrap();
+        let t = |s| chrono::NaiveTime::parse_from_str(s, "%H:%M").unwrap();
+        assert!(
+            quiet.contains(t("23:00")) && quiet.contains(t("08:59")) && !quiet.contains(t("09:00"))
+        );
+    }
+
+    #[test]
+    fn a_fallback_needs_a_channel_section() {
+        let report = load_text(&format!(
+            "{MINIMAL}[senders.journal]\nkind = \"log\"\n[channels.wechat]\nsender = \"journal\"\nfallback = \"sms\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            report.to_lines()[0].contains("falls back to `sms`, which has no [channels.sms]"),
+            "{report}"
+        );
     }
 
     #[test]

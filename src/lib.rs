@@ -21,3 +21,5 @@ pub mod rules;
 pub mod senders;
 pub mod store;
 pub mod templates;
+#[cfg(test)]
+pub mod testing;

@@ -135,6 +135,9 @@ spelled_enum! {
         Queued => "queued",
         /// Claimed by a dispatcher; the provider may or may not have it yet.
         Sending => "sending",
+        /// Accepted by the provider, waiting for a person to act (a WeCom
+        /// message staff must confirm, a call task); polled until it settles.
+        Awaiting => "awaiting",
         /// The sender accepted it and returned a provider id.
         Sent => "sent",
         /// Permanently failed, or out of attempts; `last_error` says why.
@@ -152,7 +155,10 @@ impl OutreachStatus {
     pub fn is_contact(self) -> bool {
         matches!(
             self,
-            OutreachStatus::Queued | OutreachStatus::Sending | OutreachStatus::Sent
+            OutreachStatus::Queued
+                | OutreachStatus::Sending
+                | OutreachStatus::Awaiting
+                | OutreachStatus::Sent
         )
     }
 }
@@ -195,6 +201,7 @@ mod tests {
             [
                 &OutreachStatus::Queued,
                 &OutreachStatus::Sending,
+                &OutreachStatus::Awaiting,
                 &OutreachStatus::Sent
             ]
         );

@@ -52,6 +52,10 @@ pub async fn blocking<T: Send + 'static>(
 pub struct DispatchReport {
     pub claimed: usize,
     pub sent: usize,
+    /// Handed to a person (WeCom confirmation, call task), polled later.
+    pub awaiting: usize,
+    /// Put off without using an attempt (capacity, quiet hours, caps).
+    pub deferred: usize,
     pub retried: usize,
     pub failed: usize,
     pub suppressed: usize,
@@ -64,6 +68,8 @@ impl DispatchReport {
     fn add(&mut self, other: DispatchReport) {
         self.claimed += other.claimed;
         self.sent += other.sent;
+        self.awaiting += other.awaiting;
+        self.deferred += other.deferred;
         self.retried += other.retried;
         self.failed += other.failed;
         self.suppressed += other.suppressed;
@@ -81,22 +87,32 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Builds every sender the configuration routes a channel to.
     pub fn build(config: &Config) -> Result<Dispatcher, BuildError> {
+        let ctx = senders::Context {
+            secrets: senders::Secrets::Environment,
+            base_dir: config
+                .path
+                .parent()
+                .map(|p| p.to_path_buf())
+                .unwrap_or_default(),
+            database: config.database.clone(),
+        };
         let mut built: BTreeMap<&str, Arc<dyn Sender>> = BTreeMap::new();
         let mut routes = BTreeMap::new();
-        for (channel, name) in &config.channels {
-            let sender = match built.get(name.as_str()) {
+        for (channel, policy) in &config.channels {
+            let name = policy.sender.as_str();
+            let sender = match built.get(name) {
                 Some(sender) => sender.clone(),
                 None => {
-                    let sender_config = config.senders.get(name).ok_or_else(|| BuildError {
-                        name: name.clone(),
-                        message: "not defined under [senders]".into(),
-                    })?;
-                    let sender = senders::build(name, sender_config)?;
+                    let entry = config
+                        .senders
+                        .get(name)
+                        .ok_or_else(|| BuildError::new(name, "not defined under [senders]"))?;
+                    let sender = senders::build(name, &entry.config, &ctx)?;
                     built.insert(name, sender.clone());
                     sender
                 }
             };
-            routes.insert(*channel, (name.clone(), sender));
+            routes.insert(*channel, (name.to_string(), sender));
         }
         Ok(Dispatcher {
             routes,
@@ -200,6 +216,8 @@ impl Dispatcher {
             recipient: &message.recipient,
             address: &address,
             attempt: message.attempts,
+            previous_error: None,
+            now: clock.now(),
         };
         let outcome = sender.send(&outbound).await;
         let now = clock.now().timestamp();
@@ -211,6 +229,18 @@ impl Dispatcher {
                     s.mark_sent(id, &sender_name, &provider_id, now)
                 })
                 .await
+            }
+            SendOutcome::Awaiting { provider_id } => {
+                report.awaiting += 1;
+                blocking(store, move |s| {
+                    s.mark_awaiting(id, &sender_name, &provider_id, now)
+                })
+                .await
+            }
+            SendOutcome::Deferred { retry_at, reason } => {
+                report.deferred += 1;
+                let retry_at = retry_at.timestamp();
+                blocking(store, move |s| s.mark_deferred(id, &reason, retry_at, now)).await
             }
             SendOutcome::Retryable { error, retry_after } => {
                 if message.attempts >= i64::from(self.settings.max_attempts) {

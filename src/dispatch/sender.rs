@@ -1,12 +1,13 @@
 //! The `Sender` trait: one implementation per provider, one call per message.
 //!
 //! A sender only talks to its provider. It never touches the store and never
-//! decides policy (consent, retries, quiet hours): it says what happened, in
-//! one of four ways, because dispatch branches on exactly those.
+//! decides policy (consent, quiet hours, caps, retries): it says what happened,
+//! in one of a few ways, because dispatch branches on exactly those.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use crate::model::Channel;
 use crate::store::outbox::Recipient;
@@ -28,6 +29,11 @@ pub struct Outbound<'a> {
     pub address: &'a str,
     /// 1 for the first attempt.
     pub attempt: i64,
+    /// The last error of the previous attempt, if any (e.g. a timeout, after
+    /// which a provider without idempotency must be asked before resending).
+    pub previous_error: Option<&'a str>,
+    /// When the message is being sent (the dispatcher's clock).
+    pub now: DateTime<Utc>,
 }
 
 /// What became of one send.
@@ -35,6 +41,16 @@ pub struct Outbound<'a> {
 pub enum SendOutcome {
     /// The provider accepted the message and gave it this id.
     Sent { provider_id: String },
+    /// The provider accepted it, but a person must act before it reaches the
+    /// customer (a WeCom message a staff member confirms, a call task). The
+    /// dispatcher polls [`Sender::poll`] until it settles. Never "delivered".
+    Awaiting { provider_id: String },
+    /// Not now, and not a failure: try again at `retry_at` (a daily capacity
+    /// is used up, the provider's window is closed). Does not use an attempt.
+    Deferred {
+        retry_at: DateTime<Utc>,
+        reason: String,
+    },
     /// Worth trying again later (timeouts, throttling, provider outage).
     Retryable {
         error: String,
@@ -43,8 +59,25 @@ pub enum SendOutcome {
     },
     /// Will never succeed as it is (bad number, unapproved template).
     Permanent { error: String },
-    /// The recipient has opted out of this channel.
+    /// The recipient has opted out of this channel (unfollowed, blacklisted,
+    /// refused): the customer's consent for the channel is withdrawn.
     OptedOut { reason: String },
+}
+
+/// What became of a message that was [`SendOutcome::Awaiting`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PollOutcome {
+    /// Still waiting for the person (or the provider): ask again later.
+    Pending,
+    /// It reached the customer.
+    Sent,
+    /// It will not reach the customer (the staff member declined, the task
+    /// expired, the provider says it failed).
+    Failed { error: String },
+    /// The recipient opted out.
+    OptedOut { reason: String },
+    /// Could not ask (provider down): ask again later.
+    Unknown { error: String },
 }
 
 /// A provider that carries messages of one or more channels.
@@ -55,4 +88,79 @@ pub trait Sender: Send + Sync {
 
     /// Sends one message. Must not panic; every failure is an outcome.
     async fn send(&self, message: &Outbound<'_>) -> SendOutcome;
+
+    /// Asks what became of a message this sender answered
+    /// [`SendOutcome::Awaiting`] for. Senders that never await keep the default.
+    async fn poll(&self, provider_id: &str, message: &Outbound<'_>) -> PollOutcome {
+        let _ = (provider_id, message);
+        PollOutcome::Unknown {
+            error: format!("the {} sender cannot be polled", self.kind()),
+        }
+    }
+
+    /// The provider's own rate limit, used when `recall.toml` sets none
+    /// (e.g. the WeCom group robot takes 20 messages a minute).
+    fn default_rate_limit(&self) -> Option<RateLimit> {
+        None
+    }
+}
+
+/// At most `count` messages per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub count: u32,
+    pub per: Duration,
+}
+
+impl RateLimit {
+    /// Parses `"10/s"`, `"600/min"`, `"20/minute"`, `"1000/h"`.
+    pub fn parse(text: &str) -> Result<RateLimit, String> {
+        let (count, unit) = text.split_once('/').ok_or_else(|| {
+            format!("`{text}` is not a rate: write it like \"10/s\" or \"20/min\"")
+        })?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{count}` in `{text}` is not a whole number"))?;
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            "d" | "day" => Duration::from_secs(86_400),
+            other => {
+                return Err(format!(
+                    "unknown unit `{other}` in `{text}`: use s, min, h or day"
+                ));
+            }
+        };
+        if count == 0 {
+            return Err(format!(
+                "`{text}` allows nothing; remove the limit or raise it"
+            ));
+        }
+        Ok(RateLimit { count, per })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_in_the_units_staff_write() {
+        assert_eq!(
+            RateLimit::parse("20/min").unwrap(),
+            RateLimit {
+                count: 20,
+                per: Duration::from_secs(60)
+            }
+        );
+        assert_eq!(
+            RateLimit::parse("10/s").unwrap().per,
+            Duration::from_secs(1)
+        );
+        assert!(RateLimit::parse("10 per s").is_err());
+        assert!(RateLimit::parse("0/s").is_err());
+        assert!(RateLimit::parse("5/fortnight").is_err());
+    }
 }

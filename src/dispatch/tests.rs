@@ -115,6 +115,7 @@ fn settings(max_attempts: u32) -> DispatchSettings {
         max_attempts,
         retry_backoff: Duration::from_secs(60),
         max_backoff: Duration::from_secs(3600),
+        cap: None,
     }
 }
 

@@ -9,13 +9,32 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use serde::Deserialize;
 
+use super::{BuildError, Context};
 use crate::dispatch::sender::{Outbound, SendOutcome, Sender};
 use crate::mask;
+
+/// `[senders.<name>]` with `kind = "log"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Optional JSON-lines file every message is appended to (relative to
+    /// `recall.toml`). Addresses in it are masked.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+pub fn build(name: &str, config: &Config, ctx: &Context) -> Result<Arc<dyn Sender>, BuildError> {
+    let file = config.file.as_ref().map(|f| ctx.base_dir.join(f));
+    LogSender::new(file.as_deref())
+        .map(|s| Arc::new(s) as Arc<dyn Sender>)
+        .map_err(|e| BuildError::new(name, e.to_string()))
+}
 
 pub struct LogSender {
     file: Option<Mutex<File>>,
@@ -121,6 +140,8 @@ mod tests {
             recipient: &recipient,
             address: "13812345678",
             attempt: 1,
+            previous_error: None,
+            now: chrono::Utc::now(),
         };
         assert_eq!(
             sender.send(&message).await,

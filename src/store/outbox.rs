@@ -172,6 +172,41 @@ impl Store {
         Ok(())
     }
 
+    /// Accepted by the provider, waiting for a person to act; polled later.
+    pub fn mark_awaiting(
+        &self,
+        id: i64,
+        sender: &str,
+        provider_id: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE outreach SET status = 'awaiting', sender = ?2, provider_id = ?3, updated_at = ?4,
+                last_error = NULL
+             WHERE id = ?1 AND status = 'sending'",
+            params![id, sender, provider_id, now],
+        )?;
+        Ok(())
+    }
+
+    /// Not now, not a failure: back to the queue until `retry_at`, the
+    /// attempt undone, the reason kept for the log.
+    pub fn mark_deferred(
+        &self,
+        id: i64,
+        reason: &str,
+        retry_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE outreach SET status = 'queued', attempts = max(attempts - 1, 0), last_error = ?2,
+                due_at = ?3, updated_at = ?4
+             WHERE id = ?1 AND status = 'sending'",
+            params![id, reason, retry_at, now],
+        )?;
+        Ok(())
+    }
+
     /// A retryable failure: back to the queue, due again at `retry_at`.
     pub fn mark_retry(
         &self,

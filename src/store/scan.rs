@@ -162,7 +162,7 @@ impl Reader {
         // fired in this stay.
         self.merge(
             "SELECT o.customer_id, o.rule_id,
-                    sum(o.created_at >= p.entered_at AND o.status IN ('queued', 'sending', 'sent')),
+                    sum(o.created_at >= p.entered_at AND o.status IN ('queued', 'sending', 'awaiting', 'sent')),
                     max(CASE WHEN o.status = 'sent' AND o.sent_at <= ?3 THEN o.sent_at END),
                     max(CASE WHEN o.created_at >= p.entered_at THEN o.created_at END)
              FROM outreach o JOIN customer_pools p ON p.customer_id = o.customer_id
