@@ -493,11 +493,11 @@ fn decide(
         .enumerate()
         .map(|(i, action)| {
             let rendered = engine.templates.render(action.channel, &action.template, &context);
-            let (subject, content, html, failure) = match rendered {
-                Ok(r) => (r.subject, r.body, r.html, None),
+            let (subject, content, html, params, failure) = match rendered {
+                Ok(r) => (r.subject, r.body, r.html, r.params, None),
                 Err(e) => {
                     tracing::warn!(rule = %rule.id, template = %action.template, error = %e, "template failed");
-                    (None, String::new(), None, Some(e.to_string()))
+                    (None, String::new(), None, None, Some(e.to_string()))
                 }
             };
             NewMessage {
@@ -510,6 +510,7 @@ fn decide(
                 subject,
                 content,
                 html,
+                params,
                 due_at: at + action.delay.as_secs() as i64,
                 failure,
             }

@@ -35,6 +35,8 @@ struct Parts {
     body: String,
     subject: Option<String>,
     html: Option<String>,
+    /// Provider template parameters: (parameter name, template key).
+    params: Vec<(String, String)>,
 }
 
 /// All templates, loaded and checked.
@@ -50,6 +52,10 @@ pub struct Rendered {
     pub subject: Option<String>,
     pub body: String,
     pub html: Option<String>,
+    /// Provider template parameters as a JSON object of strings, for
+    /// providers that send approved templates rather than free text
+    /// (Chinese SMS providers, WeChat template messages).
+    pub params: Option<String>,
 }
 
 /// Everything a template can see: the facts as top-level variables, and the
@@ -234,10 +240,20 @@ impl TemplateSet {
                     source,
                 })
         };
+        let params = if parts.params.is_empty() {
+            None
+        } else {
+            let mut values = serde_json::Map::new();
+            for (name, key) in &parts.params {
+                values.insert(name.clone(), serde_json::Value::String(render(key)?));
+            }
+            Some(serde_json::Value::Object(values).to_string())
+        };
         Ok(Rendered {
             body: render(&parts.body)?,
             subject: parts.subject.as_deref().map(render).transpose()?,
             html: parts.html.as_deref().map(render).transpose()?,
+            params,
         })
     }
 }
@@ -293,7 +309,9 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
                 .unwrap_or_default()
                 .to_string_lossy()
                 .to_string();
-            let (name, part) = if let Some(name) = file_name.strip_suffix(".subject.txt") {
+            let (name, part) = if let Some(name) = file_name.strip_suffix(".params.toml") {
+                (name, Part::Params)
+            } else if let Some(name) = file_name.strip_suffix(".subject.txt") {
                 (name, Part::Subject)
             } else if let Some(name) = file_name.strip_suffix(".txt") {
                 (name, Part::Body)
@@ -303,11 +321,11 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
                 report.push(Diagnostic::warning(
                     &file,
                     None,
-                    "ignored: templates end in .txt, .subject.txt or .html",
+                    "ignored: templates end in .txt, .subject.txt, .html or .params.toml",
                 ));
                 continue;
             };
-            if part != Part::Body && channel != Channel::Email {
+            if matches!(part, Part::Subject | Part::Html) && channel != Channel::Email {
                 report.push(Diagnostic::warning(
                     &file,
                     None,
@@ -324,16 +342,22 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
             };
             report.add_source(&file, &text);
             let key = format!("{channel}/{file_name}");
-            if let Err(e) = env.add_template_owned(key.clone(), text) {
-                report.push(syntax_error(&file, &e));
+            if part == Part::Params {
+                let params = load_params(&mut env, &key, &file, &text, &mut report);
+                index.entry((channel, name.to_string())).or_default().params = params;
                 continue;
             }
-            check_variables(&env, &key, &file, &mut report);
+            if let Err(e) = env.add_template_owned(key.clone(), text.clone()) {
+                report.push(syntax_error(&file, &e, 0));
+                continue;
+            }
+            check_variables(&env, &key, &file, &text, &mut report);
             let parts = index.entry((channel, name.to_string())).or_default();
             match part {
                 Part::Body => parts.body = key,
                 Part::Subject => parts.subject = Some(key),
                 Part::Html => parts.html = Some(key),
+                Part::Params => {}
             }
         }
     }
@@ -342,7 +366,9 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
             report.push(Diagnostic::error(
                 dir.join(channel.as_str()),
                 None,
-                format!("template `{name}` has a subject or HTML part but no `{name}.txt` body"),
+                format!(
+                    "template `{name}` has a subject, HTML or params part but no `{name}.txt` body"
+                ),
             ));
             false
         } else {
@@ -361,6 +387,41 @@ enum Part {
     Body,
     Subject,
     Html,
+    Params,
+}
+
+/// `<name>.params.toml`: one template per provider parameter, e.g.
+/// `name = "{{ customer.salutation }}"`. Returns (parameter, template key).
+fn load_params(
+    env: &mut Environment<'static>,
+    key: &str,
+    file: &Path,
+    text: &str,
+    report: &mut Report,
+) -> Vec<(String, String)> {
+    let table: BTreeMap<String, toml::Spanned<String>> = match toml::from_str(text) {
+        Ok(table) => table,
+        Err(e) => {
+            report.push(
+                crate::diag::from_toml_error(file, &e)
+                    .hint("each line is a provider parameter and its text, e.g. name = \"{{ customer.salutation }}\""),
+            );
+            return Vec::new();
+        }
+    };
+    let mut params = Vec::new();
+    for (param, value) in table {
+        let param_key = format!("{key}#{param}");
+        // Positions inside the value: after its opening quote.
+        let offset = value.span().start + 1;
+        if let Err(e) = env.add_template_owned(param_key.clone(), value.get_ref().clone()) {
+            report.push(syntax_error(file, &e, offset));
+            continue;
+        }
+        check_variables(env, &param_key, file, text, report);
+        params.push((param, param_key));
+    }
+    params
 }
 
 fn sorted_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
@@ -371,18 +432,25 @@ fn sorted_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(entries)
 }
 
-fn syntax_error(file: &Path, error: &minijinja::Error) -> Diagnostic {
+fn syntax_error(file: &Path, error: &minijinja::Error, offset: usize) -> Diagnostic {
     let message = error.detail().unwrap_or("syntax error").to_string();
-    Diagnostic::error(file, error.range(), format!("template syntax: {message}"))
+    let span = error.range().map(|r| r.start + offset..r.end + offset);
+    Diagnostic::error(file, span, format!("template syntax: {message}"))
         .hint("variables are written {{ customer.salutation }}; blocks {% if ... %}...{% endif %}")
 }
 
 /// Every variable the template uses must be a fact or a known object attribute.
-fn check_variables(env: &Environment<'_>, key: &str, file: &Path, report: &mut Report) {
+fn check_variables(
+    env: &Environment<'_>,
+    key: &str,
+    file: &Path,
+    file_text: &str,
+    report: &mut Report,
+) {
     let Ok(template) = env.get_template(key) else {
         return;
     };
-    let source = template.source().to_string();
+    let source = file_text;
     let used: BTreeSet<String> = template.undeclared_variables(true).into_iter().collect();
     let tops: Vec<&str> = facts::names()
         .chain(OBJECTS.iter().map(|(o, _)| *o))
@@ -390,7 +458,7 @@ fn check_variables(env: &Environment<'_>, key: &str, file: &Path, report: &mut R
     for variable in &used {
         let mut segments = variable.split('.');
         let top = segments.next().unwrap_or_default();
-        let span = find_word(&source, top);
+        let span = find_word(source, top);
         match OBJECTS.iter().find(|(o, _)| *o == top) {
             Some((object, attributes)) => {
                 if let Some(attribute) = segments.next()
@@ -399,7 +467,7 @@ fn check_variables(env: &Environment<'_>, key: &str, file: &Path, report: &mut R
                     report.push(
                         Diagnostic::error(
                             file,
-                            find_word(&source, attribute),
+                            find_word(source, attribute),
                             format!("`{object}` has no `{attribute}`"),
                         )
                         .suggest(attribute, attributes.iter().copied()),
@@ -574,6 +642,44 @@ mod tests {
         );
         assert_eq!(rendered.body, "<b>王丽</b>");
         assert!(rendered.subject.is_some());
+    }
+
+    #[test]
+    fn provider_parameters_render_to_a_json_object() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "sms/back.txt", "{{ customer.salutation }}您好");
+        write(
+            dir.path(),
+            "sms/back.params.toml",
+            "name = \"{{ customer.salutation }}\"\ndays = \"{{ days_since_last_visit }}\"\n",
+        );
+        let (set, _) = load(dir.path()).unwrap();
+        let mut record = CustomerRecord::default();
+        record.visits.last_at = Some(0);
+        let facts = Facts::derive(&record, 86_400 * 2, chrono_tz::UTC);
+        let customer = CustomerVars::new("王丽", "C1", Some(Gender::Female));
+        let rendered = set
+            .render(Channel::Sms, "back", &context(facts, customer))
+            .unwrap();
+        let params: serde_json::Value =
+            serde_json::from_str(rendered.params.as_deref().unwrap()).unwrap();
+        assert_eq!(params, serde_json::json!({"days": "2", "name": "王女士"}));
+    }
+
+    #[test]
+    fn unknown_variables_in_parameters_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "sms/back.txt", "x");
+        write(
+            dir.path(),
+            "sms/back.params.toml",
+            "name = \"{{ customer.nam }}\"\n",
+        );
+        let lines = load(dir.path()).unwrap_err().to_lines();
+        assert!(
+            lines[0].contains("back.params.toml") && lines[0].contains("did you mean `name`?"),
+            "{lines:#?}"
+        );
     }
 
     #[test]

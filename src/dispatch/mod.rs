@@ -213,10 +213,11 @@ impl Dispatcher {
             subject: message.subject.as_deref(),
             content: &message.content,
             html: message.html.as_deref(),
+            params: message.params.as_deref(),
             recipient: &message.recipient,
             address: &address,
             attempt: message.attempts,
-            previous_error: None,
+            previous_error: message.last_error.as_deref(),
             now: clock.now(),
         };
         let outcome = sender.send(&outbound).await;

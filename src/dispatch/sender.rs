@@ -24,6 +24,10 @@ pub struct Outbound<'a> {
     pub subject: Option<&'a str>,
     pub content: &'a str,
     pub html: Option<&'a str>,
+    /// Provider template parameters rendered from `<template>.params.toml`,
+    /// as a JSON object of strings, for providers that send approved
+    /// templates (Aliyun/Tencent SMS, WeChat template messages).
+    pub params: Option<&'a str>,
     pub recipient: &'a Recipient,
     /// The address on this channel: phone number, email, or WeChat id.
     pub address: &'a str,

@@ -88,6 +88,7 @@ fn fixture(customers: Vec<NewCustomer>, channel: Channel) -> Fixture {
                 subject: None,
                 content: "您好".into(),
                 html: None,
+                params: None,
                 due_at: T0,
                 failure: None,
             })
@@ -290,6 +291,7 @@ async fn opt_out_withdraws_consent_for_that_channel() {
                 subject: None,
                 content: "x".into(),
                 html: None,
+                params: None,
                 due_at: T0 + 10,
                 failure: None,
             }],

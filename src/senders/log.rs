@@ -137,6 +137,7 @@ mod tests {
             subject: None,
             content: "王女士您好",
             html: None,
+            params: None,
             recipient: &recipient,
             address: "13812345678",
             attempt: 1,

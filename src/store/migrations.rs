@@ -132,6 +132,7 @@ CREATE TABLE outreach (
     subject       TEXT,
     content       TEXT NOT NULL,
     content_html  TEXT,
+    params        TEXT,
     status        TEXT NOT NULL CHECK (status IN ('queued', 'sending', 'awaiting', 'sent', 'failed', 'suppressed', 'opted_out')),
     attempts      INTEGER NOT NULL DEFAULT 0,
     last_error    TEXT,

@@ -34,6 +34,10 @@ pub struct Claimed {
     pub subject: Option<String>,
     pub content: String,
     pub html: Option<String>,
+    /// Provider template parameters (JSON object text).
+    pub params: Option<String>,
+    /// The error of the previous attempt, if any.
+    pub last_error: Option<String>,
     /// Including this one.
     pub attempts: i64,
     pub created_at: Timestamp,
@@ -48,6 +52,8 @@ fn claimed_row(r: &Row<'_>) -> rusqlite::Result<Claimed> {
     let channel: String = r.get(2)?;
     let channel: Channel = channel.parse().unwrap_or(Channel::Sms);
     let consents = [r.get::<_, bool>(18)?, r.get(19)?, r.get(20)?, r.get(21)?];
+    let params = r.get(22)?;
+    let last_error = r.get(23)?;
     let consent = match channel {
         Channel::Sms => consents[0],
         Channel::Phone => consents[1],
@@ -62,6 +68,8 @@ fn claimed_row(r: &Row<'_>) -> rusqlite::Result<Claimed> {
         subject: r.get(4)?,
         content: r.get(5)?,
         html: r.get(6)?,
+        params,
+        last_error,
         attempts: r.get(7)?,
         created_at: r.get(8)?,
         due_at: r.get(9)?,
@@ -128,7 +136,8 @@ impl Store {
                 "SELECT o.id, o.rule_id, o.channel, o.template, o.subject, o.content, o.content_html,
                         o.attempts, o.created_at, o.due_at,
                         c.id, c.external_id, c.name, c.phone, c.email, c.wechat_openid, c.wecom_external_userid,
-                        c.do_not_contact, c.consent_sms, c.consent_phone, c.consent_wechat, c.consent_email
+                        c.do_not_contact, c.consent_sms, c.consent_phone, c.consent_wechat, c.consent_email,
+                        o.params, o.last_error
                  FROM outreach o JOIN customers c ON c.id = o.customer_id WHERE o.id = ?1",
             )?;
             for id in ids {

@@ -68,6 +68,8 @@ pub struct NewMessage {
     pub subject: Option<String>,
     pub content: String,
     pub html: Option<String>,
+    /// Provider template parameters (JSON object), if the template has them.
+    pub params: Option<String>,
     pub due_at: Timestamp,
     /// Set when the message could not even be written (its template failed
     /// to render): it is recorded as `failed` with this error, never dropped.
@@ -224,8 +226,9 @@ impl Store {
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO outreach (customer_id, tick_id, rule_id, action_index, pool, channel,
-                    template, subject, content, content_html, status, last_error, created_at, due_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
+                    template, subject, content, content_html, params, status, last_error, created_at, due_at,
+                    updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?14,
                     CASE WHEN ?13 IS NULL THEN 'queued' ELSE 'failed' END, ?13, ?11, ?12, ?11)",
             )?;
             for m in &batch.messages {
@@ -242,7 +245,8 @@ impl Store {
                     m.html,
                     tick.at,
                     m.due_at,
-                    m.failure
+                    m.failure,
+                    m.params
                 ])? as i64;
             }
         }
