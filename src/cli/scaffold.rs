@@ -61,16 +61,32 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../templates/phone/warning_call.txt"),
     ),
     (
+        "templates/sms/churned_recall.params.toml",
+        include_str!("../../templates/sms/churned_recall.params.toml"),
+    ),
+    (
         "templates/sms/churned_recall.txt",
         include_str!("../../templates/sms/churned_recall.txt"),
+    ),
+    (
+        "templates/sms/maintenance_offer.params.toml",
+        include_str!("../../templates/sms/maintenance_offer.params.toml"),
     ),
     (
         "templates/sms/maintenance_offer.txt",
         include_str!("../../templates/sms/maintenance_offer.txt"),
     ),
     (
+        "templates/sms/new_day14_reminder.params.toml",
+        include_str!("../../templates/sms/new_day14_reminder.params.toml"),
+    ),
+    (
         "templates/sms/new_day14_reminder.txt",
         include_str!("../../templates/sms/new_day14_reminder.txt"),
+    ),
+    (
+        "templates/sms/warning_offer.params.toml",
+        include_str!("../../templates/sms/warning_offer.params.toml"),
     ),
     (
         "templates/sms/warning_offer.txt",
