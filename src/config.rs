@@ -110,6 +110,9 @@ pub struct DispatchSection {
     /// At most this many messages per customer over all channels in a
     /// rolling window, e.g. "3/7d".
     pub max_per_customer: Option<Spanned<String>>,
+    /// How often messages that await a person (WeCom confirmations, call
+    /// tasks) are asked about.
+    pub poll_every: Spanned<String>,
 }
 
 impl Default for DispatchSection {
@@ -120,6 +123,7 @@ impl Default for DispatchSection {
             retry_backoff: Spanned::new(0..0, "1m".to_string()),
             max_backoff: Spanned::new(0..0, "6h".to_string()),
             max_per_customer: None,
+            poll_every: Spanned::new(0..0, "10m".to_string()),
         }
     }
 }
@@ -171,6 +175,16 @@ pub struct Config {
     /// Channel → its sender and policy. Channels not listed have no sender:
     /// their messages stay queued and `recall check` warns.
     pub channels: BTreeMap<Channel, ChannelPolicy>,
+}
+
+impl Config {
+    /// Channel → fallback channel, for channels that have one.
+    pub fn fallbacks(&self) -> BTreeMap<Channel, Channel> {
+        self.channels
+            .iter()
+            .filter_map(|(channel, policy)| policy.fallback.map(|f| (*channel, f)))
+            .collect()
+    }
 }
 
 /// One configured sender.
@@ -296,6 +310,8 @@ pub struct DispatchSettings {
     pub max_backoff: Duration,
     /// Messages per customer over all channels in a rolling window.
     pub cap: Option<Cap>,
+    /// How often awaiting messages are polled.
+    pub poll_every: Duration,
 }
 
 impl Default for DispatchSettings {
@@ -306,6 +322,7 @@ impl Default for DispatchSettings {
             retry_backoff: Duration::from_secs(60),
             max_backoff: Duration::from_secs(6 * 3600),
             cap: None,
+            poll_every: Duration::from_secs(600),
         }
     }
 }
@@ -418,6 +435,7 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
     let dispatch_every = duration(&file.schedule.dispatch_every, "dispatch interval");
     let retry_backoff = duration(&file.dispatch.retry_backoff, "retry backoff");
     let max_backoff = duration(&file.dispatch.max_backoff, "maximum backoff");
+    let poll_every = duration(&file.dispatch.poll_every, "poll interval");
     if file.dispatch.max_attempts == 0 {
         report.push(
             Diagnostic::error(path, None, "dispatch.max_attempts must be at least 1")
@@ -584,6 +602,7 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
             retry_backoff,
             max_backoff,
             cap,
+            poll_every,
         },
         senders,
         channels,

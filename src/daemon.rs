@@ -204,6 +204,7 @@ pub async fn run(loaded: Loaded) -> Result<()> {
         dispatcher,
         dispatch_store,
         config.schedule.dispatch_every,
+        config.dispatch.poll_every,
         stopping.clone(),
         ticked,
         shutdown_rx.clone(),
@@ -299,7 +300,8 @@ async fn tick_worker(
                 job.clinic_id,
                 &job.rules,
                 &job.templates,
-            );
+            )
+            .with_fallbacks(job.config.fallbacks());
             let options = TickOptions {
                 stop: Some(&job.stopping),
                 ..TickOptions::at(at)
@@ -367,6 +369,7 @@ async fn dispatch_loop(
     dispatcher: Arc<Dispatcher>,
     store: SharedStore,
     every: Duration,
+    poll_every: Duration,
     stopping: Arc<AtomicBool>,
     ticked: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
@@ -386,15 +389,35 @@ async fn dispatch_loop(
         match dispatcher.drain(&store, Clock::System, &stop).await {
             Ok(report) if report.claimed > 0 => tracing::info!(
                 sent = report.sent,
+                awaiting = report.awaiting,
+                deferred = report.deferred,
                 retried = report.retried,
                 failed = report.failed,
                 suppressed = report.suppressed,
                 opted_out = report.opted_out,
+                fell_back = report.fell_back,
                 released = report.released,
                 "dispatched"
             ),
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "dispatch round failed; will try again"),
+        }
+        match dispatcher
+            .poll_awaiting(&store, Clock::System, poll_every, &stop)
+            .await
+        {
+            Ok(report) if report.polled > 0 => tracing::info!(
+                polled = report.polled,
+                sent = report.sent,
+                failed = report.failed,
+                opted_out = report.opted_out,
+                pending = report.pending,
+                "asked about messages awaiting staff"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "polling awaiting messages failed; will try again")
+            }
         }
     }
 }

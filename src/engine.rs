@@ -20,8 +20,10 @@ use chrono_tz::Tz;
 use crate::clock::{self, Timestamp};
 use crate::config::Clinic;
 use crate::facts::{CustomerRecord, Facts};
+use crate::model::Channel;
 use crate::rules::RuleSet;
 use crate::rules::eval::Evaluator;
+use crate::store::outbox::Fallback;
 use crate::store::scan::{Batch, Reader};
 use crate::store::ticks::{Move, NewMessage, TickBatch, TickRow, TickStart};
 use crate::store::{LockKind, Store, StoreError};
@@ -35,6 +37,8 @@ pub struct Engine<'a> {
     pub templates: &'a TemplateSet,
     /// `clinic.*` for templates, built once.
     clinic_vars: Arc<ClinicVars>,
+    /// Channel → its fallback channel, for rendering fallbacks at tick time.
+    fallbacks: BTreeMap<Channel, Channel>,
 }
 
 impl<'a> Engine<'a> {
@@ -53,7 +57,15 @@ impl<'a> Engine<'a> {
                 name: clinic.name.clone(),
                 phone: clinic.phone.clone().unwrap_or_default(),
             }),
+            fallbacks: BTreeMap::new(),
         }
+    }
+
+    /// Also render each message for its channel's fallback (when a template
+    /// of the same name exists there), so dispatch can switch channels.
+    pub fn with_fallbacks(mut self, fallbacks: BTreeMap<Channel, Channel>) -> Self {
+        self.fallbacks = fallbacks;
+        self
     }
 }
 
@@ -500,6 +512,21 @@ fn decide(
                     (None, String::new(), None, None, Some(e.to_string()))
                 }
             };
+            let fallback = engine
+                .fallbacks
+                .get(&action.channel)
+                .filter(|channel| engine.templates.has(**channel, &action.template))
+                .and_then(|channel| {
+                    let rendered = engine.templates.render(*channel, &action.template, &context).ok()?;
+                    serde_json::to_string(&Fallback {
+                        channel: *channel,
+                        subject: rendered.subject,
+                        content: rendered.body,
+                        html: rendered.html,
+                        params: rendered.params,
+                    })
+                    .ok()
+                });
             NewMessage {
                 customer_id: customer.id,
                 rule_id: rule.id.clone(),
@@ -511,6 +538,7 @@ fn decide(
                 content,
                 html,
                 params,
+                fallback,
                 due_at: at + action.delay.as_secs() as i64,
                 failure,
             }

@@ -233,6 +233,109 @@ async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<Recorded> {
     })
 }
 
+/// A fixed instant for outbox fixtures (2026-05-28, UTC).
+pub const T0: i64 = 1_780_000_000;
+
+/// A real database in a temp folder with customers and one queued message each.
+pub struct Outbox {
+    pub dir: tempfile::TempDir,
+    pub store: crate::dispatch::SharedStore,
+}
+
+impl Outbox {
+    pub fn database(&self) -> std::path::PathBuf {
+        self.dir.path().join("r.db")
+    }
+}
+
+/// One customer per entry of `customers` (first seen before [`T0`]) and one
+/// message each on `channel`, due at [`T0`], optionally carrying a fallback
+/// rendered for another channel (its content is "<channel> 版本").
+pub fn outbox(
+    customers: Vec<crate::store::ingest::NewCustomer>,
+    channel: crate::model::Channel,
+    fallback: Option<crate::model::Channel>,
+) -> Outbox {
+    use crate::store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::create(&dir.path().join("r.db")).unwrap();
+    let clinic = store
+        .ensure_clinic("main", "c", "Asia/Shanghai", 0)
+        .unwrap();
+    let mut ingest = store.ingest().unwrap();
+    for c in &customers {
+        ingest.add_customer(clinic, c, T0 - 1000).unwrap();
+    }
+    ingest.commit().unwrap();
+    let store = Arc::new(Mutex::new(store));
+    for id in 1..=customers.len() as i64 {
+        queue(&store, id, channel, T0, fallback);
+    }
+    Outbox { dir, store }
+}
+
+/// Queues one more message on `channel` for a customer, due at `due`, in a tick of its own.
+pub fn queue_more(
+    store: &crate::dispatch::SharedStore,
+    customer_id: i64,
+    channel: crate::model::Channel,
+    due: i64,
+) {
+    queue(store, customer_id, channel, due, None);
+}
+
+fn queue(
+    store: &crate::dispatch::SharedStore,
+    customer_id: i64,
+    channel: crate::model::Channel,
+    due: i64,
+    fallback: Option<crate::model::Channel>,
+) {
+    use crate::store::ticks::{NewMessage, TickBatch, TickStart};
+    let mut store = store.lock().unwrap();
+    // One tick per message keeps the fixture independent of tick ordering.
+    let at = store
+        .last_tick()
+        .unwrap()
+        .map_or(due, |t| t.at.max(due - 1) + 1)
+        .max(due);
+    let tick = match store.begin_tick(at, at, |t| t.to_string()).unwrap() {
+        TickStart::New(tick) | TickStart::Resume(tick) => tick,
+        other => panic!("unexpected {other:?}"),
+    };
+    let fallback = fallback.map(|channel| {
+        serde_json::to_string(&crate::store::outbox::Fallback {
+            channel,
+            subject: None,
+            content: format!("{channel} 版本"),
+            html: None,
+            params: None,
+        })
+        .unwrap()
+    });
+    let batch = TickBatch {
+        cursor: customer_id,
+        messages: vec![NewMessage {
+            customer_id,
+            rule_id: "r".into(),
+            action_index: 0,
+            pool: crate::model::Pool::Warning,
+            channel,
+            template: "t".into(),
+            subject: None,
+            content: "您好".into(),
+            html: None,
+            params: None,
+            fallback,
+            due_at: due,
+            failure: None,
+        }],
+        ..TickBatch::default()
+    };
+    store.commit_batch(&tick, &batch).unwrap();
+    store.finish_tick(tick.id, at).unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

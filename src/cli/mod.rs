@@ -334,7 +334,8 @@ fn populate_demo(
         clinic_id,
         &loaded.rules,
         &loaded.templates,
-    );
+    )
+    .with_fallbacks(loaded.config.fallbacks());
     let (mut moves, mut messages) = (0, 0);
     for day in crate::demo::replay_days(now, tz, REPLAY_DAYS) {
         let report = {
@@ -426,7 +427,8 @@ fn tick(
     let tz = config.clinic.timezone;
     let at = parse_at(at, config)?;
     let (mut store, clinic_id) = open_store(config)?;
-    let engine = Engine::new(&config.clinic, clinic_id, &loaded.rules, &loaded.templates);
+    let engine = Engine::new(&config.clinic, clinic_id, &loaded.rules, &loaded.templates)
+        .with_fallbacks(config.fallbacks());
     let options = TickOptions {
         dry_run,
         samples: show,

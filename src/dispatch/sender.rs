@@ -102,6 +102,12 @@ pub trait Sender: Send + Sync {
         }
     }
 
+    /// Called after each dispatch round, for work a sender batches over a
+    /// round (e.g. one notice to staff about all the call tasks it created).
+    async fn after_round(&self, now: DateTime<Utc>) {
+        let _ = now;
+    }
+
     /// The provider's own rate limit, used when `recall.toml` sets none
     /// (e.g. the WeCom group robot takes 20 messages a minute).
     fn default_rate_limit(&self) -> Option<RateLimit> {

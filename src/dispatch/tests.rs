@@ -1,6 +1,6 @@
 //! Dispatch policy against a real SQLite file and a scripted sender.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use chrono::DateTime;
 
 use super::*;
-use crate::config::DispatchSettings;
-use crate::model::{OutreachStatus, Pool};
+use crate::config::{Cap, ChannelPolicy, DispatchSettings, QuietHours};
+use crate::model::OutreachStatus;
+use crate::model::Pool;
 use crate::store::ingest::NewCustomer;
 use crate::store::queries::LogFilter;
 use crate::store::ticks::{NewMessage, TickBatch, TickStart};
@@ -17,15 +18,25 @@ use crate::store::ticks::{NewMessage, TickBatch, TickStart};
 /// Answers with the scripted outcomes in order, and remembers what it got.
 struct Scripted {
     outcomes: Mutex<VecDeque<SendOutcome>>,
+    polls: Mutex<VecDeque<PollOutcome>>,
     seen: Mutex<Vec<(i64, String)>>,
 }
 
 impl Scripted {
     fn new(outcomes: Vec<SendOutcome>) -> Arc<Self> {
+        Self::polling(outcomes, vec![])
+    }
+
+    fn polling(outcomes: Vec<SendOutcome>, polls: Vec<PollOutcome>) -> Arc<Self> {
         Arc::new(Scripted {
             outcomes: Mutex::new(outcomes.into()),
+            polls: Mutex::new(polls.into()),
             seen: Mutex::new(Vec::new()),
         })
+    }
+
+    fn seen(&self) -> Vec<(i64, String)> {
+        self.seen.lock().unwrap().clone()
     }
 }
 
@@ -48,59 +59,30 @@ impl Sender for Scripted {
                 provider_id: format!("p-{}", message.id),
             })
     }
+
+    async fn poll(&self, _provider_id: &str, _message: &Outbound<'_>) -> PollOutcome {
+        self.polls
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(PollOutcome::Pending)
+    }
 }
 
-const T0: i64 = 1_780_000_000;
+const T0: i64 = crate::testing::T0;
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    store: SharedStore,
-}
+use crate::testing::{Outbox as Fixture, outbox};
 
-/// A store with one customer per entry of `customers`, and one SMS queued for each.
 fn fixture(customers: Vec<NewCustomer>, channel: Channel) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::create(&dir.path().join("r.db")).unwrap();
-    let clinic = store
-        .ensure_clinic("main", "c", "Asia/Shanghai", 0)
-        .unwrap();
-    let mut ids = Vec::new();
-    let mut ingest = store.ingest().unwrap();
-    for c in &customers {
-        ids.push(ingest.add_customer(clinic, c, T0 - 1000).unwrap());
-    }
-    ingest.commit().unwrap();
-    let TickStart::New(tick) = store.begin_tick(T0, T0, |t| t.to_string()).unwrap() else {
-        panic!("expected a new tick")
-    };
-    let batch = TickBatch {
-        cursor: *ids.last().unwrap(),
-        evaluated: ids.len() as i64,
-        messages: ids
-            .iter()
-            .map(|id| NewMessage {
-                customer_id: *id,
-                rule_id: "r".into(),
-                action_index: 0,
-                pool: Pool::Warning,
-                channel,
-                template: "t".into(),
-                subject: None,
-                content: "您好".into(),
-                html: None,
-                params: None,
-                due_at: T0,
-                failure: None,
-            })
-            .collect(),
-        ..TickBatch::default()
-    };
-    store.commit_batch(&tick, &batch).unwrap();
-    store.finish_tick(tick.id, T0).unwrap();
-    Fixture {
-        _dir: dir,
-        store: Arc::new(Mutex::new(store)),
-    }
+    outbox(customers, channel, None)
+}
+
+fn fixture_with(
+    customers: Vec<NewCustomer>,
+    channel: Channel,
+    fallback: Option<Channel>,
+) -> Fixture {
+    outbox(customers, channel, fallback)
 }
 
 fn phone_customer(id: &str) -> NewCustomer {
@@ -117,13 +99,29 @@ fn settings(max_attempts: u32) -> DispatchSettings {
         retry_backoff: Duration::from_secs(60),
         max_backoff: Duration::from_secs(3600),
         cap: None,
+        poll_every: Duration::from_secs(600),
     }
 }
 
 fn dispatcher(sender: Arc<Scripted>, channel: Channel, max_attempts: u32) -> Dispatcher {
-    let mut routes: BTreeMap<Channel, (String, Arc<dyn Sender>)> = BTreeMap::new();
-    routes.insert(channel, ("test".into(), sender));
-    Dispatcher::with_routes(routes, settings(max_attempts))
+    with_policies(
+        vec![(channel, sender, ChannelPolicy::plain("test"))],
+        settings(max_attempts),
+    )
+}
+
+fn with_policies(
+    routes: Vec<(Channel, Arc<Scripted>, ChannelPolicy)>,
+    settings: DispatchSettings,
+) -> Dispatcher {
+    let routes = routes
+        .into_iter()
+        .map(|(channel, sender, policy)| {
+            let name = policy.sender.clone();
+            (channel, Route::new(&name, sender, policy))
+        })
+        .collect();
+    Dispatcher::with_routes(routes, settings, chrono_tz::Asia::Shanghai)
 }
 
 fn at(t: i64) -> Clock {
@@ -292,6 +290,7 @@ async fn opt_out_withdraws_consent_for_that_channel() {
                 content: "x".into(),
                 html: None,
                 params: None,
+                fallback: None,
                 due_at: T0 + 10,
                 failure: None,
             }],
@@ -368,4 +367,261 @@ fn backoff_doubles_and_is_capped() {
         assert!((192.0..=288.0).contains(&third), "{third}");
         assert!(huge <= 3600.0 * 1.2, "{huge}");
     }
+}
+
+fn shanghai(text: &str) -> i64 {
+    crate::clock::parse_time(text, chrono_tz::Asia::Shanghai)
+        .unwrap()
+        .timestamp()
+}
+
+#[tokio::test]
+async fn quiet_hours_hold_messages_until_the_window_ends_without_using_an_attempt() {
+    let f = fixture(vec![phone_customer("C1")], Channel::Sms);
+    let sender = Scripted::new(vec![]);
+    let policy = ChannelPolicy {
+        quiet_hours: Some(QuietHours::parse("21:00-09:00").unwrap()),
+        ..ChannelPolicy::plain("test")
+    };
+    let d = with_policies(vec![(Channel::Sms, sender.clone(), policy)], settings(3));
+    let late = shanghai("2026-06-01 22:30");
+    let report = d.drain(&f.store, at(late), &|| false).await.unwrap();
+    assert_eq!((report.deferred, report.sent), (1, 0));
+    assert!(sender.seen().is_empty(), "nothing is sent in quiet hours");
+    let entry = &log(&f.store)[0];
+    assert_eq!(entry.status, "queued");
+    assert_eq!(entry.attempts, 0);
+    assert_eq!(entry.due_at, shanghai("2026-06-02 09:00"));
+    assert!(entry.last_error.as_deref().unwrap().contains("quiet hours"));
+    let morning = d
+        .drain(&f.store, at(shanghai("2026-06-02 09:00")), &|| false)
+        .await
+        .unwrap();
+    assert_eq!(morning.sent, 1);
+}
+
+#[tokio::test]
+async fn a_channel_cap_waits_until_the_oldest_contact_leaves_the_window() {
+    let customers = vec![phone_customer("C1")];
+    let f = fixture(customers, Channel::Sms);
+    let sender = Scripted::new(vec![]);
+    let policy = ChannelPolicy {
+        cap: Some(Cap::parse("1/7d").unwrap()),
+        ..ChannelPolicy::plain("test")
+    };
+    let d = with_policies(vec![(Channel::Sms, sender.clone(), policy)], settings(3));
+    assert_eq!(d.drain(&f.store, at(T0), &|| false).await.unwrap().sent, 1);
+    // A second message for the same customer a day later hits the cap.
+    queue_more(&f, Channel::Sms, T0 + 86_400);
+    let report = d.drain(&f.store, at(T0 + 86_400), &|| false).await.unwrap();
+    assert_eq!((report.deferred, report.sent), (1, 0));
+    let second = log(&f.store)
+        .into_iter()
+        .find(|e| e.status == "queued")
+        .unwrap();
+    assert_eq!(second.due_at, T0 + 7 * 86_400 + 1);
+    assert!(
+        second
+            .last_error
+            .unwrap()
+            .contains("frequency cap of 1 per 7days on sms")
+    );
+    assert_eq!(sender.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn the_cross_channel_cap_counts_every_channel() {
+    let f = fixture(vec![phone_customer("C1")], Channel::Sms);
+    let sms = Scripted::new(vec![]);
+    let phone = Scripted::new(vec![]);
+    let capped = DispatchSettings {
+        cap: Some(Cap::parse("1/day").unwrap()),
+        ..settings(3)
+    };
+    let d = with_policies(
+        vec![
+            (Channel::Sms, sms.clone(), ChannelPolicy::plain("sms")),
+            (Channel::Phone, phone.clone(), ChannelPolicy::plain("calls")),
+        ],
+        capped,
+    );
+    assert_eq!(d.drain(&f.store, at(T0), &|| false).await.unwrap().sent, 1);
+    queue_more(&f, Channel::Phone, T0 + 60);
+    let report = d.drain(&f.store, at(T0 + 60), &|| false).await.unwrap();
+    assert_eq!(report.deferred, 1);
+    assert!(phone.seen().is_empty());
+}
+
+#[tokio::test]
+async fn a_rate_limited_sender_defers_what_it_cannot_take_soon() {
+    let customers = (1..=3).map(|i| phone_customer(&format!("C{i}"))).collect();
+    let f = fixture(customers, Channel::Sms);
+    let sender = Scripted::new(vec![]);
+    let mut routes = BTreeMap::new();
+    let mut route = Route::new("slow", sender.clone(), ChannelPolicy::plain("slow"));
+    route.pacer = Some(Arc::new(Pacer::new(crate::dispatch::sender::RateLimit {
+        count: 1,
+        per: Duration::from_secs(3600),
+    })));
+    routes.insert(Channel::Sms, route);
+    let d = Dispatcher::with_routes(routes, settings(3), chrono_tz::Asia::Shanghai);
+    let report = d.round(&f.store, at(T0), &|| false).await.unwrap();
+    assert_eq!((report.sent, report.deferred), (1, 2));
+    assert_eq!(sender.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn a_missing_wechat_id_falls_back_to_sms_as_the_same_message() {
+    let f = fixture_with(
+        vec![phone_customer("C1")],
+        Channel::Wechat,
+        Some(Channel::Sms),
+    );
+    let wechat = Scripted::new(vec![]);
+    let sms = Scripted::new(vec![]);
+    let d = with_policies(
+        vec![
+            (
+                Channel::Wechat,
+                wechat.clone(),
+                ChannelPolicy {
+                    fallback: Some(Channel::Sms),
+                    ..ChannelPolicy::plain("wecom")
+                },
+            ),
+            (Channel::Sms, sms.clone(), ChannelPolicy::plain("aliyun")),
+        ],
+        settings(3),
+    );
+    let report = d.drain(&f.store, at(T0), &|| false).await.unwrap();
+    assert_eq!((report.fell_back, report.sent), (1, 1));
+    assert!(wechat.seen().is_empty());
+    assert_eq!(sms.seen()[0].1, "13812345678");
+    let entries = log(&f.store);
+    assert_eq!(entries.len(), 1, "the same message, not a second one");
+    assert_eq!(
+        (entries[0].channel.as_str(), entries[0].status.as_str()),
+        ("sms", "sent")
+    );
+    assert_eq!(entries[0].content, "sms 版本");
+}
+
+#[tokio::test]
+async fn a_permanent_failure_falls_back_when_a_fallback_exists() {
+    let customer = NewCustomer {
+        wechat_openid: Some("o123".into()),
+        ..phone_customer("C1")
+    };
+    let f = fixture_with(vec![customer], Channel::Wechat, Some(Channel::Sms));
+    let wechat = Scripted::new(vec![SendOutcome::Permanent {
+        error: "40003 invalid openid".into(),
+    }]);
+    let sms = Scripted::new(vec![]);
+    let d = with_policies(
+        vec![
+            (
+                Channel::Wechat,
+                wechat.clone(),
+                ChannelPolicy {
+                    fallback: Some(Channel::Sms),
+                    ..ChannelPolicy::plain("wecom")
+                },
+            ),
+            (Channel::Sms, sms.clone(), ChannelPolicy::plain("aliyun")),
+        ],
+        settings(3),
+    );
+    let report = d.drain(&f.store, at(T0), &|| false).await.unwrap();
+    assert_eq!((report.fell_back, report.sent, report.failed), (1, 1, 0));
+    let entry = &log(&f.store)[0];
+    assert_eq!(entry.channel, "sms");
+    assert_eq!(wechat.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn do_not_contact_never_falls_back() {
+    let customer = NewCustomer {
+        do_not_contact: true,
+        ..phone_customer("C1")
+    };
+    let f = fixture_with(vec![customer], Channel::Wechat, Some(Channel::Sms));
+    let sms = Scripted::new(vec![]);
+    let d = with_policies(
+        vec![
+            (
+                Channel::Wechat,
+                Scripted::new(vec![]),
+                ChannelPolicy {
+                    fallback: Some(Channel::Sms),
+                    ..ChannelPolicy::plain("wecom")
+                },
+            ),
+            (Channel::Sms, sms.clone(), ChannelPolicy::plain("aliyun")),
+        ],
+        settings(3),
+    );
+    let report = d.drain(&f.store, at(T0), &|| false).await.unwrap();
+    assert_eq!((report.suppressed, report.fell_back), (1, 0));
+    assert!(sms.seen().is_empty());
+}
+
+#[tokio::test]
+async fn the_channel_cost_is_recorded_on_every_sent_message() {
+    let f = fixture(vec![phone_customer("C1")], Channel::Sms);
+    let policy = ChannelPolicy {
+        cost_milli: 45,
+        ..ChannelPolicy::plain("test")
+    };
+    let d = with_policies(
+        vec![(Channel::Sms, Scripted::new(vec![]), policy)],
+        settings(3),
+    );
+    d.drain(&f.store, at(T0), &|| false).await.unwrap();
+    assert_eq!(log(&f.store)[0].cost_milli, 45);
+}
+
+#[tokio::test]
+async fn awaiting_messages_are_polled_until_they_settle() {
+    let customers = (1..=3)
+        .map(|i| NewCustomer {
+            wecom_external_userid: Some(format!("wm{i}")),
+            ..phone_customer(&format!("C{i}"))
+        })
+        .collect();
+    let f = fixture(customers, Channel::Wechat);
+    let awaiting = |n: i64| SendOutcome::Awaiting {
+        provider_id: format!("msg{n}"),
+    };
+    let sender = Scripted::polling(
+        vec![awaiting(1), awaiting(2), awaiting(3)],
+        vec![
+            PollOutcome::Sent,
+            PollOutcome::OptedOut {
+                reason: "not a contact any more".into(),
+            },
+            PollOutcome::Pending,
+        ],
+    );
+    let d = dispatcher(sender, Channel::Wechat, 3);
+    let report = d.drain(&f.store, at(T0), &|| false).await.unwrap();
+    assert_eq!(report.awaiting, 3);
+    assert!(log(&f.store).iter().all(|e| e.status == "awaiting"));
+    // Not asked again before `every` has passed.
+    let early = d
+        .poll_awaiting(&f.store, at(T0 + 60), Duration::from_secs(600), &|| false)
+        .await
+        .unwrap();
+    assert_eq!(early.polled, 0);
+    let report = d
+        .poll_awaiting(&f.store, at(T0 + 601), Duration::from_secs(600), &|| false)
+        .await
+        .unwrap();
+    assert_eq!((report.sent, report.opted_out, report.pending), (1, 1, 1));
+    let statuses: Vec<String> = log(&f.store).into_iter().map(|e| e.status).collect();
+    assert_eq!(statuses, ["sent", "opted_out", "awaiting"]);
+}
+
+/// Queues one more message on `channel` for the first customer, due at `due`.
+fn queue_more(f: &Fixture, channel: Channel, due: i64) {
+    crate::testing::queue_more(&f.store, 1, channel, due);
 }

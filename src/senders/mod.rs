@@ -99,7 +99,7 @@ pub enum Secrets {
 }
 
 /// What building a sender may need besides its own config.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Context {
     pub secrets: Secrets,
     /// The folder of `recall.toml`; relative paths in sender configs are
@@ -107,6 +107,11 @@ pub struct Context {
     pub base_dir: PathBuf,
     /// The database, for senders whose provider is recall itself (phone tasks).
     pub database: PathBuf,
+    /// The clinic's time zone (working hours, days).
+    pub timezone: chrono_tz::Tz,
+    /// Every configured sender, for senders that use another one (phone
+    /// tasks notify staff through a WeCom robot).
+    pub senders: BTreeMap<String, SenderConfig>,
 }
 
 impl Context {
@@ -123,6 +128,18 @@ impl Context {
                 format!("environment variable {var} is not set (secrets come from the environment, never from recall.toml)"),
             )
         })
+    }
+}
+
+impl Default for Context {
+    fn default() -> Self {
+        Context {
+            secrets: Secrets::Environment,
+            base_dir: PathBuf::new(),
+            database: PathBuf::new(),
+            timezone: chrono_tz::Asia::Shanghai,
+            senders: BTreeMap::new(),
+        }
     }
 }
 

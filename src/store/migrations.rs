@@ -138,14 +138,45 @@ CREATE TABLE outreach (
     last_error    TEXT,
     sender        TEXT,
     provider_id   TEXT,
+    -- What sending it cost, in thousandths of a yuan (厘), from the channel's `cost`.
+    cost_milli    INTEGER NOT NULL DEFAULT 0,
+    -- The same message rendered for the channel's fallback (JSON), used when
+    -- this channel cannot reach the customer.
+    fallback      TEXT,
     created_at    INTEGER NOT NULL,
     due_at        INTEGER NOT NULL,
+    -- When it was handed to the provider (sent or awaiting a person).
     sent_at       INTEGER,
+    -- When an awaiting message was last asked about.
+    polled_at     INTEGER,
     updated_at    INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX outreach_once ON outreach (tick_id, customer_id, rule_id, action_index) WHERE tick_id IS NOT NULL;
 CREATE INDEX outreach_due ON outreach (status, due_at);
+CREATE INDEX outreach_awaiting ON outreach (polled_at) WHERE status = 'awaiting';
 -- Covers the tick's per-customer, per-rule read of past messages.
 CREATE INDEX outreach_customer ON outreach (customer_id, rule_id, created_at, status, sent_at);
+
+-- Phone-call tasks for the clinic's staff (the `phone_tasks` sender): one
+-- per attempt of a phone message, assigned to a person for a day.
+CREATE TABLE call_tasks (
+    id            INTEGER PRIMARY KEY,
+    outreach_id   INTEGER NOT NULL REFERENCES outreach(id),
+    attempt       INTEGER NOT NULL,
+    customer_id   INTEGER NOT NULL REFERENCES customers(id),
+    staff         TEXT NOT NULL,
+    -- The clinic-calendar day the call is planned for (YYYY-MM-DD).
+    due_date      TEXT NOT NULL,
+    script        TEXT NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('open', 'done')),
+    outcome       TEXT CHECK (outcome IN ('reached_booked', 'reached_interested', 'reached_declined',
+                                          'no_answer', 'wrong_number', 'opt_out')),
+    note          TEXT,
+    created_at    INTEGER NOT NULL,
+    done_at       INTEGER,
+    UNIQUE (outreach_id, attempt)
+);
+CREATE INDEX call_tasks_day ON call_tasks (due_date, staff);
+CREATE INDEX call_tasks_open ON call_tasks (status, due_date);
 "#,
 ];

@@ -16,6 +16,7 @@ mod migrations;
 pub mod outbox;
 pub mod queries;
 pub mod scan;
+pub mod tasks;
 pub mod ticks;
 
 use std::path::{Path, PathBuf};

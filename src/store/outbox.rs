@@ -1,12 +1,14 @@
 //! The outbox side of the outreach table: claiming due messages for the
-//! dispatcher and recording what became of each.
+//! dispatcher, the contact counts behind frequency caps, fallbacks, polling
+//! messages that await a person, and recording what became of each.
 //!
 //! A message is claimed (`queued` → `sending`, attempts + 1) in one
 //! transaction before anything is sent, and its result is written as soon as
-//! the sender answers. Result updates only apply to a message still in
-//! `sending`, so a late or repeated answer cannot overwrite a final status.
+//! the sender answers. Result updates only apply to a message still in the
+//! state they expect, so a late or repeated answer cannot overwrite a final
+//! status.
 
-use rusqlite::{Row, params, params_from_iter};
+use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 
 use super::{Result, Store};
 use crate::clock::Timestamp;
@@ -24,7 +26,7 @@ pub struct Recipient {
     pub wecom_external_userid: Option<String>,
 }
 
-/// A message claimed for sending.
+/// A message claimed for sending (or awaiting, for polling).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimed {
     pub id: i64,
@@ -42,18 +44,27 @@ pub struct Claimed {
     pub attempts: i64,
     pub created_at: Timestamp,
     pub due_at: Timestamp,
+    /// Set once a provider has it (for polling).
+    pub provider_id: Option<String>,
+    /// Whether the tick rendered a fallback for another channel.
+    pub has_fallback: bool,
     pub recipient: Recipient,
     /// Whether the customer consented to this message's channel.
     pub consent: bool,
     pub do_not_contact: bool,
 }
 
+const CLAIMED_COLUMNS: &str =
+    "o.id, o.rule_id, o.channel, o.template, o.subject, o.content, o.content_html,
+    o.attempts, o.created_at, o.due_at,
+    c.id, c.external_id, c.name, c.phone, c.email, c.wechat_openid, c.wecom_external_userid,
+    c.do_not_contact, c.consent_sms, c.consent_phone, c.consent_wechat, c.consent_email,
+    o.params, o.last_error, o.provider_id, o.fallback IS NOT NULL";
+
 fn claimed_row(r: &Row<'_>) -> rusqlite::Result<Claimed> {
     let channel: String = r.get(2)?;
     let channel: Channel = channel.parse().unwrap_or(Channel::Sms);
     let consents = [r.get::<_, bool>(18)?, r.get(19)?, r.get(20)?, r.get(21)?];
-    let params = r.get(22)?;
-    let last_error = r.get(23)?;
     let consent = match channel {
         Channel::Sms => consents[0],
         Channel::Phone => consents[1],
@@ -68,11 +79,13 @@ fn claimed_row(r: &Row<'_>) -> rusqlite::Result<Claimed> {
         subject: r.get(4)?,
         content: r.get(5)?,
         html: r.get(6)?,
-        params,
-        last_error,
+        params: r.get(22)?,
+        last_error: r.get(23)?,
         attempts: r.get(7)?,
         created_at: r.get(8)?,
         due_at: r.get(9)?,
+        provider_id: r.get(24)?,
+        has_fallback: r.get(25)?,
         recipient: Recipient {
             customer_id: r.get(10)?,
             external_id: r.get(11)?,
@@ -87,10 +100,38 @@ fn claimed_row(r: &Row<'_>) -> rusqlite::Result<Claimed> {
     })
 }
 
+/// A message rendered for a fallback channel, stored on the message.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Fallback {
+    pub channel: Channel,
+    pub subject: Option<String>,
+    pub content: String,
+    pub html: Option<String>,
+    pub params: Option<String>,
+}
+
+/// The consent column of a channel.
+fn consent_column(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Sms => "consent_sms",
+        Channel::Phone => "consent_phone",
+        Channel::Wechat => "consent_wechat",
+        Channel::Email => "consent_email",
+    }
+}
+
+/// `?3, ?4, ...` for a list bound after `first - 1` other parameters.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl Store {
     /// Puts messages left in `sending` by a dispatcher that died back in the
-    /// queue. Call once when a dispatcher starts (there is one dispatcher
-    /// per database). Returns how many were requeued.
+    /// queue. Call once when a dispatcher starts, holding the dispatch lock.
+    /// Returns how many were requeued.
     pub fn requeue_interrupted(&self, now: Timestamp) -> Result<usize> {
         Ok(self.conn.execute(
             "UPDATE outreach SET status = 'queued', updated_at = ?1,
@@ -111,19 +152,17 @@ impl Store {
         if channels.is_empty() {
             return Ok(Vec::new());
         }
-        let marks: Vec<String> = (0..channels.len()).map(|i| format!("?{}", i + 3)).collect();
-        let marks = marks.join(", ");
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let ids: Vec<i64> = {
             let mut stmt = tx.prepare_cached(&format!(
-                "SELECT id FROM outreach WHERE status = 'queued' AND due_at <= ?1 AND channel IN ({marks})
-                 ORDER BY due_at, id LIMIT ?2"
+                "SELECT id FROM outreach WHERE status = 'queued' AND due_at <= ?1 AND channel IN ({})
+                 ORDER BY due_at, id LIMIT ?2",
+                placeholders(3, channels.len())
             ))?;
             let mut values: Vec<rusqlite::types::Value> = vec![now.into(), i64::from(limit).into()];
             values.extend(channels.iter().map(|c| c.as_str().to_string().into()));
-            // ?1 is now, ?2 the limit, ?3... the channels.
             stmt.query_map(params_from_iter(values), |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?
         };
@@ -132,14 +171,9 @@ impl Store {
             let mut update = tx.prepare_cached(
                 "UPDATE outreach SET status = 'sending', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
             )?;
-            let mut select = tx.prepare_cached(
-                "SELECT o.id, o.rule_id, o.channel, o.template, o.subject, o.content, o.content_html,
-                        o.attempts, o.created_at, o.due_at,
-                        c.id, c.external_id, c.name, c.phone, c.email, c.wechat_openid, c.wecom_external_userid,
-                        c.do_not_contact, c.consent_sms, c.consent_phone, c.consent_wechat, c.consent_email,
-                        o.params, o.last_error
-                 FROM outreach o JOIN customers c ON c.id = o.customer_id WHERE o.id = ?1",
-            )?;
+            let mut select = tx.prepare_cached(&format!(
+                "SELECT {CLAIMED_COLUMNS} FROM outreach o JOIN customers c ON c.id = o.customer_id WHERE o.id = ?1"
+            ))?;
             for id in ids {
                 update.execute(params![id, now])?;
                 claimed.push(select.query_row([id], claimed_row)?);
@@ -154,13 +188,32 @@ impl Store {
         if channels.is_empty() {
             return Ok(None);
         }
-        let marks = vec!["?"; channels.len()].join(", ");
         Ok(self.conn.query_row(
             &format!(
-                "SELECT min(due_at) FROM outreach WHERE status = 'queued' AND channel IN ({marks})"
+                "SELECT min(due_at) FROM outreach WHERE status = 'queued' AND channel IN ({})",
+                placeholders(1, channels.len())
             ),
             params_from_iter(channels.iter().map(|c| c.as_str())),
             |r| r.get(0),
+        )?)
+    }
+
+    /// Messages handed to providers for a customer since `since` (on one
+    /// channel, or all), with the earliest of their hand-over times: what a
+    /// frequency cap counts.
+    pub fn recent_contacts(
+        &self,
+        customer_id: i64,
+        channel: Option<Channel>,
+        since: Timestamp,
+    ) -> Result<(i64, Option<Timestamp>)> {
+        let channel = channel.map(Channel::as_str);
+        Ok(self.conn.query_row(
+            "SELECT count(*), min(sent_at) FROM outreach
+             WHERE customer_id = ?1 AND status IN ('sent', 'awaiting') AND sent_at > ?2
+               AND (?3 IS NULL OR channel = ?3)",
+            params![customer_id, since, channel],
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?)
     }
 
@@ -170,13 +223,14 @@ impl Store {
         id: i64,
         sender: &str,
         provider_id: &str,
+        cost_milli: i64,
         now: Timestamp,
     ) -> Result<()> {
         self.conn.execute(
             "UPDATE outreach SET status = 'sent', sender = ?2, provider_id = ?3, sent_at = ?4,
-                updated_at = ?4, last_error = NULL
+                updated_at = ?4, last_error = NULL, cost_milli = ?5
              WHERE id = ?1 AND status = 'sending'",
-            params![id, sender, provider_id, now],
+            params![id, sender, provider_id, now, cost_milli],
         )?;
         Ok(())
     }
@@ -187,13 +241,14 @@ impl Store {
         id: i64,
         sender: &str,
         provider_id: &str,
+        cost_milli: i64,
         now: Timestamp,
     ) -> Result<()> {
         self.conn.execute(
-            "UPDATE outreach SET status = 'awaiting', sender = ?2, provider_id = ?3, updated_at = ?4,
-                last_error = NULL
+            "UPDATE outreach SET status = 'awaiting', sender = ?2, provider_id = ?3, sent_at = ?4,
+                updated_at = ?4, last_error = NULL, cost_milli = ?5, polled_at = ?4
              WHERE id = ?1 AND status = 'sending'",
-            params![id, sender, provider_id, now],
+            params![id, sender, provider_id, now, cost_milli],
         )?;
         Ok(())
     }
@@ -233,11 +288,12 @@ impl Store {
         Ok(())
     }
 
-    /// A permanent failure, or out of attempts.
+    /// A permanent failure, or out of attempts (also for awaiting messages
+    /// the provider says will not arrive).
     pub fn mark_failed(&self, id: i64, sender: &str, error: &str, now: Timestamp) -> Result<()> {
         self.conn.execute(
             "UPDATE outreach SET status = 'failed', sender = ?2, last_error = ?3, updated_at = ?4
-             WHERE id = ?1 AND status = 'sending'",
+             WHERE id = ?1 AND status IN ('sending', 'awaiting')",
             params![id, sender, error, now],
         )?;
         Ok(())
@@ -265,34 +321,31 @@ impl Store {
         let tx = self.conn.transaction()?;
         let target: Option<(i64, String)> = tx
             .query_row(
-                "SELECT customer_id, channel FROM outreach WHERE id = ?1 AND status = 'sending'",
+                "SELECT customer_id, channel FROM outreach WHERE id = ?1 AND status IN ('sending', 'awaiting')",
                 [id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .ok();
+            .optional()?;
         if let Some((customer, channel)) = target {
             tx.execute(
                 "UPDATE outreach SET status = 'opted_out', sender = ?2, last_error = ?3, updated_at = ?4
                  WHERE id = ?1",
                 params![id, sender, reason, now],
             )?;
-            let column = match channel.parse::<Channel>() {
-                Ok(Channel::Sms) => "consent_sms",
-                Ok(Channel::Phone) => "consent_phone",
-                Ok(Channel::Wechat) => "consent_wechat",
-                Ok(Channel::Email) | Err(_) => "consent_email",
-            };
-            tx.execute(
-                &format!("UPDATE customers SET {column} = 0, updated_at = ?2 WHERE id = ?1"),
-                params![customer, now],
-            )?;
+            if let Ok(channel) = channel.parse::<Channel>() {
+                tx.execute(
+                    &format!(
+                        "UPDATE customers SET {} = 0, updated_at = ?2 WHERE id = ?1",
+                        consent_column(channel)
+                    ),
+                    params![customer, now],
+                )?;
+            }
         }
         tx.commit()?;
         Ok(())
     }
-}
 
-impl Store {
     /// Gives claimed messages back to the queue untouched (the dispatcher is
     /// stopping and did not send them): status `queued`, the attempt undone.
     pub fn release(&self, ids: &[i64], now: Timestamp) -> Result<()> {
@@ -303,6 +356,96 @@ impl Store {
         for id in ids {
             stmt.execute(params![id, now])?;
         }
+        Ok(())
+    }
+
+    /// Switches a message that cannot go out on its channel to the fallback
+    /// the tick rendered for it, if that channel is one of `routed`: same
+    /// message, new channel, back in the queue now with a fresh attempt
+    /// count. Returns the new channel, or `None` if there is no usable fallback.
+    pub fn fall_back(
+        &self,
+        id: i64,
+        why: &str,
+        routed: &[Channel],
+        now: Timestamp,
+    ) -> Result<Option<Channel>> {
+        let stored: Option<Option<String>> = self
+            .conn
+            .query_row(
+                "SELECT fallback FROM outreach WHERE id = ?1 AND status IN ('sending', 'awaiting')",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(fallback) = stored
+            .flatten()
+            .and_then(|json| serde_json::from_str::<Fallback>(&json).ok())
+        else {
+            return Ok(None);
+        };
+        if !routed.contains(&fallback.channel) {
+            return Ok(None);
+        }
+        self.conn.execute(
+            "UPDATE outreach SET channel = ?2, subject = ?3, content = ?4, content_html = ?5, params = ?6,
+                fallback = NULL, status = 'queued', attempts = 0, due_at = ?7, updated_at = ?7,
+                last_error = ?8, sender = NULL, provider_id = NULL, sent_at = NULL
+             WHERE id = ?1",
+            params![
+                id,
+                fallback.channel.as_str(),
+                fallback.subject,
+                fallback.content,
+                fallback.html,
+                fallback.params,
+                now,
+                why
+            ],
+        )?;
+        Ok(Some(fallback.channel))
+    }
+
+    /// Messages awaiting a person whose last poll is older than `before`,
+    /// oldest first, on the given channels.
+    pub fn awaiting_to_poll(
+        &self,
+        before: Timestamp,
+        channels: &[Channel],
+        limit: u32,
+    ) -> Result<Vec<Claimed>> {
+        if channels.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {CLAIMED_COLUMNS} FROM outreach o JOIN customers c ON c.id = o.customer_id
+             WHERE o.status = 'awaiting' AND coalesce(o.polled_at, 0) < ?1 AND o.channel IN ({})
+             ORDER BY coalesce(o.polled_at, 0), o.id LIMIT ?2",
+            placeholders(3, channels.len())
+        ))?;
+        let mut values: Vec<rusqlite::types::Value> = vec![before.into(), i64::from(limit).into()];
+        values.extend(channels.iter().map(|c| c.as_str().to_string().into()));
+        let rows = stmt.query_map(params_from_iter(values), claimed_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Records that an awaiting message was asked about and is still pending.
+    pub fn mark_polled(&self, id: i64, note: Option<&str>, now: Timestamp) -> Result<()> {
+        self.conn.execute(
+            "UPDATE outreach SET polled_at = ?2, last_error = coalesce(?3, last_error)
+             WHERE id = ?1 AND status = 'awaiting'",
+            params![id, now, note],
+        )?;
+        Ok(())
+    }
+
+    /// An awaiting message reached the customer.
+    pub fn mark_delivered(&self, id: i64, now: Timestamp) -> Result<()> {
+        self.conn.execute(
+            "UPDATE outreach SET status = 'sent', polled_at = ?2, updated_at = ?2, last_error = NULL
+             WHERE id = ?1 AND status = 'awaiting'",
+            params![id, now],
+        )?;
         Ok(())
     }
 }

@@ -54,6 +54,8 @@ pub struct LogEntry {
     pub last_error: Option<String>,
     pub sender: Option<String>,
     pub provider_id: Option<String>,
+    /// What sending it cost, in thousandths of a yuan.
+    pub cost_milli: i64,
     pub subject: Option<String>,
     pub content: String,
 }
@@ -111,6 +113,7 @@ fn log_entry(r: &Row<'_>) -> rusqlite::Result<LogEntry> {
         provider_id: r.get(14)?,
         subject: r.get(15)?,
         content: r.get(16)?,
+        cost_milli: r.get(17)?,
     })
 }
 
@@ -182,7 +185,7 @@ impl Store {
             "SELECT * FROM (
                 SELECT o.id, o.created_at, o.due_at, o.sent_at, o.updated_at, c.external_id, o.rule_id,
                        o.pool, o.channel, o.template, o.status, o.attempts, o.last_error, o.sender,
-                       o.provider_id, o.subject, o.content
+                       o.provider_id, o.subject, o.content, o.cost_milli
                 FROM outreach o JOIN customers c ON c.id = o.customer_id
                 {} ORDER BY o.created_at DESC, o.id DESC LIMIT {limit}
              ) ORDER BY created_at, id",

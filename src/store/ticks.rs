@@ -70,6 +70,9 @@ pub struct NewMessage {
     pub html: Option<String>,
     /// Provider template parameters (JSON object), if the template has them.
     pub params: Option<String>,
+    /// The message rendered for the channel's fallback (JSON of
+    /// `store::outbox::Fallback`), if the channel has one.
+    pub fallback: Option<String>,
     pub due_at: Timestamp,
     /// Set when the message could not even be written (its template failed
     /// to render): it is recorded as `failed` with this error, never dropped.
@@ -226,9 +229,9 @@ impl Store {
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO outreach (customer_id, tick_id, rule_id, action_index, pool, channel,
-                    template, subject, content, content_html, params, status, last_error, created_at, due_at,
-                    updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?14,
+                    template, subject, content, content_html, params, fallback, status, last_error, created_at,
+                    due_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?14, ?15,
                     CASE WHEN ?13 IS NULL THEN 'queued' ELSE 'failed' END, ?13, ?11, ?12, ?11)",
             )?;
             for m in &batch.messages {
@@ -246,7 +249,8 @@ impl Store {
                     tick.at,
                     m.due_at,
                     m.failure,
-                    m.params
+                    m.params,
+                    m.fallback
                 ])? as i64;
             }
         }
