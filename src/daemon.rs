@@ -86,6 +86,25 @@ impl Loaded {
                                 )),
                             );
                         }
+                        let fallback = config
+                            .channels
+                            .get(&action.channel)
+                            .and_then(|p| p.fallback);
+                        if let Some(fallback) = fallback
+                            && !templates.has(fallback, &action.template)
+                        {
+                            report.push(
+                                crate::diag::Diagnostic::warning(
+                                    &rule.origin.file,
+                                    None,
+                                    format!(
+                                        "rule `{}` (line {}) sends {} on {}, which falls back to {}, but there is no templates/{}/{}.txt: its messages cannot fall back",
+                                        rule.id, rule.origin.line, action.template, action.channel, fallback, fallback, action.template
+                                    ),
+                                )
+                                .hint(format!("write templates/{fallback}/{}.txt", action.template)),
+                            );
+                        }
                     }
                 }
                 Ok((

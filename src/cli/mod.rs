@@ -4,6 +4,7 @@
 
 mod output;
 pub mod scaffold;
+mod tasks;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -91,6 +92,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: FactsFormat,
     },
+    /// Phone-call tasks for the clinic's staff: list, export, record outcomes.
+    #[command(subcommand)]
+    Tasks(TasksCommand),
     /// Run the service: scheduled ticks and dispatch, until SIGINT or SIGTERM.
     Run,
     /// Measure a tick over a large synthetic clinic (not a test; prints figures).
@@ -140,6 +144,47 @@ pub struct LogArgs {
     pub moves: bool,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// Call tasks of a day (default: today's open tasks).
+    List {
+        /// `today`, `all`, or a date such as 2026-06-01.
+        #[arg(long, default_value = "today")]
+        date: String,
+        /// Only this person's tasks.
+        #[arg(long)]
+        staff: Option<String>,
+        /// `open`, `done` or `all`.
+        #[arg(long, default_value = "open")]
+        status: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// CSV for call teams, with full phone numbers and scripts (personal data: handle with care).
+    Export {
+        /// `today`, `all`, or a date such as 2026-06-01.
+        #[arg(long, default_value = "today")]
+        date: String,
+        /// Only this person's tasks.
+        #[arg(long)]
+        staff: Option<String>,
+    },
+    /// Record what a call achieved.
+    Done {
+        /// The task id (from `recall tasks list`).
+        id: i64,
+        /// reached_booked, reached_interested, reached_declined, no_answer, wrong_number or opt_out.
+        #[arg(long)]
+        outcome: String,
+        /// What was said, for the next person who calls.
+        #[arg(long)]
+        note: Option<String>,
+        /// When the call was made (clinic time); default now.
+        #[arg(long)]
+        at: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -210,6 +255,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status { format } => status(&cli.config, format),
         Command::Log(args) => log(&cli.config, &args),
         Command::Facts { format } => facts(format),
+        Command::Tasks(command) => tasks::run(&cli.config, command),
         Command::Run => serve(&cli.config),
         Command::Bench(args) => crate::bench::run(&args).map(|_| ExitCode::SUCCESS),
     }
@@ -235,7 +281,7 @@ fn load(config: &Path) -> Result<Loaded> {
 }
 
 /// Loads only the configuration, for commands that need no rules.
-fn load_config(path: &Path) -> Result<Config> {
+pub(crate) fn load_config(path: &Path) -> Result<Config> {
     crate::config::load(path).map_err(|report| {
         eprint!("{}", report.render(color()));
         anyhow::anyhow!("{} error(s) in {}", report.errors(), path.display())
@@ -246,7 +292,7 @@ fn color() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none()
 }
 
-fn parse_at(text: Option<&str>, config: &Config) -> Result<DateTime<Utc>> {
+pub(crate) fn parse_at(text: Option<&str>, config: &Config) -> Result<DateTime<Utc>> {
     match text {
         None => Ok(Utc::now()),
         Some(text) => Ok(clock::parse_time(text, config.clinic.timezone)?),
@@ -375,7 +421,15 @@ fn demo(dir: &Path) -> Result<ExitCode> {
 /// `recall check`.
 pub fn check(config: &Path) -> ExitCode {
     match Loaded::load(config) {
-        Ok((loaded, warnings)) => {
+        Ok((loaded, mut warnings)) => {
+            // Building the senders checks their settings and that their
+            // secrets are in this environment (the service's may differ).
+            if let Err(e) = Dispatcher::build(&loaded.config) {
+                warnings.push(
+                    crate::diag::Diagnostic::warning(&loaded.config.path, None, e.to_string())
+                        .hint("the service cannot dispatch until this is fixed in its environment"),
+                );
+            }
             print!("{}", warnings.render(color()));
             let c = &loaded.config;
             println!(
@@ -403,7 +457,7 @@ pub fn check(config: &Path) -> ExitCode {
     }
 }
 
-fn open_store(config: &Config) -> Result<(Store, i64)> {
+pub(crate) fn open_store(config: &Config) -> Result<(Store, i64)> {
     let store = Store::open(&config.database)?;
     let clinic_id = store.ensure_clinic(
         &config.clinic.code,

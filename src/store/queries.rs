@@ -1,7 +1,7 @@
 //! Read-only questions marketers and operators ask: `recall status`,
 //! `recall log` and the move history.
 
-use rusqlite::{Row, params_from_iter, types::Value};
+use rusqlite::{OptionalExtension, Row, params_from_iter, types::Value};
 
 use super::ticks::TickRow;
 use super::{Result, Store};
@@ -194,6 +194,21 @@ impl Store {
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(w.values), log_entry)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// One message of the outreach log.
+    pub fn message(&self, id: i64) -> Result<Option<LogEntry>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT o.id, o.created_at, o.due_at, o.sent_at, o.updated_at, c.external_id, o.rule_id,
+                        o.pool, o.channel, o.template, o.status, o.attempts, o.last_error, o.sender,
+                        o.provider_id, o.subject, o.content, o.cost_milli
+                 FROM outreach o JOIN customers c ON c.id = o.customer_id WHERE o.id = ?1",
+                [id],
+                log_entry,
+            )
+            .optional()?)
     }
 
     /// Pool moves, oldest first, newest `limit` entries.
