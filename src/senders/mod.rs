@@ -15,6 +15,7 @@ pub mod tencent;
 pub mod twilio;
 pub mod webhook;
 pub mod wechat_official;
+pub mod wechat_token;
 pub mod wecom;
 pub mod wecom_robot;
 
