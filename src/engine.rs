@@ -114,6 +114,8 @@ pub struct RuleCount {
     pub fired: i64,
     pub moves: i64,
     pub messages: i64,
+    /// Customers kept in the rule's control group (moved, not sent to).
+    pub held_out: i64,
     pub errors: i64,
     pub first_error: Option<String>,
 }
@@ -499,6 +501,7 @@ fn decide(
             description: rule.description.clone(),
         }),
     };
+    let held_out = rule.holds_out(&customer.external_id);
     let messages = rule
         .actions
         .iter()
@@ -541,6 +544,8 @@ fn decide(
                 fallback,
                 due_at: at + action.delay.as_secs() as i64,
                 failure,
+                held_out,
+                attribution_days: rule.attribution_days,
             }
         })
         .collect();
@@ -586,6 +591,9 @@ fn absorb(
         let rule = &rules.rules[decision.rule];
         let count = report.by_rule.entry(rule.id.clone()).or_default();
         count.fired += 1;
+        if decision.messages.iter().any(|m| m.held_out) {
+            count.held_out += 1;
+        }
         count.messages += decision.messages.len() as i64;
         report.messages += decision.messages.len() as i64;
         let reason = explain(rule, &decision.facts);

@@ -146,6 +146,8 @@ spelled_enum! {
         Suppressed => "suppressed",
         /// The provider reported that the recipient opted out of this channel.
         OptedOut => "opted_out",
+        /// Kept back on purpose: the customer is in the rule's control group.
+        HeldOut => "held_out",
     }
 }
 

@@ -329,6 +329,8 @@ fn queue(
             fallback,
             due_at: due,
             failure: None,
+            held_out: false,
+            attribution_days: 30,
         }],
         ..TickBatch::default()
     };

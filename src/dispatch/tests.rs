@@ -293,6 +293,8 @@ async fn opt_out_withdraws_consent_for_that_channel() {
                 fallback: None,
                 due_at: T0 + 10,
                 failure: None,
+                held_out: false,
+                attribution_days: 30,
             }],
             ..TickBatch::default()
         };

@@ -40,6 +40,15 @@ pub struct RawRule {
     /// pool stay. Without it such a rule fires once per stay.
     #[serde(default)]
     pub cooldown_days: Option<Spanned<i64>>,
+    /// Share of the customers the rule fires for that are kept as a control
+    /// group (0 to 0.5, e.g. 0.1): they move like the others but are sent
+    /// nothing, so the report can tell what the messages changed.
+    #[serde(default)]
+    pub holdout: Option<Spanned<f64>>,
+    /// Days after a contact within which a visit or purchase counts as this
+    /// rule's recall (default 30).
+    #[serde(default)]
+    pub attribution_days: Option<Spanned<i64>>,
     /// `false` keeps the rule in the file without running it.
     #[serde(default = "yes")]
     pub enabled: bool,

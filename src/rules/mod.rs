@@ -37,6 +37,10 @@ pub struct Rule {
     /// For rules that only send: may fire again after this many days in the
     /// same pool stay. `None`: once per stay.
     pub cooldown_days: Option<i64>,
+    /// Share of customers kept as a control group: moved, never sent to.
+    pub holdout: f64,
+    /// Days after a contact in which a return counts as this rule's recall.
+    pub attribution_days: i64,
     pub enabled: bool,
     pub actions: Vec<Action>,
     /// Where the rule is written, for messages.
@@ -48,7 +52,30 @@ impl Rule {
     pub fn moves(&self) -> bool {
         self.to.is_some()
     }
+
+    /// Whether this customer is in the rule's control group: a stable
+    /// function of the customer and the rule, so a customer stays in (or
+    /// out of) a rule's control group for good.
+    pub fn holds_out(&self, customer: &str) -> bool {
+        self.holdout > 0.0 && holdout_draw(customer, &self.id) < self.holdout
+    }
 }
+
+/// A number in [0, 1) from FNV-1a over "customer:rule": stable across runs,
+/// machines and versions (it is written down here, not taken from a library
+/// whose hashing may change).
+pub fn holdout_draw(customer: &str, rule: &str) -> f64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in customer.bytes().chain([b':']).chain(rule.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (hash >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Days after a contact in which a visit or purchase counts as a recall,
+/// unless a rule says otherwise.
+pub const DEFAULT_ATTRIBUTION_DAYS: i64 = 30;
 
 /// A compiled `when` condition.
 #[derive(Debug)]
@@ -320,6 +347,34 @@ impl Checker<'_> {
             }
         });
 
+        let holdout = match &raw.holdout {
+            None => 0.0,
+            Some(h) => {
+                let share = *h.get_ref();
+                if !(0.0..=0.5).contains(&share) {
+                    report.push(
+                        self.error(h, format!("holdout {share} is out of range"))
+                            .hint("a share between 0 and 0.5, e.g. holdout = 0.1 keeps one customer in ten as a control group"),
+                    );
+                } else if raw.action.is_empty() {
+                    report.push(Diagnostic::warning(
+                        self.path,
+                        Some(h.span()),
+                        "`holdout` has no effect on a rule that sends nothing",
+                    ));
+                }
+                share
+            }
+        };
+        let attribution_days = match &raw.attribution_days {
+            None => DEFAULT_ATTRIBUTION_DAYS,
+            Some(days) if *days.get_ref() >= 1 => *days.get_ref(),
+            Some(days) => {
+                report.push(self.error(days, "`attribution_days` must be at least 1"));
+                DEFAULT_ATTRIBUTION_DAYS
+            }
+        };
+
         let mut actions = Vec::new();
         for raw_action in &raw.action {
             if let Some(action) = self.action(raw_action.get_ref(), report) {
@@ -344,6 +399,8 @@ impl Checker<'_> {
             priority: raw.priority,
             condition: condition?,
             cooldown_days,
+            holdout,
+            attribution_days,
             enabled: raw.enabled,
             actions,
             origin: Origin {

@@ -133,13 +133,15 @@ CREATE TABLE outreach (
     content       TEXT NOT NULL,
     content_html  TEXT,
     params        TEXT,
-    status        TEXT NOT NULL CHECK (status IN ('queued', 'sending', 'awaiting', 'sent', 'failed', 'suppressed', 'opted_out')),
+    status        TEXT NOT NULL CHECK (status IN ('queued', 'sending', 'awaiting', 'sent', 'failed', 'suppressed', 'opted_out', 'held_out')),
     attempts      INTEGER NOT NULL DEFAULT 0,
     last_error    TEXT,
     sender        TEXT,
     provider_id   TEXT,
     -- What sending it cost, in thousandths of a yuan (厘), from the channel's `cost`.
     cost_milli    INTEGER NOT NULL DEFAULT 0,
+    -- Days after the contact in which a visit or purchase counts as a recall.
+    attribution_days INTEGER NOT NULL DEFAULT 30,
     -- The same message rendered for the channel's fallback (JSON), used when
     -- this channel cannot reach the customer.
     fallback      TEXT,
@@ -156,6 +158,22 @@ CREATE INDEX outreach_due ON outreach (status, due_at);
 CREATE INDEX outreach_awaiting ON outreach (polled_at) WHERE status = 'awaiting';
 -- Covers the tick's per-customer, per-rule read of past messages.
 CREATE INDEX outreach_customer ON outreach (customer_id, rule_id, created_at, status, sent_at);
+
+-- What became of each contact beyond its delivery status: responses and
+-- bookings (from call tasks, providers, staff), and the visits and purchases
+-- credited to it by attribution. One row per (message, kind, source event).
+CREATE TABLE outcomes (
+    id            INTEGER PRIMARY KEY,
+    outreach_id   INTEGER NOT NULL REFERENCES outreach(id),
+    kind          TEXT NOT NULL CHECK (kind IN ('delivered', 'responded', 'booked', 'visited', 'purchased', 'opted_out')),
+    at            INTEGER NOT NULL,
+    amount_cents  INTEGER NOT NULL DEFAULT 0,
+    source        TEXT NOT NULL,
+    -- The event behind it: 'visit:12', 'order:34', 'task:5', ...
+    ref           TEXT NOT NULL,
+    UNIQUE (outreach_id, kind, ref)
+);
+CREATE INDEX outcomes_kind ON outcomes (kind, at);
 
 -- Phone-call tasks for the clinic's staff (the `phone_tasks` sender): one
 -- per attempt of a phone message, assigned to a person for a day.

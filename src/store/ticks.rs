@@ -77,6 +77,10 @@ pub struct NewMessage {
     /// Set when the message could not even be written (its template failed
     /// to render): it is recorded as `failed` with this error, never dropped.
     pub failure: Option<String>,
+    /// The customer is in the rule's control group: recorded, never sent.
+    pub held_out: bool,
+    /// Days after the contact in which a return counts as the rule's recall.
+    pub attribution_days: i64,
 }
 
 /// The results for one batch of customers.
@@ -229,10 +233,11 @@ impl Store {
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO outreach (customer_id, tick_id, rule_id, action_index, pool, channel,
-                    template, subject, content, content_html, params, fallback, status, last_error, created_at,
-                    due_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?14, ?15,
-                    CASE WHEN ?13 IS NULL THEN 'queued' ELSE 'failed' END, ?13, ?11, ?12, ?11)",
+                    template, subject, content, content_html, params, fallback, attribution_days, status,
+                    last_error, created_at, due_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?14, ?15, ?17,
+                    CASE WHEN ?13 IS NOT NULL THEN 'failed' WHEN ?16 THEN 'held_out' ELSE 'queued' END,
+                    ?13, ?11, ?12, ?11)",
             )?;
             for m in &batch.messages {
                 messages += insert.execute(params![
@@ -250,7 +255,9 @@ impl Store {
                     m.due_at,
                     m.failure,
                     m.params,
-                    m.fallback
+                    m.fallback,
+                    m.held_out,
+                    m.attribution_days
                 ])? as i64;
             }
         }
