@@ -38,7 +38,8 @@ pub struct Config {
     #[serde(default = "default_method")]
     pub method: String,
     /// Headers sent as written (`{ "X-Account" = "clinic-42" }`). Not for
-    /// secrets: `recall.toml` is not a secret store; use `secret_headers`.
+    /// secrets: `recall.toml` is not a secret store, so `Authorization` and
+    /// API-key headers are refused here; they go in `secret_headers`.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// Headers whose values are secrets: header name → the environment
@@ -109,6 +110,15 @@ pub(crate) fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Dur
     Ok(value)
 }
 
+/// Headers that always carry credentials: only `secret_headers` may set them.
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
+];
+
 /// The variables a body template may use.
 const VARIABLES: &[&str] = &[
     "address", "content", "subject", "html", "id", "template", "rule", "channel", "attempt",
@@ -139,6 +149,12 @@ pub fn build(name: &str, config: &Config, ctx: &Context) -> Result<Arc<dyn Sende
     let mut headers = HeaderMap::new();
     for (key, value) in &config.headers {
         let header = header_name(key).map_err(error)?;
+        if SECRET_HEADERS.contains(&header.as_str()) {
+            return Err(error(format!(
+                "headers.{key} holds a secret, which recall.toml must not: \
+                 write secret_headers = {{ {key} = \"SOME_ENV_VAR\" }} and set SOME_ENV_VAR"
+            )));
+        }
         let value = HeaderValue::from_str(value).map_err(|_| {
             error(format!(
                 "headers.{key}: the value is not a valid header value"
@@ -872,6 +888,18 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("NOT_SET"), "{err}");
+        let config: Config = toml::from_str(
+            "url = \"https://x.example/\"\nbody = '{}'\nheaders = { Authorization = \"Bearer abc\" }\n",
+        )
+        .unwrap();
+        let err = build("gateway", &config, &context())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("secret_headers") && !err.contains("abc"),
+            "{err}"
+        );
         let config: Config = toml::from_str("url = \"ftp://x.example/\"\nbody = '{}'\n").unwrap();
         assert!(build("gateway", &config, &context()).is_err());
         let config: Config =
