@@ -326,6 +326,10 @@ async fn tick_worker(
                 ..TickOptions::at(at)
             };
             let result = engine::tick(&mut store, &engine, options);
+            // Credit visits and orders that arrived since the last tick.
+            if let Err(e) = store.attribute() {
+                tracing::error!(error = %e, "attribution failed; it catches up at the next tick");
+            }
             (store, result)
         })
         .await

@@ -490,6 +490,9 @@ fn tick(
         ..TickOptions::at(at)
     };
     let report = engine::tick(&mut store, &engine, options)?;
+    if !dry_run {
+        store.attribute()?;
+    }
     let mut out = std::io::stdout().lock();
     for earlier in &report.finished_first {
         writeln!(

@@ -175,6 +175,12 @@ CREATE TABLE outcomes (
 );
 CREATE INDEX outcomes_kind ON outcomes (kind, at);
 
+-- Small named counters: how far attribution has read visits and orders.
+CREATE TABLE meta (
+    key    TEXT PRIMARY KEY,
+    value  INTEGER NOT NULL
+);
+
 -- Phone-call tasks for the clinic's staff (the `phone_tasks` sender): one
 -- per attempt of a phone message, assigned to a person for a day.
 CREATE TABLE call_tasks (

@@ -11,6 +11,7 @@
 //! [`ingest`] adds customers and their history, [`queries`] answers `status`
 //! and `log`.
 
+pub mod attribution;
 pub mod ingest;
 mod migrations;
 pub mod outbox;

@@ -332,6 +332,11 @@ impl Store {
                  WHERE id = ?1",
                 params![id, sender, reason, now],
             )?;
+            tx.execute(
+                "INSERT OR IGNORE INTO outcomes (outreach_id, kind, at, amount_cents, source, ref)
+                 VALUES (?1, 'opted_out', ?2, 0, 'provider', ?3)",
+                params![id, now, format!("sender:{sender}")],
+            )?;
             if let Ok(channel) = channel.parse::<Channel>() {
                 tx.execute(
                     &format!(
@@ -439,13 +444,16 @@ impl Store {
         Ok(())
     }
 
-    /// An awaiting message reached the customer.
+    /// An awaiting message reached the customer (the provider says so).
     pub fn mark_delivered(&self, id: i64, now: Timestamp) -> Result<()> {
-        self.conn.execute(
+        let changed = self.conn.execute(
             "UPDATE outreach SET status = 'sent', polled_at = ?2, updated_at = ?2, last_error = NULL
              WHERE id = ?1 AND status = 'awaiting'",
             params![id, now],
         )?;
+        if changed == 1 {
+            self.record_outcome(id, "delivered", now, 0, "provider", "poll")?;
+        }
         Ok(())
     }
 }

@@ -310,6 +310,19 @@ impl Store {
                 )?;
             }
         }
+        let kinds: &[&str] = match outcome {
+            CallOutcome::ReachedBooked => &["responded", "booked"],
+            CallOutcome::ReachedInterested | CallOutcome::ReachedDeclined => &["responded"],
+            CallOutcome::OptOut => &["opted_out"],
+            CallOutcome::NoAnswer | CallOutcome::WrongNumber => &[],
+        };
+        for kind in kinds {
+            tx.execute(
+                "INSERT OR IGNORE INTO outcomes (outreach_id, kind, at, amount_cents, source, ref)
+                 VALUES (?1, ?2, ?3, 0, 'call', ?4)",
+                params![outreach_id, kind, now, format!("task:{id}")],
+            )?;
+        }
         let followup_note = match note {
             Some(note) => format!("call task #{id}: {}; {note}", outcome.as_str()),
             None => format!("call task #{id}: {}", outcome.as_str()),
