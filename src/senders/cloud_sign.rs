@@ -152,13 +152,23 @@ pub fn template_params(params: Option<&str>) -> Result<Vec<(String, String)>, St
 
 /// Replaces every occurrence of the recipient's number in provider text
 /// with its masked form, so a provider message that echoes the number does
-/// not carry it into logs.
+/// not carry it into logs. The number may come back with or without its
+/// country code, so both forms are masked.
 pub fn scrub(text: &str, phone: &str) -> String {
     let phone = phone.trim();
-    if phone.len() < 5 {
-        return text.to_string();
+    let bare = phone.trim_start_matches('+');
+    let mut forms = vec![phone, bare];
+    // A mainland number also appears as its 11 national digits.
+    if let Some(national) = bare.strip_prefix("86").filter(|n| n.len() == 11) {
+        forms.push(national);
     }
-    text.replace(phone, &crate::mask::phone(phone))
+    let mut text = text.to_string();
+    for form in forms {
+        if form.len() >= 5 {
+            text = text.replace(form, &crate::mask::phone(form));
+        }
+    }
+    text
 }
 
 #[cfg(test)]
@@ -264,6 +274,14 @@ mod tests {
         assert_eq!(
             scrub("bad number 13812345678", "13812345678"),
             "bad number 138****5678"
+        );
+        assert_eq!(
+            scrub("bad number 13812345678", "+8613812345678"),
+            "bad number 138****5678"
+        );
+        assert_eq!(
+            scrub("bad number +8613812345678", "+8613812345678"),
+            "bad number +86138****5678"
         );
     }
 }
