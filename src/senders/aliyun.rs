@@ -465,9 +465,12 @@ pub fn verdict(code: &str, message: &str, now: DateTime<Utc>) -> (Verdict, &'sta
             Permanent,
             "configuration: the AccessKey ID or secret in the environment is wrong or disabled",
         ),
-        "InvalidTimeStamp.Expired" | "InvalidTimeStamp.Format" => (
-            Permanent,
-            "configuration: this machine's clock is off by more than 15 minutes; sync it",
+        // The signing time is the dispatcher's clock: the system clock, or
+        // `recall dispatch --at`. Off by more than 15 minutes, nothing can be
+        // sent, but the message itself is fine: retry, do not fail it.
+        "InvalidTimeStamp.Expired" => (
+            Retry(None),
+            "the signing time is more than 15 minutes off Aliyun's: sync this machine's clock (and do not dispatch with --at to a real provider)",
         ),
         c if c.starts_with("Forbidden") => (
             Permanent,
@@ -781,7 +784,7 @@ impl AliyunSms {
             request_id = answer.field("RequestId").unwrap_or(""),
             "aliyun SendSms answered"
         );
-        if answer.status >= 500 || (answer.body.is_none() && answer.status < 300) {
+        if answer.status >= 500 || (answer.status < 300 && code.is_empty()) {
             return SendOutcome::Retryable {
                 error: format!(
                     "Aliyun answered SendSms with HTTP {} {code} {text} ({RESULT_UNKNOWN}: the next attempt asks QuerySendDetails before sending again)",
@@ -812,8 +815,13 @@ impl AliyunSms {
         match verdict {
             Verdict::Sent => match answer.field("BizId") {
                 Some(biz_id) => {
-                    tracing::info!(id = message.id, to = %mask::phone(phone), template = message.template,
-                        biz_id, "aliyun accepted the message");
+                    tracing::info!(
+                        id = message.id,
+                        to = %mask::phone(phone),
+                        template = message.template,
+                        biz_id,
+                        "aliyun accepted the message"
+                    );
                     SendOutcome::Sent {
                         provider_id: biz_id.to_string(),
                     }
@@ -1650,6 +1658,7 @@ mod tests {
             ("Throttling.Api", Verdict::Retry(None)),
             ("isp.RAM_PERMISSION_DENY", Verdict::Permanent),
             ("InvalidAccessKeyId.NotFound", Verdict::Permanent),
+            ("InvalidTimeStamp.Expired", Verdict::Retry(None)),
             ("isv.SOMETHING_NEW", Verdict::Permanent),
             ("SomethingElse", Verdict::Retry(None)),
         ] {
