@@ -378,7 +378,8 @@ pub fn verdict(code: &str, message: &str, now: DateTime<Utc>) -> (Verdict, &'sta
     use Verdict::*;
     match code {
         "OK" => (Sent, ""),
-        // 用户已退订推广短信: the customer unsubscribed.
+        // 用户已退订推广短信: the customer unsubscribed (Aliyun's answer:
+        // https://developer.aliyun.com/ask/631150).
         "isv.CUSTOMER_REFUSED" => (
             OptedOut,
             "the customer unsubscribed (回复退订) from this signature's messages",
@@ -907,7 +908,7 @@ mod tests {
     /// The published example of Alibaba Cloud's "V3 request body &
     /// signature mechanism" ("Fixed parameter values" / 签名示例):
     /// https://www.alibabacloud.com/help/en/sdk/product-overview/v3-request-structure-and-signature
-    /// (Chinese: https://help.aliyun.com/zh/sdk/product-overview/v3-request-structure-and-signature).
+    /// (Chinese, V3版本请求体&签名机制: https://help.aliyun.com/document_detail/2593177.html).
     #[test]
     fn signs_the_published_example_exactly() {
         let query = [

@@ -720,12 +720,12 @@ mod tests {
     const SECRET_KEY: &str = "test-secret-key-do-not-leak";
 
     /// The worked example of TencentCloud API 3.0 "Signature v3" (CVM
-    /// DescribeInstances in ap-guangzhou at 1551113065), the page every
-    /// product's API docs link, e.g.
-    /// https://tencentcloud.com/document/api/1150/49447 (SMS:
-    /// https://cloud.tencent.com/document/api/382/52072). Its SecretKey is
-    /// the documented `Gu5t9xGARNpq86cd98joQYCN3EXAMPLE`; newer revisions
-    /// mask the SecretId, which the signature does not depend on.
+    /// DescribeInstances in ap-guangzhou at 1551113065), the same page in
+    /// every product's API docs, e.g.
+    /// https://tencentcloud.com/document/api/1150/49447 (Chinese, 签名方法 v3:
+    /// https://cloud.tencent.com/document/api/362/4208). Its SecretKey is the
+    /// documented `Gu5t9xGARNpq86cd98joQYCN3EXAMPLE`; newer revisions mask
+    /// the SecretId, which the signature does not depend on.
     #[test]
     fn signs_the_published_example_exactly() {
         let payload = r#"{"Limit": 1, "Filters": [{"Values": ["\u672a\u547d\u540d"], "Name": "instance-name"}]}"#;
