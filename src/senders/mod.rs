@@ -8,6 +8,7 @@
 //! `recall.toml`: a config names the environment variable that holds them.
 
 pub mod aliyun;
+pub mod cloud_sign;
 pub mod email;
 pub mod log;
 pub mod phone_tasks;
