@@ -63,7 +63,12 @@ pub struct Column {
     pub help: &'static str,
 }
 
-const fn col(id: &'static str, aliases: &'static [&'static str], required: bool, help: &'static str) -> Column {
+const fn col(
+    id: &'static str,
+    aliases: &'static [&'static str],
+    required: bool,
+    help: &'static str,
+) -> Column {
     Column {
         id,
         aliases,
@@ -73,48 +78,178 @@ const fn col(id: &'static str, aliases: &'static [&'static str], required: bool,
 }
 
 pub const CUSTOMER_COLUMNS: &[Column] = &[
-    col("external_id", &["客户编号", "客户ID", "会员号", "customer_id"], true, "the CRM's customer id"),
+    col(
+        "external_id",
+        &["客户编号", "客户ID", "会员号", "customer_id"],
+        true,
+        "the CRM's customer id",
+    ),
     col("name", &["姓名", "客户姓名"], false, "full name"),
-    col("phone", &["手机", "手机号", "电话", "mobile"], false, "mobile number"),
+    col(
+        "phone",
+        &["手机", "手机号", "电话", "mobile"],
+        false,
+        "mobile number",
+    ),
     col("email", &["邮箱", "电子邮件"], false, "email address"),
-    col("wechat_openid", &["openid", "公众号openid"], false, "WeChat Official Account openid"),
-    col("wecom_external_userid", &["企微ID", "external_userid", "企业微信ID"], false, "WeCom external_userid"),
-    col("gender", &["性别", "sex"], false, "女/男/其他 or female/male/other"),
-    col("birth_date", &["出生日期", "生日", "birthday"], false, "YYYY-MM-DD"),
+    col(
+        "wechat_openid",
+        &["openid", "公众号openid"],
+        false,
+        "WeChat Official Account openid",
+    ),
+    col(
+        "wecom_external_userid",
+        &["企微ID", "external_userid", "企业微信ID"],
+        false,
+        "WeCom external_userid",
+    ),
+    col(
+        "gender",
+        &["性别", "sex"],
+        false,
+        "女/男/其他 or female/male/other",
+    ),
+    col(
+        "birth_date",
+        &["出生日期", "生日", "birthday"],
+        false,
+        "YYYY-MM-DD",
+    ),
     col("city", &["城市", "所在城市"], false, "city"),
-    col("source_channel", &["来源", "来源渠道", "渠道", "source"], false, "where the customer came from"),
+    col(
+        "source_channel",
+        &["来源", "来源渠道", "渠道", "source"],
+        false,
+        "where the customer came from",
+    ),
     col("tags", &["标签"], false, "tags separated by , ; 、 or |"),
-    col("consent_sms", &["短信同意", "接收短信"], false, "是/否, yes/no, 1/0"),
-    col("consent_phone", &["电话同意", "接收电话"], false, "是/否, yes/no, 1/0"),
-    col("consent_wechat", &["微信同意", "接收微信"], false, "是/否, yes/no, 1/0"),
-    col("consent_email", &["邮件同意", "接收邮件"], false, "是/否, yes/no, 1/0"),
-    col("do_not_contact", &["勿扰", "免打扰", "dnc"], false, "是/否: never contact this customer"),
-    col("first_seen", &["建档时间", "首次到院", "created_at"], false, "when the customer was first seen (default: now)"),
+    col(
+        "consent_sms",
+        &["短信同意", "接收短信"],
+        false,
+        "是/否, yes/no, 1/0",
+    ),
+    col(
+        "consent_phone",
+        &["电话同意", "接收电话"],
+        false,
+        "是/否, yes/no, 1/0",
+    ),
+    col(
+        "consent_wechat",
+        &["微信同意", "接收微信"],
+        false,
+        "是/否, yes/no, 1/0",
+    ),
+    col(
+        "consent_email",
+        &["邮件同意", "接收邮件"],
+        false,
+        "是/否, yes/no, 1/0",
+    ),
+    col(
+        "do_not_contact",
+        &["勿扰", "免打扰", "dnc"],
+        false,
+        "是/否: never contact this customer",
+    ),
+    col(
+        "first_seen",
+        &["建档时间", "首次到院", "created_at"],
+        false,
+        "when the customer was first seen (default: now)",
+    ),
 ];
 
 pub const VISIT_COLUMNS: &[Column] = &[
-    col("external_id", &["到院编号", "就诊编号", "visit_id"], true, "the visit's id in the HIS"),
-    col("customer_id", &["客户编号", "客户ID", "会员号"], true, "the customer's id (as in customers.csv)"),
-    col("at", &["到院时间", "就诊时间", "时间", "date"], true, "date or date and time, clinic time"),
+    col(
+        "external_id",
+        &["到院编号", "就诊编号", "visit_id"],
+        true,
+        "the visit's id in the HIS",
+    ),
+    col(
+        "customer_id",
+        &["客户编号", "客户ID", "会员号"],
+        true,
+        "the customer's id (as in customers.csv)",
+    ),
+    col(
+        "at",
+        &["到院时间", "就诊时间", "时间", "date"],
+        true,
+        "date or date and time, clinic time",
+    ),
     col("department", &["科室", "部门"], false, "department"),
     col("note", &["备注"], false, "free text"),
 ];
 
 pub const ORDER_COLUMNS: &[Column] = &[
-    col("external_id", &["订单编号", "订单号", "order_id"], true, "the order's id"),
-    col("customer_id", &["客户编号", "客户ID", "会员号"], true, "the customer's id (as in customers.csv)"),
-    col("at", &["下单时间", "消费时间", "时间", "date"], true, "date or date and time, clinic time"),
-    col("amount", &["金额", "消费金额", "实收金额"], true, "amount in yuan, e.g. 12800 or 12,800.50"),
-    col("project", &["项目", "治疗项目"], false, "project / treatment"),
+    col(
+        "external_id",
+        &["订单编号", "订单号", "order_id"],
+        true,
+        "the order's id",
+    ),
+    col(
+        "customer_id",
+        &["客户编号", "客户ID", "会员号"],
+        true,
+        "the customer's id (as in customers.csv)",
+    ),
+    col(
+        "at",
+        &["下单时间", "消费时间", "时间", "date"],
+        true,
+        "date or date and time, clinic time",
+    ),
+    col(
+        "amount",
+        &["金额", "消费金额", "实收金额"],
+        true,
+        "amount in yuan, e.g. 12800 or 12,800.50",
+    ),
+    col(
+        "project",
+        &["项目", "治疗项目"],
+        false,
+        "project / treatment",
+    ),
     col("department", &["科室", "部门"], false, "department"),
 ];
 
 pub const FOLLOWUP_COLUMNS: &[Column] = &[
-    col("external_id", &["回访编号", "followup_id"], true, "the follow-up's id"),
-    col("customer_id", &["客户编号", "客户ID", "会员号"], true, "the customer's id (as in customers.csv)"),
-    col("at", &["回访时间", "时间", "date"], true, "date or date and time, clinic time"),
-    col("result", &["结果", "回访结果"], true, "顺畅/不顺畅/未接通/拒绝 or smooth/not_smooth/unreachable/refused"),
-    col("staff", &["回访人", "员工", "顾问"], false, "who made the follow-up"),
+    col(
+        "external_id",
+        &["回访编号", "followup_id"],
+        true,
+        "the follow-up's id",
+    ),
+    col(
+        "customer_id",
+        &["客户编号", "客户ID", "会员号"],
+        true,
+        "the customer's id (as in customers.csv)",
+    ),
+    col(
+        "at",
+        &["回访时间", "时间", "date"],
+        true,
+        "date or date and time, clinic time",
+    ),
+    col(
+        "result",
+        &["结果", "回访结果"],
+        true,
+        "顺畅/不顺畅/未接通/拒绝 or smooth/not_smooth/unreachable/refused",
+    ),
+    col(
+        "staff",
+        &["回访人", "员工", "顾问"],
+        false,
+        "who made the follow-up",
+    ),
     col("note", &["备注", "内容"], false, "free text"),
 ];
 
@@ -229,14 +364,21 @@ pub fn decode(bytes: &[u8], encoding: Encoding) -> Result<String, String> {
     let gbk = || {
         let (text, _, bad) = encoding_rs::GBK.decode(bytes);
         if bad {
-            Err("the file is neither UTF-8 nor GBK: save it from Excel as \"CSV UTF-8\"".to_string())
+            Err(
+                "the file is neither UTF-8 nor GBK: save it from Excel as \"CSV UTF-8\""
+                    .to_string(),
+            )
         } else {
             Ok(text.into_owned())
         }
     };
     match encoding {
-        Encoding::Utf8 => String::from_utf8(bytes.to_vec())
-            .map_err(|e| format!("not valid UTF-8 at byte {}: try --encoding gbk", e.utf8_error().valid_up_to())),
+        Encoding::Utf8 => String::from_utf8(bytes.to_vec()).map_err(|e| {
+            format!(
+                "not valid UTF-8 at byte {}: try --encoding gbk",
+                e.utf8_error().valid_up_to()
+            )
+        }),
         Encoding::Gbk => gbk(),
         Encoding::Auto => match std::str::from_utf8(bytes) {
             Ok(text) => Ok(text.to_string()),
@@ -290,13 +432,13 @@ pub fn parse(kind: Kind, text: &str, tz: Tz) -> Result<Rows, Vec<RowError>> {
         };
         let before = errors.len();
         let id = cell.required("external_id", &mut errors);
-        if let Some(id) = &id {
-            if let Some(first) = seen.insert(id.clone(), line) {
-                errors.push(RowError {
-                    line,
-                    message: format!("id `{id}` appears twice (lines {first} and {line})"),
-                });
-            }
+        if let Some(id) = &id
+            && let Some(first) = seen.insert(id.clone(), line)
+        {
+            errors.push(RowError {
+                line,
+                message: format!("id `{id}` appears twice (lines {first} and {line})"),
+            });
         }
         match &mut rows {
             Rows::Customers(list) => {
@@ -325,7 +467,8 @@ pub fn parse(kind: Kind, text: &str, tz: Tz) -> Result<Rows, Vec<RowError>> {
                 let customer = cell.required("customer_id", &mut errors);
                 let at = cell.time("at", tz, &mut errors);
                 let amount = cell.amount("amount", &mut errors);
-                if let (Some(external_id), Some(customer), Some(at), Some(amount_cents)) = (id, customer, at, amount)
+                if let (Some(external_id), Some(customer), Some(at), Some(amount_cents)) =
+                    (id, customer, at, amount)
                     && errors.len() == before
                 {
                     list.push(OrderIn {
@@ -352,7 +495,8 @@ pub fn parse(kind: Kind, text: &str, tz: Tz) -> Result<Rows, Vec<RowError>> {
                         None
                     }
                 });
-                if let (Some(external_id), Some(customer), Some(at), Some(result)) = (id, customer, at, result)
+                if let (Some(external_id), Some(customer), Some(at), Some(result)) =
+                    (id, customer, at, result)
                     && errors.len() == before
                 {
                     list.push(FollowupIn {
@@ -368,7 +512,11 @@ pub fn parse(kind: Kind, text: &str, tz: Tz) -> Result<Rows, Vec<RowError>> {
             }
         }
     }
-    if errors.is_empty() { Ok(rows) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(rows)
+    } else {
+        Err(errors)
+    }
 }
 
 impl Rows {
@@ -383,7 +531,10 @@ impl Rows {
 }
 
 /// Column id → position in the file; unknown and missing columns are errors.
-fn map_headers(headers: &csv::StringRecord, columns: &[Column]) -> (BTreeMap<&'static str, usize>, Vec<RowError>) {
+fn map_headers(
+    headers: &csv::StringRecord,
+    columns: &[Column],
+) -> (BTreeMap<&'static str, usize>, Vec<RowError>) {
     let mut index = BTreeMap::new();
     let mut errors = Vec::new();
     let normal = |s: &str| s.trim().trim_start_matches('\u{feff}').to_lowercase();
@@ -411,7 +562,9 @@ fn map_headers(headers: &csv::StringRecord, columns: &[Column]) -> (BTreeMap<&'s
                     .unwrap_or_default();
                 errors.push(RowError {
                     line: 1,
-                    message: format!("unknown column `{header}`{hint} (the columns are listed in docs/import.md)"),
+                    message: format!(
+                        "unknown column `{header}`{hint} (the columns are listed in docs/import.md)"
+                    ),
                 });
             }
         }
@@ -420,7 +573,12 @@ fn map_headers(headers: &csv::StringRecord, columns: &[Column]) -> (BTreeMap<&'s
         if !index.contains_key(column.id) {
             errors.push(RowError {
                 line: 1,
-                message: format!("the column `{}` ({}) is missing: {}", column.id, column.aliases.first().unwrap_or(&""), column.help),
+                message: format!(
+                    "the column `{}` ({}) is missing: {}",
+                    column.id,
+                    column.aliases.first().unwrap_or(&""),
+                    column.help
+                ),
             });
         }
     }
@@ -442,13 +600,16 @@ impl Cell<'_> {
 
     /// Non-empty text, or `None`.
     fn text(&self, column: &str) -> Option<String> {
-        self.raw(column).filter(|s| !s.is_empty()).map(str::to_string)
+        self.raw(column)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
     }
 
     /// For columns that update a field: `None` if the file lacks the
     /// column, `Some(None)` if the cell is empty (clears the field).
     fn optional(&self, column: &str) -> Option<Option<String>> {
-        self.raw(column).map(|s| (!s.is_empty()).then(|| s.to_string()))
+        self.raw(column)
+            .map(|s| (!s.is_empty()).then(|| s.to_string()))
     }
 
     fn required(&self, column: &str, errors: &mut Vec<RowError>) -> Option<String> {
@@ -469,7 +630,9 @@ impl Cell<'_> {
             None => {
                 errors.push(RowError {
                     line: self.line,
-                    message: format!("`{column}` = `{text}` is not a date: write 2026-03-01 or 2026-03-01 14:30"),
+                    message: format!(
+                        "`{column}` = `{text}` is not a date: write 2026-03-01 or 2026-03-01 14:30"
+                    ),
                 });
                 None
             }
@@ -483,14 +646,18 @@ impl Cell<'_> {
             Some(_) => {
                 errors.push(RowError {
                     line: self.line,
-                    message: format!("`{column}` = `{text}` is negative: refunds are not imported as orders"),
+                    message: format!(
+                        "`{column}` = `{text}` is negative: refunds are not imported as orders"
+                    ),
                 });
                 None
             }
             None => {
                 errors.push(RowError {
                     line: self.line,
-                    message: format!("`{column}` = `{text}` is not an amount in yuan, like 12800 or 12,800.50"),
+                    message: format!(
+                        "`{column}` = `{text}` is not an amount in yuan, like 12800 or 12,800.50"
+                    ),
                 });
                 None
             }
@@ -510,7 +677,12 @@ impl Cell<'_> {
     }
 }
 
-fn customer(cell: &Cell<'_>, external_id: String, tz: Tz, errors: &mut Vec<RowError>) -> CustomerIn {
+fn customer(
+    cell: &Cell<'_>,
+    external_id: String,
+    tz: Tz,
+    errors: &mut Vec<RowError>,
+) -> CustomerIn {
     let line = cell.line;
     let gender = cell.optional("gender").map(|g| {
         g.and_then(|g| {
@@ -550,7 +722,9 @@ fn customer(cell: &Cell<'_>, external_id: String, tz: Tz, errors: &mut Vec<RowEr
         line,
         external_id,
         name: cell.raw("name").map(str::to_string),
-        phone: cell.optional("phone").map(|p| p.map(|p| p.replace([' ', '-'], ""))),
+        phone: cell
+            .optional("phone")
+            .map(|p| p.map(|p| p.replace([' ', '-'], ""))),
         email: cell.optional("email"),
         wechat_openid: cell.optional("wechat_openid"),
         wecom_external_userid: cell.optional("wecom_external_userid"),
@@ -583,7 +757,9 @@ pub fn parse_time(text: &str, tz: Tz) -> Option<Timestamp> {
         return Some(at.timestamp());
     }
     // 2026-3-1 and 2026-3-1 9:05: pad the parts.
-    let (date, time) = text.split_once(' ').map_or((text.as_str(), None), |(d, t)| (d, Some(t)));
+    let (date, time) = text
+        .split_once(' ')
+        .map_or((text.as_str(), None), |(d, t)| (d, Some(t)));
     let date = parse_date(date)?;
     let time = match time {
         None => chrono::NaiveTime::MIN,
@@ -624,7 +800,8 @@ pub fn parse_amount(text: &str) -> Option<i64> {
     if !fraction.chars().all(|c| c.is_ascii_digit()) {
         return None;
     }
-    let cents = whole.parse::<i64>().ok()?.checked_mul(100)? + format!("{fraction:0<2}").parse::<i64>().ok()?;
+    let cents = whole.parse::<i64>().ok()?.checked_mul(100)?
+        + format!("{fraction:0<2}").parse::<i64>().ok()?;
     Some(if negative { -cents } else { cents })
 }
 
@@ -649,7 +826,9 @@ fn followup_result(text: &str) -> Option<FollowupResult> {
     match text.trim().to_lowercase().as_str() {
         "smooth" | "顺畅" | "正常" | "跟进顺畅" => Some(FollowupResult::Smooth),
         "not_smooth" | "不顺畅" | "跟进不顺畅" => Some(FollowupResult::NotSmooth),
-        "unreachable" | "未接通" | "联系不上" | "无人接听" => Some(FollowupResult::Unreachable),
+        "unreachable" | "未接通" | "联系不上" | "无人接听" => {
+            Some(FollowupResult::Unreachable)
+        }
         "refused" | "拒绝" | "拒接" => Some(FollowupResult::Refused),
         _ => None,
     }
@@ -719,8 +898,14 @@ mod tests {
     fn unknown_and_missing_columns_are_named() {
         let errors = parse(Kind::Visits, "到院编号,客户编号,科式\nV1,C1,皮肤科\n", TZ).unwrap_err();
         let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        assert!(shown[0].contains("unknown column `科式`; did you mean `科室`?"), "{shown:?}");
-        assert!(shown[1].contains("the column `at` (到院时间) is missing"), "{shown:?}");
+        assert!(
+            shown[0].contains("unknown column `科式`; did you mean `科室`?"),
+            "{shown:?}"
+        );
+        assert!(
+            shown[1].contains("the column `at` (到院时间) is missing"),
+            "{shown:?}"
+        );
     }
 
     #[test]

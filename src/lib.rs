@@ -15,6 +15,7 @@ pub mod diag;
 pub mod dispatch;
 pub mod engine;
 pub mod facts;
+pub mod import;
 pub mod mask;
 pub mod model;
 pub mod rules;

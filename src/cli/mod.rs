@@ -92,6 +92,22 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: FactsFormat,
     },
+    /// Import customers, visits, orders or follow-ups from a CRM/HIS CSV export
+    /// (UTF-8 or GBK). All or nothing; re-importing the same file changes nothing.
+    Import {
+        /// What the file holds.
+        #[arg(value_enum, required_unless_present = "columns")]
+        kind: Option<crate::import::Kind>,
+        /// The CSV file.
+        #[arg(required_unless_present = "columns")]
+        file: Option<PathBuf>,
+        /// How the file is encoded; `auto` tries UTF-8, then GBK.
+        #[arg(long, value_enum, default_value = "auto")]
+        encoding: crate::import::Encoding,
+        /// Print the accepted columns of every kind (markdown) and exit.
+        #[arg(long)]
+        columns: bool,
+    },
     /// Phone-call tasks for the clinic's staff: list, export, record outcomes.
     #[command(subcommand)]
     Tasks(TasksCommand),
@@ -255,6 +271,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status { format } => status(&cli.config, format),
         Command::Log(args) => log(&cli.config, &args),
         Command::Facts { format } => facts(format),
+        Command::Import {
+            kind,
+            file,
+            encoding,
+            columns,
+        } => match (columns, kind, file) {
+            (false, Some(kind), Some(file)) => import(&cli.config, kind, &file, encoding),
+            _ => {
+                print!("{}", crate::import::columns_markdown());
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         Command::Tasks(command) => tasks::run(&cli.config, command),
         Command::Run => serve(&cli.config),
         Command::Bench(args) => crate::bench::run(&args).map(|_| ExitCode::SUCCESS),
@@ -416,6 +444,60 @@ fn demo(dir: &Path) -> Result<ExitCode> {
         config_path.display()
     );
     serve(&config_path)
+}
+
+/// `recall import`.
+fn import(
+    config_path: &Path,
+    kind: crate::import::Kind,
+    file: &Path,
+    encoding: crate::import::Encoding,
+) -> Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let text = crate::import::read(file, encoding).map_err(anyhow::Error::msg)?;
+    let name = file.display();
+    let report_rows = |errors: &[crate::import::RowError]| {
+        for e in errors.iter().take(50) {
+            eprintln!("{name}:{}: {}", e.line, e.message);
+        }
+        if errors.len() > 50 {
+            eprintln!("... and {} more", errors.len() - 50);
+        }
+        eprintln!(
+            "{} problem(s): nothing was imported; fix the file and import it again",
+            errors.len()
+        );
+    };
+    let rows = match crate::import::parse(kind, &text, config.clinic.timezone) {
+        Ok(rows) => rows,
+        Err(errors) => {
+            report_rows(&errors);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let (mut store, clinic_id) = open_store(&config)?;
+    match store.import(clinic_id, &rows, Utc::now().timestamp()) {
+        Ok(counts) => {
+            let credited = store.attribute()?;
+            println!(
+                "{name}: {} {} rows: {} new, {} updated, {} unchanged",
+                rows.len(),
+                kind.as_str(),
+                counts.inserted,
+                counts.updated,
+                counts.unchanged
+            );
+            if credited > 0 {
+                println!("{credited} return(s) credited to earlier contacts");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(crate::store::import::ImportError::Rows(errors)) => {
+            report_rows(&errors);
+            Ok(ExitCode::FAILURE)
+        }
+        Err(crate::store::import::ImportError::Store(e)) => Err(e.into()),
+    }
 }
 
 /// `recall check`.

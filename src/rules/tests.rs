@@ -338,12 +338,21 @@ fn disabled_rules_are_checked_but_never_tried() {
 
 #[test]
 fn holdout_draws_are_stable_and_about_the_asked_share() {
-    assert_eq!(holdout_draw("C000123", "warn"), holdout_draw("C000123", "warn"));
-    assert_ne!(holdout_draw("C000123", "warn"), holdout_draw("C000123", "other"));
+    assert_eq!(
+        holdout_draw("C000123", "warn"),
+        holdout_draw("C000123", "warn")
+    );
+    assert_ne!(
+        holdout_draw("C000123", "warn"),
+        holdout_draw("C000123", "other")
+    );
     let held = (0..10_000)
         .filter(|i| holdout_draw(&format!("C{i:06}"), "warn") < 0.1)
         .count();
-    assert!((900..1100).contains(&held), "{held} of 10000 held out at 0.1");
+    assert!(
+        (900..1100).contains(&held),
+        "{held} of 10000 held out at 0.1"
+    );
 }
 
 #[test]
@@ -365,7 +374,19 @@ template = "x"
     .unwrap();
     let rule = set.get("a").unwrap();
     assert_eq!((rule.holdout, rule.attribution_days), (0.2, 14));
-    let lines = errors("[[rule]]\nid = \"a\"\nfrom = \"new\"\nto = \"customer\"\nwhen = \"true\"\nholdout = 0.9\nattribution_days = 0\n");
-    assert!(lines.iter().any(|l| l.contains(":6:11: error: holdout 0.9 is out of range")), "{lines:#?}");
-    assert!(lines.iter().any(|l| l.contains("`attribution_days` must be at least 1")), "{lines:#?}");
+    let lines = errors(
+        "[[rule]]\nid = \"a\"\nfrom = \"new\"\nto = \"customer\"\nwhen = \"true\"\nholdout = 0.9\nattribution_days = 0\n",
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(":6:11: error: holdout 0.9 is out of range")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("`attribution_days` must be at least 1")),
+        "{lines:#?}"
+    );
 }

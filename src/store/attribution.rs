@@ -13,7 +13,14 @@ use super::{Result, Store};
 use crate::clock::Timestamp;
 
 /// The kinds of outcome a message can have.
-pub const OUTCOME_KINDS: &[&str] = &["delivered", "responded", "booked", "visited", "purchased", "opted_out"];
+pub const OUTCOME_KINDS: &[&str] = &[
+    "delivered",
+    "responded",
+    "booked",
+    "visited",
+    "purchased",
+    "opted_out",
+];
 
 impl Store {
     /// Credits visits and orders added since the last run to the last
@@ -25,13 +32,20 @@ impl Store {
         let mut added = 0;
         for (table, kind, prefix, amount, key) in [
             ("visits", "visited", "visit", "0", "attributed_visit_id"),
-            ("orders", "purchased", "order", "e.amount_cents", "attributed_order_id"),
+            (
+                "orders",
+                "purchased",
+                "order",
+                "e.amount_cents",
+                "attributed_order_id",
+            ),
         ] {
             let after: i64 = tx
                 .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
                 .optional()?
                 .unwrap_or(0);
-            let last: Option<i64> = tx.query_row(&format!("SELECT max(id) FROM {table}"), [], |r| r.get(0))?;
+            let last: Option<i64> =
+                tx.query_row(&format!("SELECT max(id) FROM {table}"), [], |r| r.get(0))?;
             let Some(last) = last.filter(|l| *l > after) else {
                 continue;
             };
@@ -101,12 +115,19 @@ mod tests {
         crate::testing::queue_more(&f.store, 1, Channel::Wechat, T0 + 10 * 86_400);
         let mut store = f.store.lock().unwrap();
         // Both messages sent at their due time.
-        store.conn.execute("UPDATE outreach SET status = 'sent', sent_at = due_at", []).unwrap();
+        store
+            .conn
+            .execute("UPDATE outreach SET status = 'sent', sent_at = due_at", [])
+            .unwrap();
         let mut ingest = store.ingest().unwrap();
         ingest.add_visit(1, T0 - 86_400, None).unwrap(); // before any contact
         ingest.add_visit(1, T0 + 5 * 86_400, None).unwrap(); // after the SMS only
-        ingest.add_order(1, T0 + 12 * 86_400, 680_000, None, None).unwrap(); // after both: the WeChat one
-        ingest.add_order(1, T0 + 50 * 86_400, 100, None, None).unwrap(); // past the 30-day window
+        ingest
+            .add_order(1, T0 + 12 * 86_400, 680_000, None, None)
+            .unwrap(); // after both: the WeChat one
+        ingest
+            .add_order(1, T0 + 50 * 86_400, 100, None, None)
+            .unwrap(); // past the 30-day window
         ingest.commit().unwrap();
         assert_eq!(store.attribute().unwrap(), 2);
         assert_eq!(
@@ -128,7 +149,10 @@ mod tests {
     fn messages_that_never_went_out_get_no_credit() {
         let f = outbox(vec![NewCustomer::named("C1", "王丽")], Channel::Sms, None);
         let mut store = f.store.lock().unwrap();
-        store.conn.execute("UPDATE outreach SET status = 'held_out'", []).unwrap();
+        store
+            .conn
+            .execute("UPDATE outreach SET status = 'held_out'", [])
+            .unwrap();
         let mut ingest = store.ingest().unwrap();
         ingest.add_visit(1, T0 + 86_400, None).unwrap();
         ingest.commit().unwrap();

@@ -12,6 +12,7 @@
 //! and `log`.
 
 pub mod attribution;
+pub mod import;
 pub mod ingest;
 mod migrations;
 pub mod outbox;

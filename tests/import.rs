@@ -1,0 +1,199 @@
+//! `recall import`: a clinic's CRM exports, through the real binary. Upserts
+//! by the clinic's ids, re-imports that change nothing, GBK files, and bad
+//! files rejected whole with their lines.
+
+mod common;
+
+use common::{Clinic, stdout};
+use predicates::prelude::*;
+
+const CUSTOMERS: &str = "客户编号,姓名,手机,性别,出生日期,城市,标签,短信同意,建档时间\n\
+C1,王丽,13812345678,女,1990-06-15,上海,vip、玻尿酸,是,2026-01-05\n\
+C2,李雷,13900001111,男,,杭州,,否,2026-02-01\n";
+
+const VISITS: &str = "到院编号,客户编号,到院时间,科室\nV1,C1,2026-01-05 10:00,皮肤科\nV2,C1,2026-03-01 15:30,注射科\nV3,C2,2026/2/1 9:05,皮肤科\n";
+
+const ORDERS: &str = "订单编号,客户编号,下单时间,金额,项目\nO1,C1,2026-01-05 11:00,\"2,980.00\",水光针\nO2,C2,2026-02-01,¥6800,玻尿酸\n";
+
+const FOLLOWUPS: &str = "回访编号,客户编号,回访时间,结果,回访人\nF1,C1,2026-01-06 10:00,顺畅,小林\nF2,C2,2026-02-02,未接通,小周\n";
+
+fn write(clinic: &Clinic, name: &str, bytes: &[u8]) -> String {
+    let path = clinic.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    name.to_string()
+}
+
+/// Everything an import can touch, for before/after comparisons.
+fn dump(clinic: &Clinic) -> String {
+    let conn = rusqlite::Connection::open(clinic.database()).unwrap();
+    let mut text = String::new();
+    for table in [
+        "customers",
+        "customer_pools",
+        "transitions",
+        "visits",
+        "orders",
+        "followups",
+    ] {
+        let mut stmt = conn
+            .prepare(&format!("SELECT * FROM {table} ORDER BY 1"))
+            .unwrap();
+        let n = stmt.column_count();
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((0..n)
+                    .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                    .collect::<Vec<_>>()
+                    .join("|"))
+            })
+            .unwrap();
+        for row in rows {
+            text.push_str(&format!("{table}: {}\n", row.unwrap()));
+        }
+    }
+    text
+}
+
+#[test]
+fn a_clinic_imports_its_history_and_reimports_change_nothing() {
+    let clinic = Clinic::new();
+    let files = [
+        (
+            "customers",
+            write(&clinic, "customers.csv", CUSTOMERS.as_bytes()),
+        ),
+        ("visits", write(&clinic, "visits.csv", VISITS.as_bytes())),
+        ("orders", write(&clinic, "orders.csv", ORDERS.as_bytes())),
+        (
+            "followups",
+            write(&clinic, "followups.csv", FOLLOWUPS.as_bytes()),
+        ),
+    ];
+    for (kind, file) in &files {
+        clinic
+            .recall()
+            .args(["import", kind, file])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(" new, 0 updated, 0 unchanged"));
+    }
+    assert_eq!(clinic.count("SELECT count(*) FROM customers"), 2);
+    assert_eq!(
+        clinic.count("SELECT sum(amount_cents) FROM orders"),
+        298_000 + 680_000
+    );
+    assert_eq!(
+        clinic.count("SELECT count(*) FROM customer_pools WHERE pool = 'new'"),
+        2
+    );
+    assert_eq!(
+        clinic.count("SELECT consent_sms FROM customers WHERE external_id = 'C2'"),
+        0
+    );
+    assert_eq!(
+        clinic.count("SELECT count(*) FROM followups WHERE result = 'unreachable'"),
+        1
+    );
+
+    let before = dump(&clinic);
+    for (kind, file) in &files {
+        let out = clinic
+            .recall()
+            .args(["import", kind, file])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert!(
+            stdout(&out).contains(" 0 new, 0 updated,"),
+            "{}",
+            stdout(&out)
+        );
+    }
+    assert_eq!(dump(&clinic), before, "a re-import changes nothing");
+
+    // A file with only some columns updates just those.
+    let update = write(
+        &clinic,
+        "phones.csv",
+        "客户编号,手机\nC2,13900002222\n".as_bytes(),
+    );
+    clinic
+        .recall()
+        .args(["import", "customers", &update])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("0 new, 1 updated, 0 unchanged"));
+    assert_eq!(clinic.count("SELECT count(*) FROM customers WHERE external_id = 'C2' AND phone = '13900002222' AND city = '杭州'"), 1);
+}
+
+#[test]
+fn gbk_files_from_excel_are_read() {
+    let clinic = Clinic::new();
+    let (bytes, _, _) = encoding_rs::GBK.encode(CUSTOMERS);
+    let file = write(&clinic, "customers-gbk.csv", &bytes);
+    clinic
+        .recall()
+        .args(["import", "customers", &file])
+        .assert()
+        .success();
+    assert_eq!(
+        clinic.count("SELECT count(*) FROM customers WHERE name = '王丽' AND city = '上海'"),
+        1
+    );
+}
+
+#[test]
+fn a_bad_file_is_rejected_whole_with_its_lines_and_the_database_is_untouched() {
+    let clinic = Clinic::new();
+    let customers = write(&clinic, "customers.csv", CUSTOMERS.as_bytes());
+    clinic
+        .recall()
+        .args(["import", "customers", &customers])
+        .assert()
+        .success();
+    let before = dump(&clinic);
+
+    let bad_format = write(
+        &clinic,
+        "orders.csv",
+        "订单编号,客户编号,下单时间,金额\nO1,C1,2026-01-05,100\nO2,C1,someday,100\nO3,C1,2026-01-07,-20\n,C2,2026-01-08,5\n".as_bytes(),
+    );
+    let out = clinic
+        .recall()
+        .args(["import", "orders", &bad_format])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("orders.csv:3: `at` = `someday` is not a date"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("orders.csv:4: `amount` = `-20` is negative"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("orders.csv:5: `external_id` is empty"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was imported"), "{stderr}");
+
+    let unknown = write(
+        &clinic,
+        "visits.csv",
+        "到院编号,客户编号,到院时间\nV1,C1,2026-01-05\nV2,C404,2026-01-06\n".as_bytes(),
+    );
+    let out = clinic
+        .recall()
+        .args(["import", "visits", &unknown])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("visits.csv:3: unknown customer `C404`"),
+        "{stderr}"
+    );
+    assert_eq!(dump(&clinic), before, "nothing of either file was written");
+}
