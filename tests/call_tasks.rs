@@ -11,7 +11,7 @@ use predicates::prelude::*;
 fn with_call_tasks(clinic: &Clinic) {
     let config = clinic.config();
     let text = std::fs::read_to_string(&config).unwrap().replace(
-        "[channels.phone]\nsender = \"log\"",
+        "[channels.phone]\nsender = \"log\"\ncost = 2.0",
         "[senders.calls]\nkind = \"phone_tasks\"\nstaff = [{ name = \"小林\", daily_capacity = 2 }, { name = \"小周\", daily_capacity = 2 }]\nworking_hours = \"10:00-19:00\"\n\n[channels.phone]\nsender = \"calls\"\ncost = 2.5",
     );
     assert!(text.contains("kind = \"phone_tasks\""));

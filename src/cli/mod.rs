@@ -108,6 +108,23 @@ pub enum Command {
         #[arg(long)]
         columns: bool,
     },
+    /// The recall report: pools, moves, retention, what recall cost and won,
+    /// and uplift against control groups (docs/report.md defines every number).
+    Report {
+        /// Start of the period (clinic time); default 30 days before `--to`.
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the period (exclusive); default now.
+        #[arg(long)]
+        to: Option<String>,
+        /// How the recall numbers are grouped.
+        #[arg(long, value_enum, default_value = "rule")]
+        by: crate::report::By,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        #[arg(long, value_enum, default_value = "zh")]
+        lang: crate::report::Lang,
+    },
     /// Phone-call tasks for the clinic's staff: list, export, record outcomes.
     #[command(subcommand)]
     Tasks(TasksCommand),
@@ -283,6 +300,20 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         },
+        Command::Report {
+            from,
+            to,
+            by,
+            format,
+            lang,
+        } => report(
+            &cli.config,
+            from.as_deref(),
+            to.as_deref(),
+            by,
+            format,
+            lang,
+        ),
         Command::Tasks(command) => tasks::run(&cli.config, command),
         Command::Run => serve(&cli.config),
         Command::Bench(args) => crate::bench::run(&args).map(|_| ExitCode::SUCCESS),
@@ -498,6 +529,43 @@ fn import(
         }
         Err(crate::store::import::ImportError::Store(e)) => Err(e.into()),
     }
+}
+
+/// `recall report`.
+fn report(
+    config_path: &Path,
+    from: Option<&str>,
+    to: Option<&str>,
+    by: crate::report::By,
+    format: Format,
+    lang: crate::report::Lang,
+) -> Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let tz = config.clinic.timezone;
+    let to = parse_at(to, &config)?;
+    let from = match from {
+        Some(text) => clock::parse_time(text, tz)?,
+        None => to - chrono::Duration::days(30),
+    };
+    if from >= to {
+        bail!("--from must be before --to");
+    }
+    let (mut store, _) = open_store(&config)?;
+    // Credit returns that arrived since the last tick before counting them.
+    store.attribute()?;
+    let report = crate::report::build(&store, from, to, by, tz)?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Table => write!(out, "{}", report.render(lang, tz))?,
+        _ => {
+            let mut rows = Rows::new(&["section", "group", "metric", "value"]);
+            for r in report.rows() {
+                rows.push(vec![r.section.to_string(), r.group, r.metric, r.value]);
+            }
+            rows.write(format, &mut out, None)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `recall check`.

@@ -152,6 +152,7 @@ ticks = ["0 9 * * *"]          # every day at 09:00
 dispatch_every = "30s"         # how often due messages are sent
 
 [dispatch]
+max_per_customer = "4/7d"      # at most 4 messages per customer a week, all channels together
 batch_size = 200               # messages per dispatch round
 max_attempts = 5               # a retryable failure is retried up to this many attempts in all
 retry_backoff = "1m"           # first retry after this long, doubling each time
@@ -164,19 +165,32 @@ max_backoff = "6h"             # ... up to this long
 kind = "log"
 file = "data/outbox.log"
 
-# Which sender carries each channel. A channel without a sender keeps its
-# messages queued.
+# Which sender carries each channel, and its policy. A channel without a
+# sender keeps its messages queued.
+#   cost              yuan per message, for the recall report
+#   quiet_hours       clinic-time window with no messages; they wait for its end
+#   max_per_customer  at most N messages per customer in a rolling window
+#   fallback          another channel for customers this one cannot reach
 [channels.sms]
 sender = "log"
+cost = 0.045
+quiet_hours = "21:00-09:00"
+max_per_customer = "2/7d"
 
 [channels.phone]
 sender = "log"
+cost = 2.0                     # staff time per call
+quiet_hours = "20:00-10:00"
 
 [channels.wechat]
 sender = "log"
+cost = 0.0
+quiet_hours = "22:00-08:00"
+max_per_customer = "3/7d"      # pushing too often backfires
 
 [channels.email]
 sender = "log"
+cost = 0.005
 "#;
 
 #[cfg(test)]

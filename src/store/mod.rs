@@ -17,6 +17,7 @@ pub mod ingest;
 mod migrations;
 pub mod outbox;
 pub mod queries;
+pub mod report;
 pub mod scan;
 pub mod tasks;
 pub mod ticks;

@@ -1,0 +1,201 @@
+//! The numbers behind `recall report`: read-only aggregates over the pool
+//! history, visits, orders, messages and outcomes. Definitions are in
+//! `docs/report.md`; `crate::report` turns these into KPIs.
+
+use std::collections::BTreeMap;
+
+use rusqlite::params;
+
+use super::{Result, Store};
+use crate::clock::Timestamp;
+
+/// One message handed over in the report's period, with what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactRow {
+    pub id: i64,
+    pub customer_id: i64,
+    pub rule_id: String,
+    pub channel: String,
+    pub pool: String,
+    pub clinic: String,
+    /// When it was handed over (`sent_at`).
+    pub at: Timestamp,
+    /// Reached the customer (`sent`).
+    pub contact: bool,
+    pub cost_milli: i64,
+    pub responded: bool,
+    pub booked: bool,
+    pub visited: bool,
+    pub purchased: bool,
+    /// Credited order amounts.
+    pub revenue_cents: i64,
+}
+
+/// One customer in one rule's treated or control group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupMember {
+    pub treated: bool,
+    pub returned: bool,
+}
+
+impl Store {
+    /// Customers per pool at an instant (the pool of their latest move before it).
+    pub fn pools_at(&self, at: Timestamp) -> Result<BTreeMap<String, i64>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT to_pool, count(*) FROM (
+                SELECT to_pool, row_number() OVER (PARTITION BY customer_id ORDER BY at DESC, id DESC) AS rn
+                FROM transitions WHERE at < ?1
+             ) WHERE rn = 1 GROUP BY to_pool",
+        )?;
+        let rows = stmt.query_map([at], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Moves between pools in `[from, to)`: (from pool, to pool) → count.
+    pub fn moves_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<BTreeMap<(String, String), i64>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT from_pool, to_pool, count(*) FROM transitions
+             WHERE from_pool IS NOT NULL AND at >= ?1 AND at < ?2 GROUP BY from_pool, to_pool",
+        )?;
+        let rows = stmt.query_map(params![from, to], |r| {
+            Ok(((r.get(0)?, r.get(1)?), r.get(2)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Customers first placed in `[from, to)`.
+    pub fn new_customers(&self, from: Timestamp, to: Timestamp) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT count(*) FROM transitions WHERE from_pool IS NULL AND at >= ?1 AND at < ?2",
+            params![from, to],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// (mature, retained): customers whose first visit is in `[from, to)`
+    /// and `days` before `to`, and those of them with another visit within
+    /// `days` after it.
+    pub fn retention(&self, from: Timestamp, to: Timestamp, days: i64) -> Result<(i64, i64)> {
+        self.second_within("visits", from, to, days)
+    }
+
+    /// (eligible, repeated) for orders: the repurchase rate's parts.
+    pub fn repurchase(&self, from: Timestamp, to: Timestamp, days: i64) -> Result<(i64, i64)> {
+        self.second_within("orders", from, to, days)
+    }
+
+    fn second_within(
+        &self,
+        table: &str,
+        from: Timestamp,
+        to: Timestamp,
+        days: i64,
+    ) -> Result<(i64, i64)> {
+        let window = days * 86_400;
+        Ok(self.conn.query_row(
+            &format!(
+                "WITH first AS (SELECT customer_id, min(at) AS first_at FROM {table} GROUP BY customer_id)
+                 SELECT count(*), coalesce(sum(EXISTS (
+                     SELECT 1 FROM {table} e WHERE e.customer_id = f.customer_id
+                       AND e.at > f.first_at AND e.at <= f.first_at + ?3)), 0)
+                 FROM first f WHERE f.first_at >= ?1 AND f.first_at < ?2 AND f.first_at + ?3 <= ?2"
+            ),
+            params![from, to, window],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
+    /// Distinct customers with a visit in `[to - days, to)`.
+    pub fn visitors(&self, to: Timestamp, days: i64) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT count(DISTINCT customer_id) FROM visits WHERE at >= ?1 AND at < ?2",
+            params![to - days * 86_400, to],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Messages handed over in `[from, to)`, with their outcomes.
+    pub fn contacts(&self, from: Timestamp, to: Timestamp) -> Result<Vec<ContactRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT o.id, o.customer_id, o.rule_id, o.channel, o.pool, cl.code, o.sent_at, o.status = 'sent',
+                    o.cost_milli,
+                    EXISTS (SELECT 1 FROM outcomes x WHERE x.outreach_id = o.id AND x.kind = 'responded'),
+                    EXISTS (SELECT 1 FROM outcomes x WHERE x.outreach_id = o.id AND x.kind = 'booked'),
+                    EXISTS (SELECT 1 FROM outcomes x WHERE x.outreach_id = o.id AND x.kind = 'visited'),
+                    EXISTS (SELECT 1 FROM outcomes x WHERE x.outreach_id = o.id AND x.kind = 'purchased'),
+                    (SELECT coalesce(sum(amount_cents), 0) FROM outcomes x WHERE x.outreach_id = o.id AND x.kind = 'purchased')
+             FROM outreach o JOIN customers c ON c.id = o.customer_id JOIN clinics cl ON cl.id = c.clinic_id
+             WHERE o.sent_at >= ?1 AND o.sent_at < ?2
+             ORDER BY o.sent_at, o.id",
+        )?;
+        let rows = stmt.query_map(params![from, to], |r| {
+            Ok(ContactRow {
+                id: r.get(0)?,
+                customer_id: r.get(1)?,
+                rule_id: r.get(2)?,
+                channel: r.get(3)?,
+                pool: r.get(4)?,
+                clinic: r.get(5)?,
+                at: r.get(6)?,
+                contact: r.get(7)?,
+                cost_milli: r.get(8)?,
+                responded: r.get(9)?,
+                booked: r.get(10)?,
+                visited: r.get(11)?,
+                purchased: r.get(12)?,
+                revenue_cents: r.get(13)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// For rules with a control group in `[from, to)`: each customer's first
+    /// entry into the rule's treated (contacted) or control group in the
+    /// period, and whether they returned within the window after it.
+    pub fn holdout_groups(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<BTreeMap<String, Vec<GroupMember>>> {
+        let mut stmt = self.conn.prepare(
+            "WITH entries AS (
+                SELECT rule_id, customer_id, status = 'sent' AS treated,
+                       min(CASE WHEN status = 'sent' THEN sent_at ELSE created_at END) AS at,
+                       attribution_days
+                FROM outreach
+                WHERE (status = 'sent' AND sent_at >= ?1 AND sent_at < ?2)
+                   OR (status = 'held_out' AND created_at >= ?1 AND created_at < ?2)
+                GROUP BY rule_id, customer_id, status = 'sent'
+             )
+             SELECT e.rule_id, e.treated,
+                    EXISTS (SELECT 1 FROM visits v WHERE v.customer_id = e.customer_id
+                              AND v.at > e.at AND v.at <= e.at + e.attribution_days * 86400)
+                 OR EXISTS (SELECT 1 FROM orders d WHERE d.customer_id = e.customer_id
+                              AND d.at > e.at AND d.at <= e.at + e.attribution_days * 86400)
+             FROM entries e
+             WHERE e.rule_id IN (SELECT DISTINCT rule_id FROM outreach
+                                 WHERE status = 'held_out' AND created_at >= ?1 AND created_at < ?2)
+             ORDER BY e.rule_id",
+        )?;
+        let mut groups: BTreeMap<String, Vec<GroupMember>> = BTreeMap::new();
+        let rows = stmt.query_map(params![from, to], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, bool>(1)?,
+                r.get::<_, bool>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (rule, treated, returned) = row?;
+            groups
+                .entry(rule)
+                .or_default()
+                .push(GroupMember { treated, returned });
+        }
+        Ok(groups)
+    }
+}

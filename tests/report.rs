@@ -1,0 +1,426 @@
+//! The recall report on a small clinic whose every number was worked out by
+//! hand (the working is in the comments), through the real binary. If one of
+//! these fails, either the code or docs/report.md is wrong.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{Clinic, at};
+use recall::model::{Channel, Pool};
+use recall::store::Store;
+use recall::store::ingest::NewCustomer;
+use recall::store::ticks::{NewMessage, TickBatch, TickStart};
+
+fn t(text: &str) -> i64 {
+    at(text).timestamp()
+}
+
+/// Seven customers, A to G, with their moves, visits and orders, and four
+/// messages in March 2026 (see the test for the arithmetic).
+fn fixture() -> Clinic {
+    let clinic = Clinic::new();
+    let mut store = Store::open(&clinic.database()).unwrap();
+    let clinic_id = store
+        .ensure_clinic("main", "测试诊所", "Asia/Shanghai", 0)
+        .unwrap();
+    let mut ids = BTreeMap::new();
+    {
+        let mut ingest = store.ingest().unwrap();
+        for (name, first) in [
+            ("F", "2025-09-05 10:00"),
+            ("G", "2025-10-01 10:00"),
+            ("A", "2026-01-10 10:00"),
+            ("B", "2026-02-10 10:00"),
+            ("E", "2026-02-20 10:00"),
+            ("C", "2026-03-01 10:00"),
+            ("D", "2026-03-10 10:00"),
+        ] {
+            let id = ingest
+                .add_customer(clinic_id, &NewCustomer::named(name, name), t(first))
+                .unwrap();
+            ids.insert(name, id);
+            ingest.add_visit(id, t(first), None).unwrap();
+        }
+        let id = |n: &str| ids[n];
+        for (who, when) in [
+            ("F", "2025-09-20 10:00"),
+            ("F", "2025-11-20 10:00"),
+            ("G", "2026-03-15 10:00"),
+            ("A", "2026-03-05 10:00"),
+            ("C", "2026-03-20 10:00"),
+        ] {
+            ingest.add_visit(id(who), t(when), None).unwrap();
+        }
+        for (who, when, yuan) in [
+            ("F", "2025-09-05 10:30", 100),
+            ("F", "2026-01-10 10:30", 100),
+            ("G", "2025-10-01 10:30", 100),
+            ("A", "2026-01-10 10:30", 1000),
+            ("A", "2026-03-05 10:30", 500),
+            ("B", "2026-02-10 10:30", 2000),
+            ("E", "2026-02-20 10:30", 300),
+            ("E", "2026-03-25 10:30", 300),
+            ("C", "2026-03-01 10:30", 800),
+        ] {
+            ingest
+                .add_order(id(who), t(when), yuan * 100, None, None)
+                .unwrap();
+        }
+        for (who, pool, when) in [
+            ("F", Pool::Customer, "2025-10-01 09:00"),
+            ("A", Pool::Customer, "2026-02-01 09:00"),
+            ("B", Pool::Churned, "2026-02-25 09:00"),
+            ("E", Pool::Customer, "2026-03-02 09:00"),
+            ("A", Pool::Warning, "2026-03-02 09:00"),
+            ("A", Pool::Maintenance, "2026-03-16 09:00"),
+            ("D", Pool::Warning, "2026-03-20 09:00"),
+            ("E", Pool::Churned, "2026-03-28 09:00"),
+        ] {
+            ingest.place(id(who), pool, t(when), "fixture").unwrap();
+        }
+        ingest.commit().unwrap();
+    }
+    // Messages: (customer, rule, channel, created, sent, cost in 1/1000 yuan, held out)
+    let messages = [
+        (
+            "A",
+            "r_warn",
+            Channel::Sms,
+            "2026-03-03 09:00",
+            Some("2026-03-03 10:00"),
+            100,
+            false,
+        ),
+        (
+            "C",
+            "r_recall",
+            Channel::Sms,
+            "2026-03-05 09:00",
+            None,
+            0,
+            true,
+        ),
+        (
+            "D",
+            "r_warn",
+            Channel::Sms,
+            "2026-03-12 09:00",
+            Some("2026-03-12 10:00"),
+            100,
+            false,
+        ),
+        (
+            "E",
+            "r_recall",
+            Channel::Phone,
+            "2026-03-20 09:00",
+            Some("2026-03-20 15:00"),
+            2000,
+            false,
+        ),
+    ];
+    for (who, rule, channel, created, sent, cost, held_out) in messages {
+        let created = t(created);
+        let TickStart::New(tick) = store
+            .begin_tick(created, created, |x| x.to_string())
+            .unwrap()
+        else {
+            panic!("a new tick")
+        };
+        let batch = TickBatch {
+            cursor: ids[who],
+            messages: vec![NewMessage {
+                customer_id: ids[who],
+                rule_id: rule.into(),
+                action_index: 0,
+                pool: Pool::Warning,
+                channel,
+                template: "t".into(),
+                subject: None,
+                content: "x".into(),
+                html: None,
+                params: None,
+                fallback: None,
+                due_at: created,
+                failure: None,
+                held_out,
+                attribution_days: 30,
+            }],
+            ..TickBatch::default()
+        };
+        store.commit_batch(&tick, &batch).unwrap();
+        store.finish_tick(tick.id, created).unwrap();
+        if let Some(sent) = sent {
+            let claimed = store.claim_due(t(sent), &[channel], 10).unwrap();
+            assert_eq!(claimed.len(), 1);
+            store
+                .mark_sent(claimed[0].id, "test", "p", cost, t(sent))
+                .unwrap();
+        }
+    }
+    // The call to E reached them and they booked.
+    let call = store
+        .log(&Default::default())
+        .unwrap()
+        .into_iter()
+        .find(|m| m.channel == "phone")
+        .unwrap();
+    store
+        .record_outcome(
+            call.id,
+            "responded",
+            t("2026-03-20 15:00"),
+            0,
+            "call",
+            "task:1",
+        )
+        .unwrap();
+    store
+        .record_outcome(
+            call.id,
+            "booked",
+            t("2026-03-20 15:00"),
+            0,
+            "call",
+            "task:1",
+        )
+        .unwrap();
+    drop(store);
+    clinic
+}
+
+/// (section, group, metric) → value, from `recall report --format json`.
+fn report(clinic: &Clinic, from: &str, to: &str) -> BTreeMap<(String, String, String), String> {
+    let out = clinic
+        .recall()
+        .args(["report", "--from", from, "--to", to, "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    rows.into_iter()
+        .map(|r| {
+            let s = |k: &str| match &r[k] {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            ((s("section"), s("group"), s("metric")), s("value"))
+        })
+        .collect()
+}
+
+fn get<'a>(
+    r: &'a BTreeMap<(String, String, String), String>,
+    section: &str,
+    group: &str,
+    metric: &str,
+) -> &'a str {
+    r.get(&(section.into(), group.into(), metric.into()))
+        .unwrap_or_else(|| panic!("no {section}/{group}/{metric}"))
+}
+
+#[test]
+fn march_numbers_match_the_hand_computed_ones() {
+    let clinic = fixture();
+    let r = report(&clinic, "2026-03-01", "2026-04-01");
+    let g = |section, group, metric| get(&r, section, group, metric).to_string();
+
+    // Pools at 03-01 00:00: A customer, B churned, E new, F customer, G new (C, D not yet placed).
+    for (pool, start, end) in [
+        ("new", "2", "2"),
+        ("customer", "2", "1"),
+        ("warning", "0", "1"),
+        ("maintenance", "0", "1"),
+        ("churned", "1", "2"),
+    ] {
+        assert_eq!(
+            (g("pools", pool, "start"), g("pools", pool, "end")),
+            (start.into(), end.into()),
+            "{pool}"
+        );
+    }
+    // Moves in March: A customer>warning>maintenance, D new>warning, E new>customer>churned.
+    for (moves, n) in [
+        ("customer>warning", "1"),
+        ("warning>maintenance", "1"),
+        ("new>warning", "1"),
+        ("new>customer", "1"),
+        ("customer>churned", "1"),
+    ] {
+        assert_eq!(g("moves", moves, "customers"), n, "{moves}");
+    }
+    assert!(!r.contains_key(&("moves".into(), "new>churned".into(), "customers".into())));
+    // New: C and D in March; B and E in the 31 days before: growth (2 - 2) / 2 = 0.
+    assert_eq!(g("customers", "", "new_customers"), "2");
+    assert_eq!(g("customers", "", "new_customers_previous_period"), "2");
+    assert_eq!(g("customers", "", "new_customer_growth"), "0.0000");
+    // Churn: E moved to churned; not churned at the start: A, E, F, G -> 1/4.
+    assert_eq!(g("customers", "", "churn_rate"), "0.2500");
+    // Retention at 1 month: first visits in March: C (03-01, mature: 03-31 10:00 < 04-01) and D
+    // (03-10, not mature). C came back on 03-20 -> 1/1. 3 and 6 months: nobody mature.
+    assert_eq!(
+        (
+            g("retention", "1m", "cohort"),
+            g("retention", "1m", "retained")
+        ),
+        ("1".into(), "1".into())
+    );
+    assert_eq!(g("retention", "1m", "rate"), "1.0000");
+    assert_eq!(
+        (g("retention", "3m", "cohort"), g("retention", "3m", "rate")),
+        ("0".into(), String::new())
+    );
+    // Active: visits in [03-02, 04-01): A, C, D, G = 4; in the year before: all 7.
+    assert_eq!(
+        (
+            g("customers", "", "active_30d"),
+            g("customers", "", "active_365d")
+        ),
+        ("4".into(), "7".into())
+    );
+    assert_eq!(g("customers", "", "active_ratio"), "0.5714");
+
+    // Recall. r_warn: SMS to A (03-03) and D (03-12), 0.1 yuan each. A visited and paid 500 on
+    // 03-05, credited to the SMS; D did not come back.
+    assert_eq!(g("recall", "r_warn", "messages"), "2");
+    assert_eq!(g("recall", "r_warn", "contacted_customers"), "2");
+    assert_eq!(g("recall", "r_warn", "recalled_customers"), "1");
+    assert_eq!(g("recall", "r_warn", "recall_rate"), "0.5000");
+    assert_eq!(g("recall", "r_warn", "cost"), "0.20");
+    assert_eq!(g("recall", "r_warn", "recalled_revenue"), "500.00");
+    assert_eq!(g("recall", "r_warn", "cost_per_recalled"), "0.20");
+    // ROI = (500 - 0.2) / 0.2 = 2499.
+    assert_eq!(g("recall", "r_warn", "roi"), "2499.0000");
+    // r_recall: a call to E (2 yuan) that reached them and booked; E paid 300 on 03-25.
+    // C was held out (control): no hand-over, no cost, not a contact.
+    assert_eq!(g("recall", "r_recall", "messages"), "1");
+    assert_eq!(g("recall", "r_recall", "recall_rate"), "1.0000");
+    assert_eq!(g("recall", "r_recall", "recalled_revenue"), "300.00");
+    assert_eq!(g("recall", "r_recall", "roi"), "149.0000");
+    assert_eq!(
+        ["contacted", "responded", "booked", "visited", "purchased"]
+            .map(|m| g("funnel", "r_recall", m)),
+        ["1", "1", "1", "0", "1"].map(String::from)
+    );
+    // Total: 3 messages, 3 customers, 2 recalled, cost 2.2, revenue 800; ROI (800 - 2.2) / 2.2.
+    assert_eq!(g("recall", "total", "recall_rate"), "0.6667");
+    assert_eq!(g("recall", "total", "cost"), "2.20");
+    assert_eq!(g("recall", "total", "recalled_revenue"), "800.00");
+    assert_eq!(g("recall", "total", "cost_per_recalled"), "1.10");
+    assert_eq!(g("recall", "total", "roi"), "362.6364");
+
+    // Uplift for r_recall: treated E returned (order 03-25); control C returned (visit 03-20):
+    // 1/1 against 1/1, difference 0; far too few to tell.
+    assert_eq!(g("uplift", "r_recall", "treated"), "1");
+    assert_eq!(g("uplift", "r_recall", "control_returned"), "1");
+    assert_eq!(g("uplift", "r_recall", "uplift"), "0.0000");
+    assert_eq!(g("uplift", "r_recall", "verdict"), "too_few");
+}
+
+#[test]
+fn retention_and_repurchase_over_a_longer_period() {
+    let clinic = fixture();
+    let r = report(&clinic, "2025-09-01", "2026-04-01");
+    let g = |section, group, metric| get(&r, section, group, metric).to_string();
+    // 1 month (30 days), mature if first visit + 30 days <= 04-01: F, G, A, B, E, C (not D).
+    // Came back within 30 days: F (09-20), C (03-20) -> 2/6.
+    assert_eq!(
+        (
+            g("retention", "1m", "cohort"),
+            g("retention", "1m", "retained")
+        ),
+        ("6".into(), "2".into())
+    );
+    // 3 months (90 days): mature F (09-05), G (10-01). F came back 11-20 (76 days); G not until
+    // 03-15 (165 days) -> 1/2.
+    assert_eq!(
+        (
+            g("retention", "3m", "cohort"),
+            g("retention", "3m", "retained")
+        ),
+        ("2".into(), "1".into())
+    );
+    // 6 months (180 days): F and G both came back within 180 days -> 2/2.
+    assert_eq!(g("retention", "6m", "rate"), "1.0000");
+    // Repurchase: first order + 180 days <= 04-01: F (09-05), G (10-01). F's second order
+    // 01-10 is 127 days later; G has none -> 1/2.
+    assert_eq!(
+        (
+            g("customers", "", "repurchase_eligible"),
+            g("customers", "", "repurchased")
+        ),
+        ("2".into(), "1".into())
+    );
+    assert_eq!(g("customers", "", "repurchase_rate"), "0.5000");
+}
+
+#[test]
+fn the_table_speaks_chinese_and_english_and_csv_matches_json() {
+    let clinic = fixture();
+    let zh = clinic
+        .recall()
+        .args(["report", "--from", "2026-03-01", "--to", "2026-04-01"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&zh.stdout);
+    assert!(
+        text.contains("留存及流失召回回流统计表")
+            && text.contains("流失率")
+            && text.contains("25.0%"),
+        "{text}"
+    );
+    assert!(text.contains("样本太少"), "{text}");
+    let en = clinic
+        .recall()
+        .args([
+            "report",
+            "--from",
+            "2026-03-01",
+            "--to",
+            "2026-04-01",
+            "--lang",
+            "en",
+            "--by",
+            "channel",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&en.stdout);
+    assert!(
+        text.contains("Recall report") && text.contains("churn rate") && text.contains("phone"),
+        "{text}"
+    );
+    assert!(text.contains("too few customers to tell"), "{text}");
+
+    let csv = clinic
+        .recall()
+        .args([
+            "report",
+            "--from",
+            "2026-03-01",
+            "--to",
+            "2026-04-01",
+            "--format",
+            "csv",
+        ])
+        .output()
+        .unwrap();
+    let from_csv: BTreeMap<(String, String, String), String> =
+        csv::Reader::from_reader(csv.stdout.as_slice())
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                (
+                    (r[0].to_string(), r[1].to_string(), r[2].to_string()),
+                    r[3].to_string(),
+                )
+            })
+            .collect();
+    assert_eq!(from_csv, report(&clinic, "2026-03-01", "2026-04-01"));
+}
