@@ -424,3 +424,44 @@ fn the_table_speaks_chinese_and_english_and_csv_matches_json() {
             .collect();
     assert_eq!(from_csv, report(&clinic, "2026-03-01", "2026-04-01"));
 }
+
+#[test]
+fn staff_record_replies_and_bookings_that_count_in_the_funnel() {
+    let clinic = fixture();
+    let sms = clinic.count(
+        "SELECT id FROM outreach WHERE channel = 'sms' AND status = 'sent' ORDER BY id LIMIT 1",
+    );
+    clinic
+        .recall()
+        .args([
+            "outcome",
+            &sms.to_string(),
+            "--kind",
+            "booked",
+            "--at",
+            "2026-03-04 12:00",
+        ])
+        .assert()
+        .success();
+    clinic
+        .recall()
+        .args(["outcome", &sms.to_string(), "--kind", "booked"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("nothing changed"));
+    clinic
+        .recall()
+        .args(["outcome", &sms.to_string(), "--kind", "boked"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("did you mean `booked`?"));
+    let held = clinic.count("SELECT id FROM outreach WHERE status = 'held_out'");
+    clinic
+        .recall()
+        .args(["outcome", &held.to_string(), "--kind", "responded"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("never sent"));
+    let r = report(&clinic, "2026-03-01", "2026-04-01");
+    assert_eq!(get(&r, "funnel", "r_warn", "booked"), "1");
+}

@@ -125,6 +125,21 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "zh")]
         lang: crate::report::Lang,
     },
+    /// Record what a message achieved when staff learn it another way (a
+    /// WeChat reply, a booking at the front desk): it counts in the report's funnel.
+    Outcome {
+        /// The message id (the `id` column of `recall log`).
+        message: i64,
+        /// `responded` or `booked`.
+        #[arg(long)]
+        kind: String,
+        /// When it happened (clinic time); default now.
+        #[arg(long)]
+        at: Option<String>,
+        /// Who records it, kept with the outcome.
+        #[arg(long, default_value = "staff")]
+        by: String,
+    },
     /// Phone-call tasks for the clinic's staff: list, export, record outcomes.
     #[command(subcommand)]
     Tasks(TasksCommand),
@@ -314,6 +329,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             format,
             lang,
         ),
+        Command::Outcome {
+            message,
+            kind,
+            at,
+            by,
+        } => outcome(&cli.config, message, &kind, at.as_deref(), &by),
         Command::Tasks(command) => tasks::run(&cli.config, command),
         Command::Run => serve(&cli.config),
         Command::Bench(args) => crate::bench::run(&args).map(|_| ExitCode::SUCCESS),
@@ -529,6 +550,54 @@ fn import(
         }
         Err(crate::store::import::ImportError::Store(e)) => Err(e.into()),
     }
+}
+
+/// `recall outcome`.
+fn outcome(
+    config_path: &Path,
+    message: i64,
+    kind: &str,
+    at: Option<&str>,
+    by: &str,
+) -> Result<ExitCode> {
+    const KINDS: [&str; 2] = ["responded", "booked"];
+    if !KINDS.contains(&kind) {
+        let hint = crate::diag::nearest(kind, KINDS)
+            .map(|k| format!("; did you mean `{k}`?"))
+            .unwrap_or_default();
+        bail!(
+            "unknown outcome `{kind}`{hint} (staff record responded or booked; visits and purchases are credited from imports)"
+        );
+    }
+    let config = load_config(config_path)?;
+    let at = parse_at(at, &config)?;
+    let (store, _) = open_store(&config)?;
+    let Some(entry) = store.message(message)? else {
+        bail!("there is no message {message}: see the id column of `recall log`");
+    };
+    if entry.sent_at.is_none() {
+        bail!(
+            "message {message} was never sent ({}): nothing to record against it",
+            entry.status
+        );
+    }
+    let recorded = store.record_outcome(
+        message,
+        kind,
+        at.timestamp(),
+        0,
+        &format!("staff:{by}"),
+        &format!("staff:{kind}"),
+    )?;
+    if recorded {
+        println!(
+            "message {message} ({} {}, customer {}): {kind} recorded",
+            entry.rule_id, entry.channel, entry.customer
+        );
+    } else {
+        println!("message {message} already has {kind} recorded; nothing changed");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `recall report`.
