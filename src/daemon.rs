@@ -123,6 +123,7 @@ impl Loaded {
 
 /// Runs until SIGINT or SIGTERM.
 pub async fn run(loaded: Loaded) -> Result<()> {
+    let mut signals = Signals::install()?;
     let config = Arc::new(loaded.config);
     let tz = config.clinic.timezone;
     let store = Store::open(&config.database)?;
@@ -229,7 +230,7 @@ pub async fn run(loaded: Loaded) -> Result<()> {
         shutdown_rx.clone(),
     ));
 
-    wait_for_signal().await;
+    signals.wait().await;
     tracing::info!("shutting down: finishing the current step");
     stopping.store(true, Ordering::SeqCst);
     let _ = shutdown_tx.send(true);
@@ -445,25 +446,43 @@ async fn dispatch_loop(
     }
 }
 
-async fn wait_for_signal() {
+/// SIGINT and SIGTERM, listened for from the moment the service starts, so
+/// a signal that arrives during start-up still means a clean stop.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {},
-                    _ = term.recv() => {},
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+                terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Signals {})
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn wait(&mut self) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => {},
+                _ = self.terminate.recv() => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
