@@ -399,8 +399,9 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
                 span_of(&file.clinic.timezone.span()),
                 format!("unknown time zone `{tz_text}`"),
             )
+            .zh(format!("未知的时区 `{tz_text}`"))
             .suggest(tz_text, known)
-            .hint("use an IANA name such as `Asia/Shanghai`"),
+            .hint2("use an IANA name such as `Asia/Shanghai`", "请使用 IANA 时区名，例如 `Asia/Shanghai`"),
         );
         chrono_tz::Asia::Shanghai
     });
@@ -415,7 +416,8 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
                     span_of(&expr.span()),
                     format!("bad schedule `{}`: {why}", expr.get_ref()),
                 )
-                .hint("for every day at 09:00 write \"0 9 * * *\""),
+                .zh(format!("定时 `{}` 写得不对：{why}", expr.get_ref()))
+                .hint2("for every day at 09:00 write \"0 9 * * *\"", "每天 09:00 请写 \"0 9 * * *\"（分 时 日 月 周）"),
             ),
         }
     }
@@ -427,7 +429,8 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
                     span_of(&field.span()),
                     format!("bad {what} `{}`: {e}", field.get_ref()),
                 )
-                .hint("write a duration such as \"30s\", \"5m\" or \"2h\""),
+                .zh(format!("时长 `{}` 写得不对", field.get_ref()))
+                .hint2("write a duration such as \"30s\", \"5m\" or \"2h\"", "请写成时长，例如 \"30s\"、\"5m\" 或 \"2h\""),
             );
             Duration::from_secs(60)
         })
@@ -516,6 +519,7 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
                     span_of(&section.sender.span()),
                     format!("channel `{channel}` uses sender `{sender}`, which is not defined under [senders]"),
                 )
+                .zh(format!("渠道 `{channel}` 使用的发送器 `{sender}` 没有在 [senders] 中定义"))
                 .suggest(sender, senders.keys().map(String::as_str)),
             );
             continue;

@@ -10,9 +10,17 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use codespan_reporting::diagnostic::{Diagnostic as Rendered, Label, Severity as RenderedSeverity};
-use codespan_reporting::files::SimpleFiles;
-use codespan_reporting::term::{self, termcolor};
+use unicode_width::UnicodeWidthStr;
+
+/// The language diagnostics are shown in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Lang {
+    /// 中文
+    #[default]
+    Zh,
+    /// English
+    En,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Severity {
@@ -29,8 +37,12 @@ pub struct Diagnostic {
     /// Byte range in the file, when the problem has a place.
     pub span: Option<Range<usize>>,
     pub message: String,
+    /// The message in Chinese, when it has been translated.
+    pub message_zh: Option<String>,
     /// What to do about it: "did you mean ...", the allowed values, an example.
     pub hints: Vec<String>,
+    /// The hints in Chinese, one per hint (`None`: shown in English).
+    pub hints_zh: Vec<Option<String>>,
 }
 
 impl Diagnostic {
@@ -44,7 +56,9 @@ impl Diagnostic {
             file: file.into(),
             span,
             message: message.into(),
+            message_zh: None,
             hints: Vec::new(),
+            hints_zh: Vec::new(),
         }
     }
 
@@ -61,7 +75,39 @@ impl Diagnostic {
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hints.push(hint.into());
+        self.hints_zh.push(None);
         self
+    }
+
+    /// A hint in English and Chinese.
+    pub fn hint2(mut self, en: impl Into<String>, zh: impl Into<String>) -> Self {
+        self.hints.push(en.into());
+        self.hints_zh.push(Some(zh.into()));
+        self
+    }
+
+    /// The message in Chinese.
+    pub fn zh(mut self, message: impl Into<String>) -> Self {
+        self.message_zh = Some(message.into());
+        self
+    }
+
+    fn message_in(&self, lang: Lang) -> &str {
+        match (lang, &self.message_zh) {
+            (Lang::Zh, Some(zh)) => zh,
+            _ => &self.message,
+        }
+    }
+
+    fn hints_in(&self, lang: Lang) -> Vec<&str> {
+        self.hints
+            .iter()
+            .enumerate()
+            .map(|(i, en)| match (lang, self.hints_zh.get(i)) {
+                (Lang::Zh, Some(Some(zh))) => zh.as_str(),
+                _ => en.as_str(),
+            })
+            .collect()
     }
 
     /// Adds "did you mean `x`?" when a known name is close to the given one,
@@ -72,11 +118,11 @@ impl Diagnostic {
         known: impl IntoIterator<Item = &'a str> + Clone,
     ) -> Self {
         match nearest(given, known.clone()) {
-            Some(best) => self.hint(format!("did you mean `{best}`?")),
+            Some(best) => self.hint2(format!("did you mean `{best}`?"), format!("您是不是想写 `{best}`？")),
             None => {
                 let all: Vec<&str> = known.into_iter().collect();
                 if all.len() <= 12 {
-                    self.hint(format!("known: {}", all.join(", ")))
+                    self.hint2(format!("known: {}", all.join(", ")), format!("可选：{}", all.join("、")))
                 } else {
                     self
                 }
@@ -174,74 +220,87 @@ impl Report {
 
     /// `path:line:col: severity: message (hint; hint)` lines, for logs.
     pub fn to_lines(&self) -> Vec<String> {
+        self.to_lines_in(Lang::En)
+    }
+
+    /// One line per diagnostic, in `lang`.
+    pub fn to_lines_in(&self, lang: Lang) -> Vec<String> {
         self.diagnostics
             .iter()
             .map(|d| {
-                let place = match d
-                    .span
-                    .as_ref()
-                    .and_then(|s| self.line_col(&d.file, s.start))
-                {
-                    Some((line, col)) => format!("{}:{line}:{col}", d.file.display()),
-                    None => d.file.display().to_string(),
+                let severity = match (d.severity, lang) {
+                    (Severity::Error, Lang::En) => "error",
+                    (Severity::Warning, Lang::En) => "warning",
+                    (Severity::Error, Lang::Zh) => "错误",
+                    (Severity::Warning, Lang::Zh) => "警告",
                 };
-                let severity = match d.severity {
-                    Severity::Error => "error",
-                    Severity::Warning => "warning",
-                };
-                let mut line = format!("{place}: {severity}: {}", d.message);
-                if !d.hints.is_empty() {
-                    line.push_str(&format!(" ({})", d.hints.join("; ")));
+                let mut line = format!("{}: {severity}: {}", self.place(d), d.message_in(lang));
+                let hints = d.hints_in(lang);
+                if !hints.is_empty() {
+                    line.push_str(&format!(" ({})", hints.join("; ")));
                 }
                 line
             })
             .collect()
     }
 
-    /// Renders every diagnostic with its source line and caret.
-    pub fn render(&self, color: bool) -> String {
-        let mut files = SimpleFiles::new();
-        let ids: Vec<usize> = self
-            .sources
-            .iter()
-            .map(|(path, text)| files.add(path.display().to_string(), text.clone()))
-            .collect();
-        let mut buffer = if color {
-            termcolor::Buffer::ansi()
-        } else {
-            termcolor::Buffer::no_color()
-        };
-        let config = term::Config::default();
-        for d in &self.diagnostics {
-            let severity = match d.severity {
-                Severity::Error => RenderedSeverity::Error,
-                Severity::Warning => RenderedSeverity::Warning,
-            };
-            let file_id = self.sources.iter().position(|(p, _)| p == &d.file);
-            let mut rendered = Rendered::new(severity).with_message(&d.message);
-            match (file_id, &d.span) {
-                (Some(index), Some(span)) => {
-                    rendered = rendered.with_labels(vec![Label::primary(ids[index], span.clone())]);
-                }
-                _ => {
-                    rendered = rendered.with_notes(vec![format!("in {}", d.file.display())]);
-                }
-            }
-            let notes: Vec<String> = d.hints.iter().map(|h| format!("hint: {h}")).collect();
-            rendered.notes.extend(notes);
-            // Rendering into a memory buffer cannot fail on I/O; a bad span
-            // falls back to the one-line form.
-            if term::emit(&mut buffer, &config, &files, &rendered).is_err() {
-                let line = Report {
-                    diagnostics: vec![d.clone()],
-                    sources: self.sources.clone(),
-                }
-                .to_lines()
-                .join("\n");
-                let _ = std::io::Write::write_all(&mut buffer, format!("{line}\n").as_bytes());
-            }
+    /// `path:line:col`, or the path when the problem has no place.
+    fn place(&self, d: &Diagnostic) -> String {
+        match d.span.as_ref().and_then(|s| self.line_col(&d.file, s.start)) {
+            Some((line, col)) => format!("{}:{line}:{col}", d.file.display()),
+            None => d.file.display().to_string(),
         }
-        String::from_utf8_lossy(buffer.as_slice()).into_owned()
+    }
+
+    /// Renders every diagnostic with its place, the source line and a caret
+    /// under the span, and its hints, in `lang`.
+    pub fn render_in(&self, lang: Lang, color: bool) -> String {
+        let paint = |code: &str, text: &str| {
+            if color {
+                format!("\x1b[{code}m{text}\x1b[0m")
+            } else {
+                text.to_string()
+            }
+        };
+        let mut out = String::new();
+        for d in &self.diagnostics {
+            let (word, code) = match (d.severity, lang) {
+                (Severity::Error, Lang::En) => ("error", "1;31"),
+                (Severity::Warning, Lang::En) => ("warning", "1;33"),
+                (Severity::Error, Lang::Zh) => ("错误", "1;31"),
+                (Severity::Warning, Lang::Zh) => ("警告", "1;33"),
+            };
+            out.push_str(&format!("{}: {}\n", paint(code, word), paint("1", d.message_in(lang))));
+            out.push_str(&format!("  --> {}\n", self.place(d)));
+            if let (Some(span), Some(text)) = (&d.span, self.source(&d.file))
+                && let Some((line_no, _)) = self.line_col(&d.file, span.start)
+            {
+                let start = span.start.min(text.len());
+                let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+                let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+                let line = &text[line_start..line_end];
+                let end = span.end.clamp(start, line_end);
+                let gutter = line_no.to_string();
+                let pad = " ".repeat(gutter.len());
+                let before = text[line_start..start].width();
+                let under = text[start..end].width().max(1);
+                out.push_str(&format!("{pad} |\n{gutter} | {line}\n{pad} | {}{}\n", " ".repeat(before), paint(code, &"^".repeat(under))));
+            }
+            let label = match lang {
+                Lang::En => "hint",
+                Lang::Zh => "提示",
+            };
+            for hint in d.hints_in(lang) {
+                out.push_str(&format!("   = {}: {hint}\n", paint("1;36", label)));
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// [`Report::render_in`] in English.
+    pub fn render(&self, color: bool) -> String {
+        self.render_in(Lang::En, color)
     }
 }
 
@@ -302,7 +361,21 @@ mod tests {
 /// unknown field or value get a "did you mean" from the names TOML expected.
 pub fn from_toml_error(file: &Path, error: &toml::de::Error) -> Diagnostic {
     let message = error.message().trim().to_string();
-    let mut diagnostic = Diagnostic::error(file, error.span(), message.clone());
+    let quoted_first = message.split('`').nth(1).unwrap_or("").to_string();
+    let zh = if message.starts_with("unknown field") {
+        format!("未知的字段 `{quoted_first}`")
+    } else if message.starts_with("missing field") {
+        format!("缺少字段 `{quoted_first}`")
+    } else if message.starts_with("unknown variant") {
+        format!("未知的取值 `{quoted_first}`")
+    } else if message.starts_with("invalid type") {
+        format!("类型不对：{message}")
+    } else if message.contains("duplicate key") {
+        format!("重复的键：{message}")
+    } else {
+        format!("TOML 格式错误：{message}")
+    };
+    let mut diagnostic = Diagnostic::error(file, error.span(), message.clone()).zh(zh);
     let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
     if let Some((given, expected)) = quoted.split_first()
         && (message.starts_with("unknown field") || message.starts_with("unknown variant"))

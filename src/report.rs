@@ -25,12 +25,7 @@ pub enum By {
     Month,
 }
 
-/// The report's language.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Lang {
-    Zh,
-    En,
-}
+pub use crate::diag::Lang;
 
 /// Fewer customers than this in a treated or control group: too few to tell.
 pub const MIN_GROUP: i64 = 20;

@@ -286,8 +286,9 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
             Err(_) => {
                 report.push(
                     Diagnostic::error(&channel_dir, None, format!("`{dir_name}` is not a channel"))
+                        .zh(format!("`{dir_name}` 不是渠道"))
                         .suggest(&dir_name, Channel::names())
-                        .hint("templates live in templates/<channel>/<name>.txt"),
+                        .hint2("templates live in templates/<channel>/<name>.txt", "模板放在 templates/<渠道>/<名称>.txt"),
                 );
                 continue;
             }
@@ -436,7 +437,11 @@ fn syntax_error(file: &Path, error: &minijinja::Error, offset: usize) -> Diagnos
     let message = error.detail().unwrap_or("syntax error").to_string();
     let span = error.range().map(|r| r.start + offset..r.end + offset);
     Diagnostic::error(file, span, format!("template syntax: {message}"))
-        .hint("variables are written {{ customer.salutation }}; blocks {% if ... %}...{% endif %}")
+        .zh(format!("模板语法错误：{message}"))
+        .hint2(
+            "variables are written {{ customer.salutation }}; blocks {% if ... %}...{% endif %}",
+            "变量写作 {{ customer.salutation }}；条件块写作 {% if ... %}...{% endif %}",
+        )
 }
 
 /// Every variable the template uses must be a fact or a known object attribute.
@@ -470,6 +475,7 @@ fn check_variables(
                             find_word(source, attribute),
                             format!("`{object}` has no `{attribute}`"),
                         )
+                        .zh(format!("`{object}` 没有 `{attribute}`"))
                         .suggest(attribute, attributes.iter().copied()),
                     );
                 }
@@ -477,8 +483,12 @@ fn check_variables(
             None if facts::lookup(top).is_some() => {}
             None => report.push(
                 Diagnostic::error(file, span, format!("unknown template variable `{top}`"))
+                    .zh(format!("未知的模板变量 `{top}`"))
                     .suggest(top, tops.iter().copied())
-                    .hint("templates can use the facts (`recall facts`) and customer.*, clinic.*, rule.*"),
+                    .hint2(
+                        "templates can use the facts (`recall facts`) and customer.*, clinic.*, rule.*",
+                        "模板可以使用各项事实（`recall facts`）以及 customer.*、clinic.*、rule.*",
+                    ),
             ),
         }
     }

@@ -43,6 +43,10 @@ pub struct Cli {
     /// Log as JSON lines instead of text (for log collectors).
     #[arg(long, global = true)]
     pub log_json: bool,
+    /// Language of errors, warnings and the report: zh or en (default: from
+    /// RECALL_LANG or LANG; the report defaults to zh).
+    #[arg(long, global = true, value_enum)]
+    pub lang: Option<crate::diag::Lang>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -122,8 +126,6 @@ pub enum Command {
         by: crate::report::By,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
-        #[arg(long, value_enum, default_value = "zh")]
-        lang: crate::report::Lang,
     },
     /// Record what a message achieved when staff learn it another way (a
     /// WeChat reply, a booking at the front desk): it counts in the report's funnel.
@@ -287,8 +289,28 @@ fn init_tracing(json: bool, verbose: bool) {
     }
 }
 
+/// The language for diagnostics: `--lang`, else RECALL_LANG or LANG.
+fn lang() -> crate::diag::Lang {
+    *LANG.get_or_init(|| {
+        let env = std::env::var("RECALL_LANG")
+            .or_else(|_| std::env::var("LANG"))
+            .unwrap_or_default()
+            .to_lowercase();
+        if env.starts_with("zh") {
+            crate::diag::Lang::Zh
+        } else {
+            crate::diag::Lang::En
+        }
+    })
+}
+
+static LANG: std::sync::OnceLock<crate::diag::Lang> = std::sync::OnceLock::new();
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    if let Some(lang) = cli.lang {
+        let _ = LANG.set(lang);
+    }
     match cli.command {
         Command::Init(args) => init(&args).map(|_| ExitCode::SUCCESS),
         Command::Demo { dir } => demo(&dir),
@@ -320,14 +342,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             to,
             by,
             format,
-            lang,
         } => report(
             &cli.config,
             from.as_deref(),
             to.as_deref(),
             by,
             format,
-            lang,
+            cli.lang.unwrap_or(crate::diag::Lang::Zh),
         ),
         Command::Outcome {
             message,
@@ -346,12 +367,12 @@ fn load(config: &Path) -> Result<Loaded> {
     match Loaded::load(config) {
         Ok((loaded, warnings)) => {
             if !warnings.diagnostics.is_empty() {
-                eprint!("{}", warnings.render(color()));
+                eprint!("{}", warnings.render_in(lang(), color()));
             }
             Ok(loaded)
         }
         Err(report) => {
-            eprint!("{}", report.render(color()));
+            eprint!("{}", report.render_in(lang(), color()));
             bail!(
                 "{} error(s) in the configuration, rules or templates; nothing was done",
                 report.errors()
@@ -363,7 +384,7 @@ fn load(config: &Path) -> Result<Loaded> {
 /// Loads only the configuration, for commands that need no rules.
 pub(crate) fn load_config(path: &Path) -> Result<Config> {
     crate::config::load(path).map_err(|report| {
-        eprint!("{}", report.render(color()));
+        eprint!("{}", report.render_in(lang(), color()));
         anyhow::anyhow!("{} error(s) in {}", report.errors(), path.display())
     })
 }
@@ -607,7 +628,7 @@ fn report(
     to: Option<&str>,
     by: crate::report::By,
     format: Format,
-    lang: crate::report::Lang,
+    lang: crate::diag::Lang,
 ) -> Result<ExitCode> {
     let config = load_config(config_path)?;
     let tz = config.clinic.timezone;
@@ -649,28 +670,46 @@ pub fn check(config: &Path) -> ExitCode {
                         .hint("the service cannot dispatch until this is fixed in its environment"),
                 );
             }
-            print!("{}", warnings.render(color()));
+            print!("{}", warnings.render_in(lang(), color()));
             let c = &loaded.config;
-            println!(
-                "ok: {} rules ({} enabled), {} templates, schedule {:?} in {}",
+            let (rules, enabled, templates) = (
                 loaded.rules.rules.len(),
                 loaded.rules.rules.iter().filter(|r| r.enabled).count(),
                 loaded.templates.len(),
-                c.schedule.ticks,
-                c.clinic.timezone
             );
+            let schedule = c.schedule.ticks.join(", ");
+            match lang() {
+                crate::diag::Lang::En => println!(
+                    "ok: {rules} rules ({enabled} enabled), {templates} templates, schedule {schedule} in {}",
+                    c.clinic.timezone
+                ),
+                crate::diag::Lang::Zh => println!(
+                    "检查通过：{rules} 条规则（{enabled} 条启用），{templates} 个模板，定时 {schedule}（{}）",
+                    c.clinic.timezone
+                ),
+            }
             if warnings.warnings() > 0 {
-                println!("{} warning(s)", warnings.warnings());
+                match lang() {
+                    crate::diag::Lang::En => println!("{} warning(s)", warnings.warnings()),
+                    crate::diag::Lang::Zh => println!("{} 个警告", warnings.warnings()),
+                }
             }
             ExitCode::SUCCESS
         }
         Err(report) => {
-            print!("{}", report.render(color()));
-            println!(
-                "{} error(s), {} warning(s): fix the errors above; the running service keeps its current rules until then",
-                report.errors(),
-                report.warnings()
-            );
+            print!("{}", report.render_in(lang(), color()));
+            match lang() {
+                crate::diag::Lang::En => println!(
+                    "{} error(s), {} warning(s): fix the errors above; the running service keeps its current rules until then",
+                    report.errors(),
+                    report.warnings()
+                ),
+                crate::diag::Lang::Zh => println!(
+                    "{} 个错误，{} 个警告：请改正上面的错误；正在运行的服务会继续使用当前的规则，直到改正为止",
+                    report.errors(),
+                    report.warnings()
+                ),
+            }
             ExitCode::FAILURE
         }
     }

@@ -8,6 +8,8 @@
 
 pub mod eval;
 pub mod file;
+mod lint;
+pub mod typecheck;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -100,6 +102,8 @@ pub struct Action {
 pub struct Origin {
     pub file: PathBuf,
     pub line: usize,
+    /// The byte range of the rule's `id` value, for pointing at the rule.
+    pub id_span: Range<usize>,
 }
 
 impl std::fmt::Display for Origin {
@@ -184,7 +188,8 @@ pub fn load(dir: &Path, templates: Option<&TemplateSet>) -> Checked<RuleSet> {
         Err(e) => {
             report.push(
                 Diagnostic::error(dir, None, format!("cannot read the rules folder: {e}"))
-                    .hint("`paths.rules` in recall.toml names it"),
+                    .zh(format!("无法读取规则文件夹：{e}"))
+                    .hint2("`paths.rules` in recall.toml names it", "它由 recall.toml 中的 `paths.rules` 指定"),
             );
             return Err(report);
         }
@@ -206,7 +211,8 @@ pub fn load(dir: &Path, templates: Option<&TemplateSet>) -> Checked<RuleSet> {
                 None,
                 "no rules: no customer will ever move or be contacted",
             )
-            .hint("`recall init` writes a starting set of rules"),
+            .zh("没有任何规则：不会有顾客流转，也不会发出任何消息")
+            .hint2("`recall init` writes a starting set of rules", "`recall init` 会写入一套初始规则"),
         );
     }
     if report.has_errors() {
@@ -214,6 +220,9 @@ pub fn load(dir: &Path, templates: Option<&TemplateSet>) -> Checked<RuleSet> {
     } else {
         let mut set = RuleSet::new(rules);
         set.env = env;
+        for warning in lint::lint(&set) {
+            report.push(warning);
+        }
         Ok((set, report))
     }
 }
@@ -230,8 +239,9 @@ pub fn load_text(
     let file: RuleFile = match toml::from_str(text) {
         Ok(file) => file,
         Err(e) => {
-            report.push(diag::from_toml_error(path, &e).hint(
+            report.push(diag::from_toml_error(path, &e).hint2(
                 "a rule is a [[rule]] table with id, from, when and optionally to, priority and [[rule.action]]",
+                "一条规则是一个 [[rule]] 表，含 id、from、when，以及可选的 to、priority 和 [[rule.action]]",
             ));
             return Vec::new();
         }
@@ -282,7 +292,8 @@ impl Checker<'_> {
                     &raw.id,
                     format!("rule id `{id}` must be letters, digits, `_` or `-`"),
                 )
-                .hint("for example id = \"warning_no_visit_90d\""),
+                .zh(format!("规则 id `{id}` 只能包含字母、数字、`_` 或 `-`"))
+                .hint2("for example id = \"warning_no_visit_90d\"", "例如 id = \"warning_no_visit_90d\""),
             );
         }
 
@@ -291,17 +302,19 @@ impl Checker<'_> {
         if pools.is_empty() {
             report.push(
                 self.error(&raw.from, "`from` names no pool")
+                    .zh("`from` 没有写任何池")
                     .suggest("", Pool::names()),
             );
         }
         for pool in &pools {
             match pool.get_ref().parse::<Pool>() {
                 Ok(p) if from.contains(&p) => {
-                    report.push(self.error(pool, format!("pool `{p}` is listed twice")))
+                    report.push(self.error(pool, format!("pool `{p}` is listed twice")).zh(format!("池 `{p}` 写了两次")))
                 }
                 Ok(p) => from.push(p),
                 Err(_) => report.push(
                     self.error(pool, format!("unknown pool `{}`", pool.get_ref()))
+                        .zh(format!("未知的池 `{}`", pool.get_ref()))
                         .suggest(pool.get_ref(), Pool::names()),
                 ),
             }
@@ -311,7 +324,8 @@ impl Checker<'_> {
             Ok(p) if from.contains(&p) => {
                 report.push(
                     self.error(to, format!("`to = \"{p}\"` is also in `from`: a rule cannot move customers to the pool they are in"))
-                        .hint("remove `to` for a rule that only sends messages"),
+                        .zh(format!("`to = \"{p}\"` 也在 `from` 中：规则不能把顾客移到他们已在的池"))
+                        .hint2("remove `to` for a rule that only sends messages", "只发消息的规则请去掉 `to`"),
                 );
                 None
             }
@@ -319,6 +333,7 @@ impl Checker<'_> {
             Err(_) => {
                 report.push(
                     self.error(to, format!("unknown pool `{}`", to.get_ref()))
+                        .zh(format!("未知的池 `{}`", to.get_ref()))
                         .suggest(to.get_ref(), Pool::names()),
                 );
                 None
@@ -330,7 +345,7 @@ impl Checker<'_> {
         let cooldown_days = raw.cooldown_days.as_ref().and_then(|c| {
             let days = *c.get_ref();
             if days < 1 {
-                report.push(self.error(c, "`cooldown_days` must be at least 1"));
+                report.push(self.error(c, "`cooldown_days` must be at least 1").zh("`cooldown_days` 至少为 1"));
                 None
             } else {
                 if raw.to.is_some() {
@@ -340,7 +355,8 @@ impl Checker<'_> {
                             Some(c.span()),
                             "`cooldown_days` has no effect on a rule that moves customers",
                         )
-                        .hint("a moving rule fires once: the customer leaves the pool"),
+                        .zh("`cooldown_days` 对会移动顾客的规则无效")
+                        .hint2("a moving rule fires once: the customer leaves the pool", "移动顾客的规则只触发一次：顾客离开了该池"),
                     );
                 }
                 Some(days)
@@ -354,7 +370,11 @@ impl Checker<'_> {
                 if !(0.0..=0.5).contains(&share) {
                     report.push(
                         self.error(h, format!("holdout {share} is out of range"))
-                            .hint("a share between 0 and 0.5, e.g. holdout = 0.1 keeps one customer in ten as a control group"),
+                            .zh(format!("holdout {share} 超出范围"))
+                            .hint2(
+                                "a share between 0 and 0.5, e.g. holdout = 0.1 keeps one customer in ten as a control group",
+                                "取 0 到 0.5 之间的比例，例如 holdout = 0.1 表示每十位顾客留一位作对照组",
+                            ),
                     );
                 } else if raw.action.is_empty() {
                     report.push(Diagnostic::warning(
@@ -370,7 +390,7 @@ impl Checker<'_> {
             None => DEFAULT_ATTRIBUTION_DAYS,
             Some(days) if *days.get_ref() >= 1 => *days.get_ref(),
             Some(days) => {
-                report.push(self.error(days, "`attribution_days` must be at least 1"));
+                report.push(self.error(days, "`attribution_days` must be at least 1").zh("`attribution_days` 至少为 1"));
                 DEFAULT_ATTRIBUTION_DAYS
             }
         };
@@ -384,7 +404,11 @@ impl Checker<'_> {
         if raw.to.is_none() && raw.action.is_empty() {
             report.push(
                 self.error(&raw.id, format!("rule `{id}` neither moves customers (`to`) nor sends anything (`[[rule.action]]`)"))
-                    .hint("add `to = \"<pool>\"`, or a [[rule.action]] with channel and template"),
+                    .zh(format!("规则 `{id}` 既不移动顾客（`to`），也不发送任何消息（`[[rule.action]]`）"))
+                    .hint2(
+                        "add `to = \"<pool>\"`, or a [[rule.action]] with channel and template",
+                        "请加上 `to = \"<池>\"`，或一个含 channel 和 template 的 [[rule.action]]",
+                    ),
             );
         }
 
@@ -406,6 +430,7 @@ impl Checker<'_> {
             origin: Origin {
                 file: self.path.to_path_buf(),
                 line,
+                id_span: raw.id.span(),
             },
         })
     }
@@ -419,6 +444,7 @@ impl Checker<'_> {
                         &raw.channel,
                         format!("unknown channel `{}`", raw.channel.get_ref()),
                     )
+                    .zh(format!("未知的渠道 `{}`", raw.channel.get_ref()))
                     .suggest(raw.channel.get_ref(), Channel::names()),
                 );
                 return None;
@@ -431,6 +457,7 @@ impl Checker<'_> {
             let known = templates.names(channel);
             report.push(
                 self.error(&raw.template, format!("no template `{template}` for {channel}: expected templates/{channel}/{template}.txt"))
+                    .zh(format!("{channel} 渠道没有模板 `{template}`：应有文件 templates/{channel}/{template}.txt"))
                     .suggest(&template, known),
             );
             return None;
@@ -442,7 +469,8 @@ impl Checker<'_> {
                 Err(e) => {
                     report.push(
                         self.error(delay, format!("bad delay `{}`: {e}", delay.get_ref()))
-                            .hint("write a duration such as \"2h\" or \"3d\""),
+                            .zh(format!("延迟 `{}` 写得不对", delay.get_ref()))
+                            .hint2("write a duration such as \"2h\" or \"3d\"", "请写成时长，例如 \"2h\"（2小时）或 \"3d\"（3天）"),
                     );
                     return None;
                 }
@@ -472,7 +500,11 @@ impl Checker<'_> {
         if source.trim().is_empty() {
             report.push(
                 self.error(when, "`when` is empty")
-                    .hint("write a condition such as `days_since_last_visit >= 90`; `true` fires for everyone in `from`"),
+                    .zh("`when` 是空的")
+                    .hint2(
+                        "write a condition such as `days_since_last_visit >= 90`; `true` fires for everyone in `from`",
+                        "请写条件，例如 `days_since_last_visit >= 90`；写 `true` 表示对 `from` 池中所有顾客触发",
+                    ),
             );
             return None;
         }
@@ -492,7 +524,11 @@ impl Checker<'_> {
                         });
                     report.push(
                         Diagnostic::error(self.path, span.or(Some(when.span())), format!("condition does not parse: {}", e.msg))
-                            .hint("conditions are CEL: `visit_count >= 2 && days_since_last_visit > 60`; text in quotes: `city == \"上海\"`"),
+                            .zh(format!("条件写法有误：{}", e.msg))
+                            .hint2(
+                                "conditions are CEL: `visit_count >= 2 && days_since_last_visit > 60`; text in quotes: `city == \"上海\"`",
+                                "条件的写法如 `visit_count >= 2 && days_since_last_visit > 60`；文本要加引号：`city == \"上海\"`",
+                            ),
                     );
                 }
                 return None;
@@ -514,17 +550,37 @@ impl Checker<'_> {
                     span.or(Some(when.span())),
                     format!("unknown fact `{name}`"),
                 )
+                .zh(format!("未知的事实 `{name}`"))
                 .suggest(name, facts::names());
                 if Pool::names().contains(&name) {
                     diagnostic =
-                        diagnostic.hint(format!("to test the pool, write pool == \"{name}\""));
+                        diagnostic.hint2(
+                            format!("to test the pool, write pool == \"{name}\""),
+                            format!("要判断所在的池，请写 pool == \"{name}\""),
+                        );
                 } else if diagnostic.hints.is_empty() {
                     diagnostic =
-                        diagnostic.hint("`recall facts` lists every fact; text must be in quotes");
+                        diagnostic.hint2(
+                            "`recall facts` lists every fact; text must be in quotes",
+                            "`recall facts` 列出所有事实；文本要加引号",
+                        );
                 }
                 report.push(diagnostic);
             }
         });
+        if ok {
+            for problem in typecheck::check(program.expression()) {
+                let span = info
+                    .offset_for(problem.expr_id)
+                    .map(|(s, e)| to_file(s as usize..e as usize));
+                let mut diagnostic = Diagnostic::error(self.path, span.or(Some(when.span())), problem.en).zh(problem.zh);
+                if let Some((en, zh)) = problem.hint {
+                    diagnostic = diagnostic.hint2(en, zh);
+                }
+                report.push(diagnostic);
+                ok = false;
+            }
+        }
         used.sort_unstable();
         used.dedup();
         ok.then_some(Condition {
@@ -635,7 +691,11 @@ fn check_unique_ids(rules: &[Rule], report: &mut Report) {
                         rule.id, rule.origin.line
                     ),
                 )
-                .hint("every rule needs its own id: the outreach log and reports name rules by id"),
+                .zh(format!("规则 id `{}`（第 {} 行）已在 {first} 用过", rule.id, rule.origin.line))
+                .hint2(
+                    "every rule needs its own id: the outreach log and reports name rules by id",
+                    "每条规则都需要自己的 id：触达日志和报表都按 id 区分规则",
+                ),
             );
         } else {
             seen.insert(&rule.id, &rule.origin);

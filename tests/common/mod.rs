@@ -62,7 +62,8 @@ impl Clinic {
         let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("recall"));
         cmd.current_dir(self.path())
             .env_remove("RECALL_CONFIG")
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            .env("RECALL_LANG", "en");
         cmd
     }
 
