@@ -17,6 +17,7 @@ pub mod engine;
 pub mod facts;
 pub mod mask;
 pub mod model;
+pub mod predict;
 pub mod rules;
 pub mod senders;
 pub mod store;
