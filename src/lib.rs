@@ -18,6 +18,7 @@ pub mod facts;
 pub mod import;
 pub mod mask;
 pub mod model;
+pub mod predict;
 pub mod report;
 pub mod rules;
 pub mod senders;
