@@ -401,7 +401,10 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
             )
             .zh(format!("未知的时区 `{tz_text}`"))
             .suggest(tz_text, known)
-            .hint2("use an IANA name such as `Asia/Shanghai`", "请使用 IANA 时区名，例如 `Asia/Shanghai`"),
+            .hint2(
+                "use an IANA name such as `Asia/Shanghai`",
+                "请使用 IANA 时区名，例如 `Asia/Shanghai`",
+            ),
         );
         chrono_tz::Asia::Shanghai
     });
@@ -417,7 +420,10 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
                     format!("bad schedule `{}`: {why}", expr.get_ref()),
                 )
                 .zh(format!("定时 `{}` 写得不对：{why}", expr.get_ref()))
-                .hint2("for every day at 09:00 write \"0 9 * * *\"", "每天 09:00 请写 \"0 9 * * *\"（分 时 日 月 周）"),
+                .hint2(
+                    "for every day at 09:00 write \"0 9 * * *\"",
+                    "每天 09:00 请写 \"0 9 * * *\"（分 时 日 月 周）",
+                ),
             ),
         }
     }
@@ -430,7 +436,10 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
                     format!("bad {what} `{}`: {e}", field.get_ref()),
                 )
                 .zh(format!("时长 `{}` 写得不对", field.get_ref()))
-                .hint2("write a duration such as \"30s\", \"5m\" or \"2h\"", "请写成时长，例如 \"30s\"、\"5m\" 或 \"2h\""),
+                .hint2(
+                    "write a duration such as \"30s\", \"5m\" or \"2h\"",
+                    "请写成时长，例如 \"30s\"、\"5m\" 或 \"2h\"",
+                ),
             );
             Duration::from_secs(60)
         })

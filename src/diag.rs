@@ -118,11 +118,17 @@ impl Diagnostic {
         known: impl IntoIterator<Item = &'a str> + Clone,
     ) -> Self {
         match nearest(given, known.clone()) {
-            Some(best) => self.hint2(format!("did you mean `{best}`?"), format!("您是不是想写 `{best}`？")),
+            Some(best) => self.hint2(
+                format!("did you mean `{best}`?"),
+                format!("您是不是想写 `{best}`？"),
+            ),
             None => {
                 let all: Vec<&str> = known.into_iter().collect();
                 if all.len() <= 12 {
-                    self.hint2(format!("known: {}", all.join(", ")), format!("可选：{}", all.join("、")))
+                    self.hint2(
+                        format!("known: {}", all.join(", ")),
+                        format!("可选：{}", all.join("、")),
+                    )
                 } else {
                     self
                 }
@@ -246,7 +252,11 @@ impl Report {
 
     /// `path:line:col`, or the path when the problem has no place.
     fn place(&self, d: &Diagnostic) -> String {
-        match d.span.as_ref().and_then(|s| self.line_col(&d.file, s.start)) {
+        match d
+            .span
+            .as_ref()
+            .and_then(|s| self.line_col(&d.file, s.start))
+        {
             Some((line, col)) => format!("{}:{line}:{col}", d.file.display()),
             None => d.file.display().to_string(),
         }
@@ -270,7 +280,11 @@ impl Report {
                 (Severity::Error, Lang::Zh) => ("错误", "1;31"),
                 (Severity::Warning, Lang::Zh) => ("警告", "1;33"),
             };
-            out.push_str(&format!("{}: {}\n", paint(code, word), paint("1", d.message_in(lang))));
+            out.push_str(&format!(
+                "{}: {}\n",
+                paint(code, word),
+                paint("1", d.message_in(lang))
+            ));
             out.push_str(&format!("  --> {}\n", self.place(d)));
             if let (Some(span), Some(text)) = (&d.span, self.source(&d.file))
                 && let Some((line_no, _)) = self.line_col(&d.file, span.start)
@@ -284,7 +298,11 @@ impl Report {
                 let pad = " ".repeat(gutter.len());
                 let before = text[line_start..start].width();
                 let under = text[start..end].width().max(1);
-                out.push_str(&format!("{pad} |\n{gutter} | {line}\n{pad} | {}{}\n", " ".repeat(before), paint(code, &"^".repeat(under))));
+                out.push_str(&format!(
+                    "{pad} |\n{gutter} | {line}\n{pad} | {}{}\n",
+                    " ".repeat(before),
+                    paint(code, &"^".repeat(under))
+                ));
             }
             let label = match lang {
                 Lang::En => "hint",

@@ -21,6 +21,7 @@ pub mod model;
 pub mod predict;
 pub mod report;
 pub mod rules;
+pub mod ruletest;
 pub mod senders;
 pub mod store;
 pub mod templates;

@@ -288,7 +288,10 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
                     Diagnostic::error(&channel_dir, None, format!("`{dir_name}` is not a channel"))
                         .zh(format!("`{dir_name}` 不是渠道"))
                         .suggest(&dir_name, Channel::names())
-                        .hint2("templates live in templates/<channel>/<name>.txt", "模板放在 templates/<渠道>/<名称>.txt"),
+                        .hint2(
+                            "templates live in templates/<channel>/<name>.txt",
+                            "模板放在 templates/<渠道>/<名称>.txt",
+                        ),
                 );
                 continue;
             }

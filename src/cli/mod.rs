@@ -63,6 +63,12 @@ pub enum Command {
     },
     /// Check recall.toml, the rules and the templates; exit 1 on any error.
     Check,
+    /// Run the rule tests (rules/tests/*.toml): each case's customers, ticks
+    /// and expected moves and messages, against the clinic's rules.
+    Test {
+        /// A test file or folder; default `tests` in the rules folder.
+        path: Option<PathBuf>,
+    },
     /// Evaluate the rules once: move customers between pools and queue their messages.
     Tick {
         /// The time to evaluate at (clinic time, e.g. "2026-03-01 09:00"); default now.
@@ -315,6 +321,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Init(args) => init(&args).map(|_| ExitCode::SUCCESS),
         Command::Demo { dir } => demo(&dir),
         Command::Check => Ok(check(&cli.config)),
+        Command::Test { path } => rule_tests(&cli.config, path.as_deref()),
         Command::Tick {
             at,
             dry_run,
@@ -656,6 +663,76 @@ fn report(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `recall test`.
+fn rule_tests(config_path: &Path, path: Option<&Path>) -> Result<ExitCode> {
+    use crate::diag::Lang;
+    let loaded = load(config_path)?;
+    let path = path.map_or_else(|| loaded.config.rules_dir.join("tests"), Path::to_path_buf);
+    let files =
+        crate::ruletest::files(&path).with_context(|| format!("reading {}", path.display()))?;
+    if files.is_empty() {
+        bail!("no test files in {}", path.display());
+    }
+    let zh = lang() == Lang::Zh;
+    let (mut passed, mut failed) = (0, 0);
+    let mut fired = std::collections::BTreeSet::new();
+    let mut broken = false;
+    for file in &files {
+        println!("{}", file.display());
+        let tests = match crate::ruletest::parse(file) {
+            Ok(tests) => tests,
+            Err(report) => {
+                print!("{}", report.render_in(lang(), color()));
+                broken = true;
+                continue;
+            }
+        };
+        for case in crate::ruletest::run_file(&loaded, file, &tests).cases {
+            fired.extend(case.fired.iter().cloned());
+            if case.failures.is_empty() {
+                passed += 1;
+                println!("  ok    {}", case.name);
+            } else {
+                failed += 1;
+                println!("  FAIL  {}", case.name);
+                for failure in &case.failures {
+                    println!("        {failure}");
+                }
+            }
+        }
+    }
+    let untested: Vec<&str> = loaded
+        .rules
+        .rules
+        .iter()
+        .filter(|r| r.enabled && !fired.contains(&r.id))
+        .map(|r| r.id.as_str())
+        .collect();
+    if !untested.is_empty() {
+        if zh {
+            println!(
+                "\n警告：没有任何测试用例让这些规则触发过：{}",
+                untested.join("、")
+            );
+        } else {
+            println!(
+                "\nwarning: no test case makes these rules fire: {}",
+                untested.join(", ")
+            );
+        }
+    }
+    if zh {
+        println!("\n{passed} 个通过，{failed} 个失败");
+    } else {
+        println!("\n{passed} passed, {failed} failed");
+    }
+    Ok(if failed > 0 || broken {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `recall check`.

@@ -1,7 +1,8 @@
 //! What `recall init` writes: a commented `recall.toml` and the shipped rules
 //! and templates, embedded in the binary so `init` works from anywhere.
 
-/// `(path relative to the new folder, contents)` of every shipped file.
+/// `(path relative to the new folder, contents)` of every shipped file: the
+/// rules, their tests (rules/tests) and the templates.
 pub const FILES: &[(&str, &str)] = &[
     ("rules/01-new.toml", include_str!("../../rules/01-new.toml")),
     (
@@ -19,6 +20,26 @@ pub const FILES: &[(&str, &str)] = &[
     (
         "rules/05-churned.toml",
         include_str!("../../rules/05-churned.toml"),
+    ),
+    (
+        "rules/tests/01-new.toml",
+        include_str!("../../rules/tests/01-new.toml"),
+    ),
+    (
+        "rules/tests/02-customer.toml",
+        include_str!("../../rules/tests/02-customer.toml"),
+    ),
+    (
+        "rules/tests/03-warning.toml",
+        include_str!("../../rules/tests/03-warning.toml"),
+    ),
+    (
+        "rules/tests/04-maintenance.toml",
+        include_str!("../../rules/tests/04-maintenance.toml"),
+    ),
+    (
+        "rules/tests/05-churned.toml",
+        include_str!("../../rules/tests/05-churned.toml"),
     ),
     (
         "templates/email/churned_recall.html",
@@ -202,9 +223,6 @@ mod tests {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
-                if path.file_name().is_some_and(|n| n == "tests") {
-                    continue;
-                }
                 files_under(&path, root, out);
             } else {
                 out.push(

@@ -16,16 +16,26 @@ pub fn lint(set: &RuleSet) -> Vec<Diagnostic> {
             let rule = &set.rules[index];
             if constant(rule) == Some(false) {
                 warnings.push(
-                    at(rule, format!("rule `{}` can never fire: its condition is always false", rule.id))
-                        .zh(format!("规则 `{}` 永远不会触发：它的条件恒为假", rule.id)),
+                    at(
+                        rule,
+                        format!(
+                            "rule `{}` can never fire: its condition is always false",
+                            rule.id
+                        ),
+                    )
+                    .zh(format!("规则 `{}` 永远不会触发：它的条件恒为假", rule.id)),
                 );
                 continue;
             }
             // A higher-priority rule that moves customers out of this pool
             // whenever this rule's condition holds leaves it nothing.
-            let shadow = order[..position].iter().map(|i| &set.rules[*i]).find(|higher| {
-                higher.moves() && (constant(higher) == Some(true) || same_condition(higher, rule))
-            });
+            let shadow = order[..position]
+                .iter()
+                .map(|i| &set.rules[*i])
+                .find(|higher| {
+                    higher.moves()
+                        && (constant(higher) == Some(true) || same_condition(higher, rule))
+                });
             if let Some(higher) = shadow {
                 warnings.push(
                     at(
@@ -55,15 +65,24 @@ pub fn lint(set: &RuleSet) -> Vec<Diagnostic> {
             .rules
             .iter()
             .any(|r| r.enabled && r.moves() && r.from.contains(pool));
-        let entered = *pool == Pool::New || set.rules.iter().any(|r| r.enabled && r.to == Some(*pool));
-        if entered && !leaves && let Some(first) = set.rules.first() {
+        let entered =
+            *pool == Pool::New || set.rules.iter().any(|r| r.enabled && r.to == Some(*pool));
+        if entered
+            && !leaves
+            && let Some(first) = set.rules.first()
+        {
             warnings.push(
                 Diagnostic::warning(
                     &first.origin.file,
                     None,
-                    format!("no rule moves customers out of `{pool}`: once there, they stay for good"),
+                    format!(
+                        "no rule moves customers out of `{pool}`: once there, they stay for good"
+                    ),
                 )
-                .zh(format!("没有任何规则把顾客移出{}：顾客一旦进入就会一直留在那里", pool.zh()))
+                .zh(format!(
+                    "没有任何规则把顾客移出{}：顾客一旦进入就会一直留在那里",
+                    pool.zh()
+                ))
                 .hint2(
                     format!("add a rule with from = \"{pool}\" and a `to`"),
                     format!("请添加一条 from = \"{pool}\" 且带有 `to` 的规则"),
@@ -75,7 +94,11 @@ pub fn lint(set: &RuleSet) -> Vec<Diagnostic> {
 }
 
 fn at(rule: &Rule, message: String) -> Diagnostic {
-    Diagnostic::warning(&rule.origin.file, Some(rule.origin.id_span.clone()), message)
+    Diagnostic::warning(
+        &rule.origin.file,
+        Some(rule.origin.id_span.clone()),
+        message,
+    )
 }
 
 /// `Some(b)` when the condition is the literal `true` or `false`.
@@ -101,7 +124,13 @@ mod tests {
 
     fn warnings(text: &str) -> Vec<String> {
         let mut report = Report::default();
-        let rules = load_text(Path::new("rules/t.toml"), text, &cel_env(), None, &mut report);
+        let rules = load_text(
+            Path::new("rules/t.toml"),
+            text,
+            &cel_env(),
+            None,
+            &mut report,
+        );
         assert!(!report.has_errors(), "{report}");
         let set = RuleSet::new(rules);
         let mut report = Report::default();
@@ -120,8 +149,16 @@ mod tests {
             "{LEAVES_ALL}[[rule]]\nid = \"all\"\nfrom = \"new\"\nto = \"customer\"\npriority = 10\nwhen = \"true\"\n[[rule]]\nid = \"low\"\nfrom = \"new\"\nto = \"warning\"\nwhen = \"visit_count > 1\"\n[[rule]]\nid = \"out\"\nfrom = [\"customer\", \"warning\"]\nto = \"churned\"\nwhen = \"true\"\n"
         );
         let lines = warnings(&text);
-        assert!(lines.iter().any(|l| l.contains("rule `low` never fires in pool `new`: `all` (priority 10) always fires first")), "{lines:#?}");
-        assert!(lines.iter().any(|l| l.contains("rule `n` never fires")), "{lines:#?}");
+        assert!(
+            lines.iter().any(|l| l.contains(
+                "rule `low` never fires in pool `new`: `all` (priority 10) always fires first"
+            )),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("rule `n` never fires")),
+            "{lines:#?}"
+        );
     }
 
     #[test]
@@ -130,22 +167,38 @@ mod tests {
             "{LEAVES_ALL}[[rule]]\nid = \"a\"\nfrom = \"new\"\nto = \"warning\"\npriority = 5\nwhen = \"visit_count>1\"\n[[rule]]\nid = \"b\"\nfrom = \"new\"\npriority = 1\nwhen = \"visit_count > 1\"\n[[rule.action]]\nchannel = \"sms\"\ntemplate = \"x\"\n[[rule]]\nid = \"w\"\nfrom = \"warning\"\nto = \"new\"\nwhen = \"true\"\n"
         );
         let lines = warnings(&text);
-        assert!(lines.iter().any(|l| l.contains("rule `b` never fires")), "{lines:#?}");
-        assert!(!lines.iter().any(|l| l.contains("rule `n` never fires")), "{lines:#?}");
+        assert!(
+            lines.iter().any(|l| l.contains("rule `b` never fires")),
+            "{lines:#?}"
+        );
+        assert!(
+            !lines.iter().any(|l| l.contains("rule `n` never fires")),
+            "{lines:#?}"
+        );
         assert_eq!(lines.len(), 1, "{lines:#?}");
     }
 
     #[test]
     fn pools_nobody_leaves_are_reported() {
-        let text = "[[rule]]\nid = \"n\"\nfrom = \"new\"\nto = \"churned\"\nwhen = \"visit_count > 5\"\n";
+        let text =
+            "[[rule]]\nid = \"n\"\nfrom = \"new\"\nto = \"churned\"\nwhen = \"visit_count > 5\"\n";
         let lines = warnings(text);
         assert_eq!(lines.len(), 1, "{lines:#?}");
-        assert!(lines[0].contains("no rule moves customers out of `churned`"), "{lines:#?}");
+        assert!(
+            lines[0].contains("no rule moves customers out of `churned`"),
+            "{lines:#?}"
+        );
     }
 
     #[test]
     fn always_false_rules_never_fire() {
-        let text = format!("{LEAVES_ALL}[[rule]]\nid = \"off\"\nfrom = \"new\"\nto = \"customer\"\nwhen = \"false\"\n");
-        assert!(warnings(&text).iter().any(|l| l.contains("rule `off` can never fire")));
+        let text = format!(
+            "{LEAVES_ALL}[[rule]]\nid = \"off\"\nfrom = \"new\"\nto = \"customer\"\nwhen = \"false\"\n"
+        );
+        assert!(
+            warnings(&text)
+                .iter()
+                .any(|l| l.contains("rule `off` can never fire"))
+        );
     }
 }

@@ -189,7 +189,10 @@ pub fn load(dir: &Path, templates: Option<&TemplateSet>) -> Checked<RuleSet> {
             report.push(
                 Diagnostic::error(dir, None, format!("cannot read the rules folder: {e}"))
                     .zh(format!("无法读取规则文件夹：{e}"))
-                    .hint2("`paths.rules` in recall.toml names it", "它由 recall.toml 中的 `paths.rules` 指定"),
+                    .hint2(
+                        "`paths.rules` in recall.toml names it",
+                        "它由 recall.toml 中的 `paths.rules` 指定",
+                    ),
             );
             return Err(report);
         }
@@ -212,7 +215,10 @@ pub fn load(dir: &Path, templates: Option<&TemplateSet>) -> Checked<RuleSet> {
                 "no rules: no customer will ever move or be contacted",
             )
             .zh("没有任何规则：不会有顾客流转，也不会发出任何消息")
-            .hint2("`recall init` writes a starting set of rules", "`recall init` 会写入一套初始规则"),
+            .hint2(
+                "`recall init` writes a starting set of rules",
+                "`recall init` 会写入一套初始规则",
+            ),
         );
     }
     if report.has_errors() {
@@ -293,7 +299,10 @@ impl Checker<'_> {
                     format!("rule id `{id}` must be letters, digits, `_` or `-`"),
                 )
                 .zh(format!("规则 id `{id}` 只能包含字母、数字、`_` 或 `-`"))
-                .hint2("for example id = \"warning_no_visit_90d\"", "例如 id = \"warning_no_visit_90d\""),
+                .hint2(
+                    "for example id = \"warning_no_visit_90d\"",
+                    "例如 id = \"warning_no_visit_90d\"",
+                ),
             );
         }
 
@@ -308,9 +317,10 @@ impl Checker<'_> {
         }
         for pool in &pools {
             match pool.get_ref().parse::<Pool>() {
-                Ok(p) if from.contains(&p) => {
-                    report.push(self.error(pool, format!("pool `{p}` is listed twice")).zh(format!("池 `{p}` 写了两次")))
-                }
+                Ok(p) if from.contains(&p) => report.push(
+                    self.error(pool, format!("pool `{p}` is listed twice"))
+                        .zh(format!("池 `{p}` 写了两次")),
+                ),
                 Ok(p) => from.push(p),
                 Err(_) => report.push(
                     self.error(pool, format!("unknown pool `{}`", pool.get_ref()))
@@ -345,7 +355,10 @@ impl Checker<'_> {
         let cooldown_days = raw.cooldown_days.as_ref().and_then(|c| {
             let days = *c.get_ref();
             if days < 1 {
-                report.push(self.error(c, "`cooldown_days` must be at least 1").zh("`cooldown_days` 至少为 1"));
+                report.push(
+                    self.error(c, "`cooldown_days` must be at least 1")
+                        .zh("`cooldown_days` 至少为 1"),
+                );
                 None
             } else {
                 if raw.to.is_some() {
@@ -356,7 +369,10 @@ impl Checker<'_> {
                             "`cooldown_days` has no effect on a rule that moves customers",
                         )
                         .zh("`cooldown_days` 对会移动顾客的规则无效")
-                        .hint2("a moving rule fires once: the customer leaves the pool", "移动顾客的规则只触发一次：顾客离开了该池"),
+                        .hint2(
+                            "a moving rule fires once: the customer leaves the pool",
+                            "移动顾客的规则只触发一次：顾客离开了该池",
+                        ),
                     );
                 }
                 Some(days)
@@ -390,7 +406,10 @@ impl Checker<'_> {
             None => DEFAULT_ATTRIBUTION_DAYS,
             Some(days) if *days.get_ref() >= 1 => *days.get_ref(),
             Some(days) => {
-                report.push(self.error(days, "`attribution_days` must be at least 1").zh("`attribution_days` 至少为 1"));
+                report.push(
+                    self.error(days, "`attribution_days` must be at least 1")
+                        .zh("`attribution_days` 至少为 1"),
+                );
                 DEFAULT_ATTRIBUTION_DAYS
             }
         };
@@ -470,7 +489,10 @@ impl Checker<'_> {
                     report.push(
                         self.error(delay, format!("bad delay `{}`: {e}", delay.get_ref()))
                             .zh(format!("延迟 `{}` 写得不对", delay.get_ref()))
-                            .hint2("write a duration such as \"2h\" or \"3d\"", "请写成时长，例如 \"2h\"（2小时）或 \"3d\"（3天）"),
+                            .hint2(
+                                "write a duration such as \"2h\" or \"3d\"",
+                                "请写成时长，例如 \"2h\"（2小时）或 \"3d\"（3天）",
+                            ),
                     );
                     return None;
                 }
@@ -553,17 +575,15 @@ impl Checker<'_> {
                 .zh(format!("未知的事实 `{name}`"))
                 .suggest(name, facts::names());
                 if Pool::names().contains(&name) {
-                    diagnostic =
-                        diagnostic.hint2(
-                            format!("to test the pool, write pool == \"{name}\""),
-                            format!("要判断所在的池，请写 pool == \"{name}\""),
-                        );
+                    diagnostic = diagnostic.hint2(
+                        format!("to test the pool, write pool == \"{name}\""),
+                        format!("要判断所在的池，请写 pool == \"{name}\""),
+                    );
                 } else if diagnostic.hints.is_empty() {
-                    diagnostic =
-                        diagnostic.hint2(
-                            "`recall facts` lists every fact; text must be in quotes",
-                            "`recall facts` 列出所有事实；文本要加引号",
-                        );
+                    diagnostic = diagnostic.hint2(
+                        "`recall facts` lists every fact; text must be in quotes",
+                        "`recall facts` 列出所有事实；文本要加引号",
+                    );
                 }
                 report.push(diagnostic);
             }
@@ -573,7 +593,9 @@ impl Checker<'_> {
                 let span = info
                     .offset_for(problem.expr_id)
                     .map(|(s, e)| to_file(s as usize..e as usize));
-                let mut diagnostic = Diagnostic::error(self.path, span.or(Some(when.span())), problem.en).zh(problem.zh);
+                let mut diagnostic =
+                    Diagnostic::error(self.path, span.or(Some(when.span())), problem.en)
+                        .zh(problem.zh);
                 if let Some((en, zh)) = problem.hint {
                     diagnostic = diagnostic.hint2(en, zh);
                 }
@@ -691,7 +713,10 @@ fn check_unique_ids(rules: &[Rule], report: &mut Report) {
                         rule.id, rule.origin.line
                     ),
                 )
-                .zh(format!("规则 id `{}`（第 {} 行）已在 {first} 用过", rule.id, rule.origin.line))
+                .zh(format!(
+                    "规则 id `{}`（第 {} 行）已在 {first} 用过",
+                    rule.id, rule.origin.line
+                ))
                 .hint2(
                     "every rule needs its own id: the outreach log and reports name rules by id",
                     "每条规则都需要自己的 id：触达日志和报表都按 id 区分规则",

@@ -393,18 +393,39 @@ template = "x"
 
 #[test]
 fn check_rejects_text_compared_with_a_number_before_anything_runs() {
-    let lines = errors("[[rule]]\nid = \"a\"\nfrom = \"new\"\nto = \"customer\"\nwhen = 'city > 3 && visit_count >= \"2\"'\n");
+    let lines = errors(
+        "[[rule]]\nid = \"a\"\nfrom = \"new\"\nto = \"customer\"\nwhen = 'city > 3 && visit_count >= \"2\"'\n",
+    );
     assert_eq!(lines.len(), 2, "{lines:#?}");
-    assert!(lines[0].contains("rules/test.toml:5:14: error: text is compared with a number"), "{}", lines[0]);
-    assert!(lines[1].contains("a number is compared with text"), "{}", lines[1]);
+    assert!(
+        lines[0].contains("rules/test.toml:5:14: error: text is compared with a number"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("a number is compared with text"),
+        "{}",
+        lines[1]
+    );
 }
 
 #[test]
 fn diagnostics_speak_chinese() {
-    let report = load_str("[[rule]]\nid = \"a\"\nfrom = \"custmer\"\nto = \"warning\"\nwhen = \"true\"\n").unwrap_err();
+    let report =
+        load_str("[[rule]]\nid = \"a\"\nfrom = \"custmer\"\nto = \"warning\"\nwhen = \"true\"\n")
+            .unwrap_err();
     let lines = report.to_lines_in(crate::diag::Lang::Zh);
-    assert_eq!(lines, ["rules/test.toml:3:8: 错误: 未知的池 `custmer` (您是不是想写 `customer`？)"]);
+    assert_eq!(
+        lines,
+        ["rules/test.toml:3:8: 错误: 未知的池 `custmer` (您是不是想写 `customer`？)"]
+    );
     let rendered = report.render_in(crate::diag::Lang::Zh, false);
-    assert!(rendered.contains("错误: 未知的池") && rendered.contains("= 提示: 您是不是想写"), "{rendered}");
-    assert!(rendered.contains("3 | from = \"custmer\"\n  |        ^^^^^^^^^"), "{rendered}");
+    assert!(
+        rendered.contains("错误: 未知的池") && rendered.contains("= 提示: 您是不是想写"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("3 | from = \"custmer\"\n  |        ^^^^^^^^^"),
+        "{rendered}"
+    );
 }

@@ -69,8 +69,20 @@ pub struct Problem {
 
 /// Functions conditions may call, for suggestions.
 pub const FUNCTIONS: &[&str] = &[
-    "size", "contains", "startsWith", "endsWith", "matches", "int", "double", "string", "exists", "all",
-    "exists_one", "map", "filter", "has",
+    "size",
+    "contains",
+    "startsWith",
+    "endsWith",
+    "matches",
+    "int",
+    "double",
+    "string",
+    "exists",
+    "all",
+    "exists_one",
+    "map",
+    "filter",
+    "has",
 ];
 
 /// Checks a whole condition: it must be true/false, and its parts must fit.
@@ -140,7 +152,9 @@ impl Checker {
                 let types: Vec<Ty> = list.elements.iter().map(|e| self.infer(e)).collect();
                 let element = match types.split_first() {
                     Some((first, rest)) if rest.iter().all(|t| t == first) => first.clone(),
-                    Some((first, rest)) if first.numeric() && rest.iter().all(Ty::numeric) => Ty::Double,
+                    Some((first, rest)) if first.numeric() && rest.iter().all(Ty::numeric) => {
+                        Ty::Double
+                    }
                     _ => Ty::Dyn,
                 };
                 Ty::List(Box::new(element))
@@ -169,16 +183,28 @@ impl Checker {
                 self.scopes.truncate(depth);
                 result
             }
-            Expr::Call(call) => self.call(expr.id, &call.func_name, call.target.as_deref(), &call.args),
+            Expr::Call(call) => {
+                self.call(expr.id, &call.func_name, call.target.as_deref(), &call.args)
+            }
         }
     }
 
-    fn call(&mut self, id: u64, function: &str, target: Option<&IdedExpr>, args: &[IdedExpr]) -> Ty {
+    fn call(
+        &mut self,
+        id: u64,
+        function: &str,
+        target: Option<&IdedExpr>,
+        args: &[IdedExpr],
+    ) -> Ty {
         let target_ty = target.map(|t| self.infer(t));
         let arg_tys: Vec<Ty> = args.iter().map(|a| self.infer(a)).collect();
         match function {
             operators::LOGICAL_AND | operators::LOGICAL_OR => {
-                let word = if function == operators::LOGICAL_AND { "&&" } else { "||" };
+                let word = if function == operators::LOGICAL_AND {
+                    "&&"
+                } else {
+                    "||"
+                };
                 for (arg, ty) in args.iter().zip(&arg_tys) {
                     self.expect_bool(arg.id, ty, word);
                 }
@@ -205,7 +231,10 @@ impl Checker {
                 }
                 Ty::Bool
             }
-            operators::LESS | operators::LESS_EQUALS | operators::GREATER | operators::GREATER_EQUALS => {
+            operators::LESS
+            | operators::LESS_EQUALS
+            | operators::GREATER
+            | operators::GREATER_EQUALS => {
                 if let [a, b] = arg_tys.as_slice() {
                     let fits = !a.known()
                         || !b.known()
@@ -223,27 +252,37 @@ impl Checker {
                 }
                 Ty::Bool
             }
-            operators::ADD | operators::SUBSTRACT | operators::MULTIPLY | operators::DIVIDE | operators::MODULO => {
-                match arg_tys.as_slice() {
-                    [a, b] if a.numeric() && b.numeric() => {
-                        if *a == Ty::Double || *b == Ty::Double {
-                            Ty::Double
-                        } else {
-                            Ty::Int
-                        }
+            operators::ADD
+            | operators::SUBSTRACT
+            | operators::MULTIPLY
+            | operators::DIVIDE
+            | operators::MODULO => match arg_tys.as_slice() {
+                [a, b] if a.numeric() && b.numeric() => {
+                    if *a == Ty::Double || *b == Ty::Double {
+                        Ty::Double
+                    } else {
+                        Ty::Int
                     }
-                    [Ty::String, Ty::String] if function == operators::ADD => Ty::String,
-                    [a, b] if a.known() && b.known() => {
-                        self.problem(
-                            id,
-                            format!("arithmetic needs numbers, not {} and {}", a.describe().0, b.describe().0),
-                            format!("算术运算需要数字，这里是{}和{}", a.describe().1, b.describe().1),
-                        );
-                        Ty::Dyn
-                    }
-                    _ => Ty::Dyn,
                 }
-            }
+                [Ty::String, Ty::String] if function == operators::ADD => Ty::String,
+                [a, b] if a.known() && b.known() => {
+                    self.problem(
+                        id,
+                        format!(
+                            "arithmetic needs numbers, not {} and {}",
+                            a.describe().0,
+                            b.describe().0
+                        ),
+                        format!(
+                            "算术运算需要数字，这里是{}和{}",
+                            a.describe().1,
+                            b.describe().1
+                        ),
+                    );
+                    Ty::Dyn
+                }
+                _ => Ty::Dyn,
+            },
             operators::NEGATE => match arg_tys.first() {
                 Some(t) if t.numeric() => t.clone(),
                 _ => Ty::Dyn,
@@ -255,12 +294,21 @@ impl Checker {
                             let fits = !element.known()
                                 || !inner.known()
                                 || (element.numeric() && inner.numeric())
-                                || std::mem::discriminant(element) == std::mem::discriminant(inner.as_ref());
+                                || std::mem::discriminant(element)
+                                    == std::mem::discriminant(inner.as_ref());
                             if !fits {
                                 self.problem(
                                     id,
-                                    format!("`in` looks for {} in a list of {}", element.describe().0, plural(inner)),
-                                    format!("`in` 在{}列表中查找{}", inner.describe().1, element.describe().1),
+                                    format!(
+                                        "`in` looks for {} in a list of {}",
+                                        element.describe().0,
+                                        plural(inner)
+                                    ),
+                                    format!(
+                                        "`in` 在{}列表中查找{}",
+                                        inner.describe().1,
+                                        element.describe().1
+                                    ),
                                 );
                             }
                         }
@@ -283,10 +331,12 @@ impl Checker {
                     _ => Ty::Dyn,
                 }
             }
-            operators::INDEX | operators::OPT_INDEX | operators::OPT_SELECT => match arg_tys.first() {
-                Some(Ty::List(inner)) => *inner.clone(),
-                _ => Ty::Dyn,
-            },
+            operators::INDEX | operators::OPT_INDEX | operators::OPT_SELECT => {
+                match arg_tys.first() {
+                    Some(Ty::List(inner)) => *inner.clone(),
+                    _ => Ty::Dyn,
+                }
+            }
             "size" => {
                 let subject = target_ty.as_ref().or(arg_tys.first());
                 if let Some(t) = subject
@@ -326,7 +376,10 @@ impl Checker {
                     en: format!("unknown function `{other}`"),
                     zh: format!("未知的函数 `{other}`"),
                     hint: Some(match hint {
-                        Some(h) => (format!("did you mean `{h}`?"), format!("您是不是想写 `{h}`？")),
+                        Some(h) => (
+                            format!("did you mean `{h}`?"),
+                            format!("您是不是想写 `{h}`？"),
+                        ),
                         None => (
                             format!("functions: {}", FUNCTIONS.join(", ")),
                             format!("可用的函数：{}", FUNCTIONS.join("、")),
@@ -342,7 +395,10 @@ impl Checker {
         if ty.known() && *ty != Ty::Bool {
             self.problem(
                 id,
-                format!("`{word}` needs true/false on each side; this is {}", ty.describe().0),
+                format!(
+                    "`{word}` needs true/false on each side; this is {}",
+                    ty.describe().0
+                ),
                 format!("`{word}` 两边都需要真/假，这里是{}", ty.describe().1),
             );
         }
@@ -352,7 +408,11 @@ impl Checker {
         let _ = op;
         self.problems.push(Problem {
             expr_id: id,
-            en: format!("{} is compared with {}: they can never match", a.describe().0, b.describe().0),
+            en: format!(
+                "{} is compared with {}: they can never match",
+                a.describe().0,
+                b.describe().0
+            ),
             zh: format!("{}与{}比较，永远不会成立", a.describe().1, b.describe().1),
             hint: Some((
                 "text goes in quotes (city == \"上海\"), numbers do not (visit_count > 2)".into(),
@@ -378,7 +438,10 @@ mod tests {
     fn problems(source: &str) -> Vec<String> {
         let env = cel::Env::stdlib();
         let program = env.compile(source).unwrap();
-        check(program.expression()).into_iter().map(|p| p.en).collect()
+        check(program.expression())
+            .into_iter()
+            .map(|p| p.en)
+            .collect()
     }
 
     #[test]
@@ -402,8 +465,14 @@ mod tests {
 
     #[test]
     fn text_compared_with_a_number_is_an_error() {
-        assert_eq!(problems("city > 3"), ["text is compared with a number: they can never match"]);
-        assert_eq!(problems("visit_count == \"3\""), ["a number is compared with text: they can never match"]);
+        assert_eq!(
+            problems("city > 3"),
+            ["text is compared with a number: they can never match"]
+        );
+        assert_eq!(
+            problems("visit_count == \"3\""),
+            ["a number is compared with text: they can never match"]
+        );
     }
 
     #[test]
@@ -412,13 +481,22 @@ mod tests {
             problems("visit_count && purchased_in_pool"),
             ["`&&` needs true/false on each side; this is a number"]
         );
-        assert_eq!(problems("visit_count"), ["the condition is a number, not true/false"]);
+        assert_eq!(
+            problems("visit_count"),
+            ["the condition is a number, not true/false"]
+        );
     }
 
     #[test]
     fn lists_and_functions_are_checked() {
-        assert_eq!(problems("3 in tags"), ["`in` looks for a number in a list of text"]);
-        assert_eq!(problems("visit_count.startsWith(\"a\")"), ["startsWith() works on text, not a number"]);
+        assert_eq!(
+            problems("3 in tags"),
+            ["`in` looks for a number in a list of text"]
+        );
+        assert_eq!(
+            problems("visit_count.startsWith(\"a\")"),
+            ["startsWith() works on text, not a number"]
+        );
         assert_eq!(problems("sizee(tags) > 0")[0], "unknown function `sizee`");
         assert_eq!(
             problems("days_since_last_visit > null"),

@@ -211,6 +211,52 @@ impl Store {
             .optional()?)
     }
 
+    /// The moves and messages one tick wrote.
+    pub fn tick_results(&self, tick_id: i64) -> Result<(Vec<MoveEntry>, Vec<LogEntry>)> {
+        let mut stmt = self.conn.prepare(
+            "SELECT t.id, t.at, c.external_id, t.from_pool, t.to_pool, t.rule_id, t.reason
+             FROM transitions t JOIN customers c ON c.id = t.customer_id
+             WHERE t.tick_id = ?1 ORDER BY t.id",
+        )?;
+        let moves = stmt
+            .query_map([tick_id], |r| {
+                Ok(MoveEntry {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    customer: r.get(2)?,
+                    from: r.get(3)?,
+                    to: r.get(4)?,
+                    rule_id: r.get(5)?,
+                    reason: r.get(6)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut stmt = self.conn.prepare(
+            "SELECT o.id, o.created_at, o.due_at, o.sent_at, o.updated_at, c.external_id, o.rule_id,
+                    o.pool, o.channel, o.template, o.status, o.attempts, o.last_error, o.sender,
+                    o.provider_id, o.subject, o.content, o.cost_milli
+             FROM outreach o JOIN customers c ON c.id = o.customer_id
+             WHERE o.tick_id = ?1 ORDER BY o.id",
+        )?;
+        let messages = stmt
+            .query_map([tick_id], log_entry)?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok((moves, messages))
+    }
+
+    /// The current pool of a customer, by the clinic's id.
+    pub fn pool_of(&self, external_id: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT p.pool FROM customer_pools p JOIN customers c ON c.id = p.customer_id
+                 WHERE c.external_id = ?1",
+                [external_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// Pool moves, oldest first, newest `limit` entries.
     pub fn moves(&self, filter: &LogFilter) -> Result<Vec<MoveEntry>> {
         let mut w = Where::default();

@@ -1,0 +1,472 @@
+//! `recall test`: unit tests for rules, written in TOML by the people who
+//! write the rules (like `promtool test rules`).
+//!
+//! A test file holds cases. Each case describes customers with their
+//! visits, orders and follow-ups, then a sequence of ticks at given times,
+//! with what each tick must do: the exact pool moves, the exact messages
+//! (channel, template, and text they must contain), the pools afterwards.
+//! Each case runs against the clinic's real rules and templates on a fresh
+//! temporary database; nothing touches the clinic's data.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use crate::daemon::Loaded;
+use crate::diag::{self, Diagnostic, Report};
+use crate::engine::{self, Engine, TickOptions};
+use crate::model::{FollowupResult, Gender, Pool};
+use crate::store::Store;
+use crate::store::ingest::NewCustomer;
+
+/// A test file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestFile {
+    #[serde(default, rename = "case")]
+    pub cases: Vec<Case>,
+}
+
+/// One `[[case]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// Shown in the results.
+    pub name: String,
+    #[serde(default, rename = "customer")]
+    pub customers: Vec<CustomerSpec>,
+    #[serde(default, rename = "tick")]
+    pub ticks: Vec<TickSpec>,
+}
+
+/// One `[[case.customer]]` with its history.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerSpec {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub gender: Option<String>,
+    #[serde(default)]
+    pub birth_date: Option<String>,
+    #[serde(default)]
+    pub city: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub wechat: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// When the customer was first seen (default: the first visit).
+    #[serde(default)]
+    pub first_seen: Option<String>,
+    #[serde(default)]
+    pub visits: Vec<String>,
+    #[serde(default)]
+    pub orders: Vec<OrderSpec>,
+    #[serde(default)]
+    pub followups: Vec<FollowupSpec>,
+    /// Put the customer in this pool at `since` (default: `new` from first seen).
+    #[serde(default)]
+    pub pool: Option<String>,
+    #[serde(default)]
+    pub since: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderSpec {
+    pub at: String,
+    /// Yuan.
+    pub amount: f64,
+    #[serde(default)]
+    pub project: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowupSpec {
+    pub at: String,
+    pub result: String,
+}
+
+/// One `[[case.tick]]` and what it must do. An expectation left out is not
+/// checked; an empty list means "nothing".
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TickSpec {
+    pub at: String,
+    #[serde(default)]
+    pub moves: Option<Vec<MoveSpec>>,
+    #[serde(default)]
+    pub messages: Option<Vec<MessageSpec>>,
+    /// Customer id → the pool they must be in after the tick.
+    #[serde(default)]
+    pub pools: Option<std::collections::BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoveSpec {
+    pub customer: String,
+    pub to: String,
+    #[serde(default)]
+    pub rule: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageSpec {
+    pub customer: String,
+    pub channel: String,
+    pub template: String,
+    /// Text the rendered message must contain.
+    #[serde(default)]
+    pub contains: Option<String>,
+}
+
+/// The result of one case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseResult {
+    pub name: String,
+    /// Empty when the case passed.
+    pub failures: Vec<String>,
+    /// Rules that fired in the case.
+    pub fired: BTreeSet<String>,
+}
+
+/// The results of one file.
+#[derive(Debug, Clone)]
+pub struct FileResult {
+    pub path: PathBuf,
+    pub cases: Vec<CaseResult>,
+}
+
+/// Test files under `path` (a file, or every `*.toml` in a folder).
+pub fn files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(path)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// Reads one test file; problems are reported with their place.
+pub fn parse(path: &Path) -> Result<TestFile, Report> {
+    let mut report = Report::default();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        report.push(
+            Diagnostic::error(path, None, format!("cannot read: {e}")).zh(format!("无法读取：{e}")),
+        );
+        report.clone()
+    })?;
+    report.add_source(path, &text);
+    toml::from_str(&text).map_err(|e| {
+        report.push(diag::from_toml_error(path, &e).hint2(
+            "a test file holds [[case]] tables with [[case.customer]] and [[case.tick]]",
+            "测试文件由 [[case]] 组成，每个 case 含 [[case.customer]] 和 [[case.tick]]",
+        ));
+        report
+    })
+}
+
+/// Runs every case of a file against the loaded rules and templates.
+pub fn run_file(loaded: &Loaded, path: &Path, file: &TestFile) -> FileResult {
+    let cases = file
+        .cases
+        .iter()
+        .map(|case| match run_case(loaded, case) {
+            Ok(result) => result,
+            Err(e) => CaseResult {
+                name: case.name.clone(),
+                failures: vec![e],
+                fired: BTreeSet::new(),
+            },
+        })
+        .collect();
+    FileResult {
+        path: path.to_path_buf(),
+        cases,
+    }
+}
+
+fn run_case(loaded: &Loaded, case: &Case) -> Result<CaseResult, String> {
+    let tz = loaded.config.clinic.timezone;
+    let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temporary folder: {e}"))?;
+    let mut store = Store::create(&dir.path().join("test.db")).map_err(|e| e.to_string())?;
+    let clinic = &loaded.config.clinic;
+    let clinic_id = store
+        .ensure_clinic(&clinic.code, &clinic.name, tz.name(), 0)
+        .map_err(|e| e.to_string())?;
+    add_customers(&mut store, clinic_id, &case.customers, tz)?;
+    let engine = Engine::new(clinic, clinic_id, &loaded.rules, &loaded.templates)
+        .with_fallbacks(loaded.config.fallbacks());
+    let mut result = CaseResult {
+        name: case.name.clone(),
+        failures: Vec::new(),
+        fired: BTreeSet::new(),
+    };
+    let mut ticks: Vec<&TickSpec> = case.ticks.iter().collect();
+    ticks.sort_by_key(|t| time(&t.at, tz).unwrap_or(i64::MAX));
+    for spec in ticks {
+        let at = time(&spec.at, tz)?;
+        let at = chrono::DateTime::from_timestamp(at, 0).ok_or("time out of range")?;
+        let report =
+            engine::tick(&mut store, &engine, TickOptions::at(at)).map_err(|e| e.to_string())?;
+        for (rule, count) in &report.by_rule {
+            if count.fired > 0 {
+                result.fired.insert(rule.clone());
+            }
+            if count.errors > 0 {
+                result.failures.push(format!(
+                    "tick {}: rule {rule} could not be evaluated: {}",
+                    spec.at,
+                    count.first_error.clone().unwrap_or_default()
+                ));
+            }
+        }
+        let Some(tick_id) = report.tick_id else {
+            continue;
+        };
+        let (moves, messages) = store.tick_results(tick_id).map_err(|e| e.to_string())?;
+        let label = format!("tick {}", spec.at);
+        if let Some(expected) = &spec.moves {
+            let got: Vec<(String, String)> = moves
+                .iter()
+                .map(|m| {
+                    let rule = m.rule_id.clone().unwrap_or_default();
+                    (format!("{} → {} ({rule})", m.customer, m.to), String::new())
+                })
+                .collect();
+            let wanted: Vec<String> = expected
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{} → {}{}",
+                        e.customer,
+                        e.to,
+                        e.rule
+                            .as_ref()
+                            .map(|r| format!(" ({r})"))
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+            let matches = |e: &MoveSpec, i: usize| {
+                let m = &moves[i];
+                m.customer == e.customer
+                    && m.to == e.to
+                    && e.rule
+                        .as_ref()
+                        .is_none_or(|r| m.rule_id.as_deref() == Some(r.as_str()))
+            };
+            if let Some(failure) = compare(&label, "moves", expected, &wanted, &got, matches) {
+                result.failures.push(failure);
+            }
+        }
+        if let Some(expected) = &spec.messages {
+            let got: Vec<(String, String)> = messages
+                .iter()
+                .map(|m| {
+                    (
+                        format!(
+                            "{} {} {} ({})",
+                            m.customer, m.channel, m.template, m.rule_id
+                        ),
+                        m.content.clone(),
+                    )
+                })
+                .collect();
+            let wanted: Vec<String> = expected
+                .iter()
+                .map(|e| {
+                    let contains = e
+                        .contains
+                        .as_ref()
+                        .map(|c| format!(" containing {c:?}"))
+                        .unwrap_or_default();
+                    format!("{} {} {}{contains}", e.customer, e.channel, e.template)
+                })
+                .collect();
+            let matches = |e: &MessageSpec, i: usize| {
+                let m = &messages[i];
+                m.customer == e.customer
+                    && m.channel == e.channel
+                    && m.template == e.template
+                    && e.contains
+                        .as_ref()
+                        .is_none_or(|c| m.content.contains(c.as_str()))
+            };
+            if let Some(failure) = compare(&label, "messages", expected, &wanted, &got, matches) {
+                result.failures.push(failure);
+            }
+        }
+        if let Some(pools) = &spec.pools {
+            for (customer, pool) in pools {
+                let actual = store.pool_of(customer).map_err(|e| e.to_string())?;
+                if actual.as_deref() != Some(pool.as_str()) {
+                    result.failures.push(format!(
+                        "{label}: expected {customer} in {pool}, found {}",
+                        actual.unwrap_or_else(|| "no such customer".into())
+                    ));
+                }
+            }
+        }
+    }
+    Ok(result)
+}
+
+/// Matches expected entries to actual ones (each actual at most once) and
+/// describes the difference, or `None` when they agree. `got` holds each
+/// actual entry and, for messages, its text (shown when a text is missing).
+fn compare<E>(
+    label: &str,
+    what: &str,
+    expected: &[E],
+    wanted: &[String],
+    got: &[(String, String)],
+    matches: impl Fn(&E, usize) -> bool,
+) -> Option<String> {
+    let mut used = vec![false; got.len()];
+    let mut missing = Vec::new();
+    for (e, description) in expected.iter().zip(wanted) {
+        match (0..got.len()).find(|i| !used[*i] && matches(e, *i)) {
+            Some(i) => used[i] = true,
+            None => missing.push(description.clone()),
+        }
+    }
+    let extra: Vec<&(String, String)> = got
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !used[*i])
+        .map(|(_, g)| g)
+        .collect();
+    if missing.is_empty() && extra.is_empty() {
+        return None;
+    }
+    let list = |items: Vec<String>| {
+        if items.is_empty() {
+            "nothing".to_string()
+        } else {
+            items.join("\n                    ")
+        }
+    };
+    let mut text = format!(
+        "{label}, {what}:\n          expected: {}\n          got:      {}",
+        list(wanted.to_vec()),
+        list(got.iter().map(|(g, _)| g.clone()).collect())
+    );
+    for (entry, content) in extra {
+        if !content.is_empty() {
+            text.push_str(&format!("\n          text of {entry}: {content:?}"));
+        }
+    }
+    Some(text)
+}
+
+fn time(text: &str, tz: Tz) -> Result<i64, String> {
+    crate::import::parse_time(text, tz)
+        .ok_or_else(|| format!("`{text}` is not a time like 2026-03-01 09:00"))
+}
+
+fn add_customers(
+    store: &mut Store,
+    clinic_id: i64,
+    customers: &[CustomerSpec],
+    tz: Tz,
+) -> Result<(), String> {
+    let mut ingest = store.ingest().map_err(|e| e.to_string())?;
+    for spec in customers {
+        let visits: Vec<i64> = spec
+            .visits
+            .iter()
+            .map(|v| time(v, tz))
+            .collect::<Result<_, _>>()?;
+        let first_seen = match &spec.first_seen {
+            Some(t) => time(t, tz)?,
+            None => *visits.iter().min().ok_or_else(|| {
+                format!(
+                    "customer {}: give first_seen or at least one visit",
+                    spec.id
+                )
+            })?,
+        };
+        let gender = spec
+            .gender
+            .as_deref()
+            .map(|g| {
+                g.parse::<Gender>()
+                    .map_err(|e| format!("customer {}: {e}", spec.id))
+            })
+            .transpose()?;
+        let customer = NewCustomer {
+            external_id: spec.id.clone(),
+            name: spec.name.clone().unwrap_or_else(|| spec.id.clone()),
+            phone: spec.phone.clone(),
+            email: spec.email.clone(),
+            wecom_external_userid: spec.wechat.clone(),
+            gender,
+            birth_date: spec
+                .birth_date
+                .as_deref()
+                .map(|b| {
+                    chrono::NaiveDate::parse_from_str(b, "%Y-%m-%d").map_err(|_| {
+                        format!("customer {}: birth_date `{b}` is not YYYY-MM-DD", spec.id)
+                    })
+                })
+                .transpose()?,
+            city: spec.city.clone(),
+            tags: spec.tags.clone(),
+            ..NewCustomer::default()
+        };
+        let id = ingest
+            .add_customer(clinic_id, &customer, first_seen)
+            .map_err(|e| e.to_string())?;
+        for at in visits {
+            ingest.add_visit(id, at, None).map_err(|e| e.to_string())?;
+        }
+        for order in &spec.orders {
+            let cents = (order.amount * 100.0).round() as i64;
+            ingest
+                .add_order(
+                    id,
+                    time(&order.at, tz)?,
+                    cents,
+                    order.project.as_deref(),
+                    None,
+                )
+                .map_err(|e| e.to_string())?;
+        }
+        for followup in &spec.followups {
+            let result: FollowupResult = followup
+                .result
+                .parse()
+                .map_err(|e| format!("customer {}: {e}", spec.id))?;
+            ingest
+                .add_followup(id, time(&followup.at, tz)?, None, result, None)
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(pool) = &spec.pool {
+            let pool: Pool = pool
+                .parse()
+                .map_err(|e| format!("customer {}: {e}", spec.id))?;
+            let since = match &spec.since {
+                Some(t) => time(t, tz)?,
+                None => first_seen,
+            };
+            ingest
+                .place(id, pool, since, "test setup")
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    ingest.commit().map_err(|e| e.to_string())
+}
