@@ -23,6 +23,7 @@ pub mod report;
 pub mod rules;
 pub mod ruletest;
 pub mod senders;
+pub mod simulate;
 pub mod store;
 pub mod templates;
 #[cfg(test)]

@@ -69,6 +69,23 @@ pub enum Command {
         /// A test file or folder; default `tests` in the rules folder.
         path: Option<PathBuf>,
     },
+    /// Replay the rules over a past period on a copy of the history, sending
+    /// nothing: moves per rule, messages per channel, estimated cost. With
+    /// --against, compare two rule folders.
+    Simulate {
+        /// Start of the period (clinic time).
+        #[arg(long)]
+        from: String,
+        /// End of the period (exclusive).
+        #[arg(long)]
+        to: String,
+        /// The rules to replay; default the clinic's rules folder.
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// A second rules folder to compare with.
+        #[arg(long)]
+        against: Option<PathBuf>,
+    },
     /// Evaluate the rules once: move customers between pools and queue their messages.
     Tick {
         /// The time to evaluate at (clinic time, e.g. "2026-03-01 09:00"); default now.
@@ -322,6 +339,18 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo { dir } => demo(&dir),
         Command::Check => Ok(check(&cli.config)),
         Command::Test { path } => rule_tests(&cli.config, path.as_deref()),
+        Command::Simulate {
+            from,
+            to,
+            rules,
+            against,
+        } => simulate(
+            &cli.config,
+            &from,
+            &to,
+            rules.as_deref(),
+            against.as_deref(),
+        ),
         Command::Tick {
             at,
             dry_run,
@@ -661,6 +690,178 @@ fn report(
             }
             rows.write(format, &mut out, None)?;
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `recall simulate`.
+fn simulate(
+    config_path: &Path,
+    from: &str,
+    to: &str,
+    rules: Option<&Path>,
+    against: Option<&Path>,
+) -> Result<ExitCode> {
+    use crate::diag::Lang;
+    let loaded = load(config_path)?;
+    let config = &loaded.config;
+    let tz = config.clinic.timezone;
+    let (from, to) = (clock::parse_time(from, tz)?, clock::parse_time(to, tz)?);
+    if from >= to {
+        bail!("--from must be before --to");
+    }
+    let load_rules = |dir: &Path| -> Result<crate::rules::RuleSet> {
+        match crate::rules::load(dir, Some(&loaded.templates)) {
+            Ok((rules, _)) => Ok(rules),
+            Err(report) => {
+                eprint!("{}", report.render_in(lang(), color()));
+                bail!(
+                    "the rules in {} have errors; nothing was simulated",
+                    dir.display()
+                )
+            }
+        }
+    };
+    let first_dir = rules.map_or_else(|| config.rules_dir.clone(), Path::to_path_buf);
+    let first_rules = load_rules(&first_dir)?;
+    let second = against
+        .map(|dir| load_rules(dir).map(|r| (dir.to_path_buf(), r)))
+        .transpose()?;
+    let (store, clinic_id) = open_store(config)?;
+    let workdir = tempfile::tempdir()?;
+    let replay = crate::simulate::Replay {
+        config,
+        live: &store,
+        clinic_id,
+        templates: &loaded.templates,
+        from,
+        to,
+        workdir: workdir.path(),
+    };
+    let a = replay.run(&first_rules, "a")?;
+    let b = match &second {
+        Some((_, rules)) => Some(replay.run(rules, "b")?),
+        None => None,
+    };
+    let zh = lang() == Lang::Zh;
+    let mut out = std::io::stdout().lock();
+    let (fa, fb) = (
+        clock::format_local(from.timestamp(), tz),
+        clock::format_local(to.timestamp(), tz),
+    );
+    if zh {
+        writeln!(
+            out,
+            "模拟 {fa} — {fb}：{} 次评估，没有发送任何消息",
+            a.ticks
+        )?;
+    } else {
+        writeln!(
+            out,
+            "simulation {fa} — {fb}: {} ticks, nothing was sent",
+            a.ticks
+        )?;
+    }
+    let name_a = first_dir.display().to_string();
+    let name_b = second.as_ref().map(|(d, _)| d.display().to_string());
+    let mut rule_ids: std::collections::BTreeSet<&String> = a.rules.keys().collect();
+    if let Some(b) = &b {
+        rule_ids.extend(b.rules.keys());
+    }
+    let mut headers = vec![
+        "rule".to_string(),
+        format!("moves ({name_a})"),
+        format!("messages ({name_a})"),
+    ];
+    if let Some(nb) = &name_b {
+        headers.extend([
+            format!("moves ({nb})"),
+            format!("messages ({nb})"),
+            "Δ moves".into(),
+            "Δ messages".into(),
+        ]);
+    }
+    let mut table = Rows {
+        headers,
+        rows: Vec::new(),
+    };
+    for id in rule_ids {
+        let (_, ma, sa) = a.rules.get(id).copied().unwrap_or_default();
+        let mut row = vec![id.clone(), ma.to_string(), sa.to_string()];
+        if let Some(b) = &b {
+            let (_, mb, sb) = b.rules.get(id).copied().unwrap_or_default();
+            row.extend([
+                mb.to_string(),
+                sb.to_string(),
+                format!("{:+}", mb - ma),
+                format!("{:+}", sb - sa),
+            ]);
+        }
+        table.push(row);
+    }
+    table.write(Format::Table, &mut out, None)?;
+    let mut headers = vec![
+        "channel".to_string(),
+        format!("messages ({name_a})"),
+        format!("held out ({name_a})"),
+        format!("est. cost ({name_a})"),
+    ];
+    if let Some(nb) = &name_b {
+        headers.extend([
+            format!("messages ({nb})"),
+            format!("est. cost ({nb})"),
+            "Δ cost".into(),
+        ]);
+    }
+    let mut table = Rows {
+        headers,
+        rows: Vec::new(),
+    };
+    let yuan = |milli: i64| format!("{:.2}", milli as f64 / 1000.0);
+    for channel in Channel::ALL {
+        let (na, ha) = a.channels.get(channel).copied().unwrap_or_default();
+        let ca = a.cost_milli.get(channel).copied().unwrap_or_default();
+        let mut row = vec![
+            channel.to_string(),
+            na.to_string(),
+            ha.to_string(),
+            yuan(ca),
+        ];
+        if let Some(b) = &b {
+            let (nb, _) = b.channels.get(channel).copied().unwrap_or_default();
+            let cb = b.cost_milli.get(channel).copied().unwrap_or_default();
+            row.extend([
+                nb.to_string(),
+                yuan(cb),
+                format!("{:+.2}", (cb - ca) as f64 / 1000.0),
+            ]);
+        }
+        table.push(row);
+    }
+    table.write(Format::Table, &mut out, None)?;
+    match &b {
+        Some(b) => writeln!(
+            out,
+            "{}: {} → {} ({:+.2})",
+            if zh {
+                "预计总成本（元）"
+            } else {
+                "estimated total cost (yuan)"
+            },
+            yuan(a.total_cost_milli()),
+            yuan(b.total_cost_milli()),
+            (b.total_cost_milli() - a.total_cost_milli()) as f64 / 1000.0
+        )?,
+        None => writeln!(
+            out,
+            "{}: {}",
+            if zh {
+                "预计总成本（元）"
+            } else {
+                "estimated total cost (yuan)"
+            },
+            yuan(a.total_cost_milli())
+        )?,
     }
     Ok(ExitCode::SUCCESS)
 }

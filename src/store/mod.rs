@@ -19,6 +19,7 @@ pub mod outbox;
 pub mod queries;
 pub mod report;
 pub mod scan;
+pub mod simulate;
 pub mod tasks;
 pub mod ticks;
 
