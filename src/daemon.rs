@@ -13,6 +13,8 @@
 //! SIGINT or SIGTERM: the scheduler stops, a running tick stops after its
 //! current batch (it resumes at the next start), the dispatcher finishes the
 //! message in flight and hands the rest of its batch back to the queue.
+//! SIGHUP, `recall reload` or an edit of the files: a reload (see
+//! [`crate::reload`]); a broken edit changes nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +29,7 @@ use crate::clock::{self, Clock};
 use crate::config::{self, Config};
 use crate::dispatch::{Dispatcher, SharedStore};
 use crate::engine::{self, Engine, TickEnd, TickOptions, TickReport};
+use crate::reload::{self, Live, Refused};
 use crate::rules::RuleSet;
 use crate::store::{LockKind, Store};
 use crate::templates::TemplateSet;
@@ -121,10 +124,11 @@ impl Loaded {
     }
 }
 
-/// Runs until SIGINT or SIGTERM.
+/// Runs until SIGINT or SIGTERM; reloads on SIGHUP and when the files change.
 pub async fn run(loaded: Loaded) -> Result<()> {
     let mut signals = Signals::install()?;
-    let config = Arc::new(loaded.config);
+    let config_path = loaded.config.path.clone();
+    let config = loaded.config.clone();
     let tz = config.clinic.timezone;
     let store = Store::open(&config.database)?;
     let clinic_id = store.ensure_clinic(
@@ -136,7 +140,7 @@ pub async fn run(loaded: Loaded) -> Result<()> {
     // One dispatcher per database: a second service on the same database
     // would requeue the first one's messages in flight.
     let dispatch_store = Store::open(&config.database)?;
-    let dispatch_lock = dispatch_store
+    let mut dispatch_lock = dispatch_store
         .try_lock(LockKind::Dispatch)?
         .ok_or_else(|| {
             anyhow::anyhow!(
@@ -144,8 +148,12 @@ pub async fn run(loaded: Loaded) -> Result<()> {
                 config.database.display()
             )
         })?;
+    // `recall reload` finds the service by this.
+    if let Err(e) = dispatch_lock.record_pid() {
+        tracing::warn!(error = %e, "could not record the service's process id; `recall reload` will not find it");
+    }
     let dispatch_store: SharedStore = Arc::new(std::sync::Mutex::new(dispatch_store));
-    let dispatcher = Arc::new(Dispatcher::build(&config)?);
+    let dispatcher = Dispatcher::build(&config)?;
     let routed = dispatcher.channels();
     tracing::info!(
         clinic = %config.clinic.name,
@@ -155,6 +163,7 @@ pub async fn run(loaded: Loaded) -> Result<()> {
         channels = ?routed.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
         "recall is running"
     );
+    let live = Arc::new(Live::new(loaded, dispatcher));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let stopping = Arc::new(AtomicBool::new(false));
@@ -174,35 +183,13 @@ pub async fn run(loaded: Loaded) -> Result<()> {
     let mut scheduler = JobScheduler::new()
         .await
         .context("starting the scheduler")?;
-    for cron in &config.schedule.ticks {
-        let trigger = trigger_tx.clone();
-        let job = Job::new_async_tz(cron.as_str(), tz, move |_, _| {
-            let trigger = trigger.clone();
-            Box::pin(async move {
-                if trigger.try_send("schedule").is_err() {
-                    tracing::info!("a tick is already waiting; this slot is covered by it");
-                }
-            })
-        })
-        .with_context(|| format!("scheduling `{cron}`"))?;
-        scheduler
-            .add(job)
-            .await
-            .context("adding a scheduled tick")?;
-    }
+    let mut jobs = schedule(&scheduler, &config.schedule.ticks, tz, &trigger_tx).await?;
     scheduler.start().await.context("starting the scheduler")?;
-    for cron in &config.schedule.ticks {
-        if let Some(next) = next_slot(cron, tz, Utc::now()) {
-            tracing::info!(schedule = %cron, next = %clock::format_local(next.timestamp(), tz), "next scheduled tick");
-        }
-    }
 
     let tick_task = tokio::spawn(tick_worker(
         TickContext {
-            config: config.clone(),
+            live: live.clone(),
             clinic_id,
-            rules: loaded.rules.clone(),
-            templates: loaded.templates.clone(),
             stopping: stopping.clone(),
             ticked: ticked.clone(),
         },
@@ -221,16 +208,62 @@ pub async fn run(loaded: Loaded) -> Result<()> {
         );
     }
     let dispatch_task = tokio::spawn(dispatch_loop(
-        dispatcher,
+        live.clone(),
         dispatch_store,
-        config.schedule.dispatch_every,
-        config.dispatch.poll_every,
         stopping.clone(),
         ticked,
         shutdown_rx.clone(),
     ));
 
-    signals.wait().await;
+    let (reload_tx, mut reload_rx) = mpsc::unbounded_channel::<&'static str>();
+    let _watcher = match reload::watch(&live.loaded(), reload_tx.clone()) {
+        Ok(watcher) => Some(watcher),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the configuration, rules and templates; reload with SIGHUP or `recall reload`");
+            None
+        }
+    };
+    loop {
+        tokio::select! {
+            signal = signals.next() => match signal {
+                Signal::Stop => break,
+                Signal::Reload => { let _ = reload_tx.send("SIGHUP"); }
+            },
+            Some(cause) = reload_rx.recv() => {
+                // Editors write in several steps: let them finish.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                while reload_rx.try_recv().is_ok() {}
+                match live.reload(&config_path) {
+                    Ok(reloaded) => {
+                        for line in reloaded.warnings.to_lines() {
+                            tracing::warn!("{line}");
+                        }
+                        if let Some(ticks) = &reloaded.schedule {
+                            for job in jobs.drain(..) {
+                                let _ = scheduler.remove(&job).await;
+                            }
+                            jobs = schedule(&scheduler, ticks, live.loaded().config.clinic.timezone, &trigger_tx).await?;
+                        }
+                        if reloaded.changes.is_empty() {
+                            tracing::info!(cause, "reloaded: nothing changed");
+                        } else {
+                            tracing::info!(cause, changes = %reloaded.changes.join("; "), "reloaded: the new rules apply from the next tick");
+                        }
+                    }
+                    Err(Refused::Invalid(report)) => {
+                        for line in report.to_lines() {
+                            tracing::error!("{line}");
+                        }
+                        tracing::error!(cause, errors = report.errors(),
+                            "the edit has errors; the rules that were running keep running (`recall check` shows the same errors)");
+                    }
+                    Err(Refused::Other(why)) => {
+                        tracing::error!(cause, %why, "the change was not applied; the running configuration stays");
+                    }
+                }
+            }
+        }
+    }
     tracing::info!("shutting down: finishing the current step");
     stopping.store(true, Ordering::SeqCst);
     let _ = shutdown_tx.send(true);
@@ -242,6 +275,38 @@ pub async fn run(loaded: Loaded) -> Result<()> {
     drop(dispatch_lock);
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Adds a scheduler job per cron expression; each sends a tick trigger.
+async fn schedule(
+    scheduler: &JobScheduler,
+    ticks: &[String],
+    tz: chrono_tz::Tz,
+    trigger: &mpsc::Sender<&'static str>,
+) -> Result<Vec<uuid::Uuid>> {
+    let mut jobs = Vec::new();
+    for cron in ticks {
+        let trigger = trigger.clone();
+        let job = Job::new_async_tz(cron.as_str(), tz, move |_, _| {
+            let trigger = trigger.clone();
+            Box::pin(async move {
+                if trigger.try_send("schedule").is_err() {
+                    tracing::info!("a tick is already waiting; this slot is covered by it");
+                }
+            })
+        })
+        .with_context(|| format!("scheduling `{cron}`"))?;
+        jobs.push(
+            scheduler
+                .add(job)
+                .await
+                .context("adding a scheduled tick")?,
+        );
+        if let Some(next) = next_slot(cron, tz, Utc::now()) {
+            tracing::info!(schedule = %cron, next = %clock::format_local(next.timestamp(), tz), "next scheduled tick");
+        }
+    }
+    Ok(jobs)
 }
 
 /// Why a tick should run at start, if it should.
@@ -289,10 +354,9 @@ pub fn next_slot(cron: &str, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Option<Da
 }
 
 struct TickContext {
-    config: Arc<Config>,
+    /// Read at every tick, so a reload applies from the next one.
+    live: Arc<Live>,
     clinic_id: i64,
-    rules: Arc<RuleSet>,
-    templates: Arc<TemplateSet>,
     stopping: Arc<AtomicBool>,
     ticked: Arc<Notify>,
 }
@@ -314,14 +378,16 @@ async fn tick_worker(
         }
         let at = Utc::now();
         let job = ctx.clone();
+        let loaded = ctx.live.loaded();
+        let tz = loaded.config.clinic.timezone;
         let (returned, result) = tokio::task::spawn_blocking(move || {
             let engine = Engine::new(
-                &job.config.clinic,
+                &loaded.config.clinic,
                 job.clinic_id,
-                &job.rules,
-                &job.templates,
+                &loaded.rules,
+                &loaded.templates,
             )
-            .with_fallbacks(job.config.fallbacks());
+            .with_fallbacks(loaded.config.fallbacks());
             let options = TickOptions {
                 stop: Some(&job.stopping),
                 ..TickOptions::at(at)
@@ -338,7 +404,7 @@ async fn tick_worker(
         store = returned;
         match result {
             Ok(report) => {
-                log_tick(&report, cause, ctx.config.clinic.timezone);
+                log_tick(&report, cause, tz);
                 ctx.ticked.notify_one();
             }
             // A failed tick (database locked for minutes, disk full) is
@@ -390,19 +456,24 @@ pub fn log_tick(report: &TickReport, cause: &str, tz: chrono_tz::Tz) {
 }
 
 async fn dispatch_loop(
-    dispatcher: Arc<Dispatcher>,
+    live: Arc<Live>,
     store: SharedStore,
-    every: Duration,
-    poll_every: Duration,
     stopping: Arc<AtomicBool>,
     ticked: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let mut interval = tokio::time::interval(every.max(Duration::from_secs(1)));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Read every round, so a reload's new settings apply at once.
+        let loaded = live.loaded();
+        let every = loaded
+            .config
+            .schedule
+            .dispatch_every
+            .max(Duration::from_secs(1));
+        let poll_every = loaded.config.dispatch.poll_every;
+        let dispatcher = live.dispatcher();
         tokio::select! {
-            _ = interval.tick() => {},
+            _ = tokio::time::sleep(every) => {},
             _ = ticked.notified() => {},
             _ = shutdown.changed() => return Ok(()),
         }
@@ -453,6 +524,14 @@ struct Signals {
     interrupt: tokio::signal::unix::Signal,
     #[cfg(unix)]
     terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
+}
+
+/// What a signal asks of the service.
+enum Signal {
+    Stop,
+    Reload,
 }
 
 impl Signals {
@@ -463,6 +542,7 @@ impl Signals {
             Ok(Signals {
                 interrupt: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
                 terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+                hangup: signal(SignalKind::hangup()).context("listening for SIGHUP")?,
             })
         }
         #[cfg(not(unix))]
@@ -471,17 +551,19 @@ impl Signals {
         }
     }
 
-    async fn wait(&mut self) {
+    async fn next(&mut self) -> Signal {
         #[cfg(unix)]
         {
             tokio::select! {
-                _ = self.interrupt.recv() => {},
-                _ = self.terminate.recv() => {},
+                _ = self.interrupt.recv() => Signal::Stop,
+                _ = self.terminate.recv() => Signal::Stop,
+                _ = self.hangup.recv() => Signal::Reload,
             }
         }
         #[cfg(not(unix))]
         {
             let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop
         }
     }
 }

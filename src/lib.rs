@@ -19,6 +19,7 @@ pub mod import;
 pub mod mask;
 pub mod model;
 pub mod predict;
+pub mod reload;
 pub mod report;
 pub mod rules;
 pub mod ruletest;

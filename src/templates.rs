@@ -44,6 +44,8 @@ struct Parts {
 pub struct TemplateSet {
     env: Environment<'static>,
     index: BTreeMap<(Channel, String), Parts>,
+    /// Every template file's text by its key, to tell what a reload changed.
+    sources: BTreeMap<String, String>,
 }
 
 /// A rendered message.
@@ -202,6 +204,11 @@ impl TemplateSet {
             .collect()
     }
 
+    /// Every template file's text by its key (`sms/warning_offer.txt`).
+    pub fn sources(&self) -> &BTreeMap<String, String> {
+        &self.sources
+    }
+
     /// Number of templates.
     pub fn len(&self) -> usize {
         self.index.len()
@@ -264,6 +271,7 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     let mut index: BTreeMap<(Channel, String), Parts> = BTreeMap::new();
+    let mut sources = BTreeMap::new();
 
     let channel_dirs = match sorted_entries(dir) {
         Ok(entries) => entries,
@@ -346,6 +354,7 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
             };
             report.add_source(&file, &text);
             let key = format!("{channel}/{file_name}");
+            sources.insert(key.clone(), text.clone());
             if part == Part::Params {
                 let params = load_params(&mut env, &key, &file, &text, &mut report);
                 index.entry((channel, name.to_string())).or_default().params = params;
@@ -382,7 +391,14 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
     if report.has_errors() {
         Err(report)
     } else {
-        Ok((TemplateSet { env, index }, report))
+        Ok((
+            TemplateSet {
+                env,
+                index,
+                sources,
+            },
+            report,
+        ))
     }
 }
 

@@ -185,3 +185,76 @@ fn demo_runs_the_service_and_stops_on_ctrl_c() {
         seen.join("\n")
     );
 }
+
+#[test]
+fn a_broken_edit_keeps_the_running_rules_and_a_good_one_applies() {
+    let clinic = Clinic::demo(60);
+    // Tick every 2 seconds so the test sees ticks before and after each edit.
+    let config = clinic.config();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("ticks = [\"0 9 * * *\"]", "ticks = [\"*/2 * * * * *\"]");
+    std::fs::write(&config, text).unwrap();
+
+    let mut service = Service::start(clinic.process().arg("run"));
+    service.wait_for("recall is running");
+    service.wait_for("tick done");
+
+    // A typo in a rule: the service says what is wrong and keeps going.
+    let rules = clinic.path().join("rules/02-customer.toml");
+    let good = std::fs::read_to_string(&rules).unwrap();
+    std::fs::write(
+        &rules,
+        good.replace("days_since_last_visit >= 90", "days_since_last_vist >= 90"),
+    )
+    .unwrap();
+    service.wait_for("unknown fact `days_since_last_vist`");
+    service.wait_for("the rules that were running keep running");
+    let ticks = clinic.count("SELECT count(*) FROM ticks");
+    service.wait_for("tick done");
+    assert!(
+        clinic.count("SELECT count(*) FROM ticks") > ticks,
+        "ticks go on with the old rules"
+    );
+
+    // A good edit: applies, with a summary.
+    let edited = good.replace(
+        "description = \"60天未到院：微信问候并提醒保养周期（每60天最多一次）\"",
+        "description = \"60天未到院：微信问候\"",
+    ) + "\n[[rule]]\nid = \"vip_care\"\nfrom = \"customer\"\npriority = 5\nwhen = '\"vip\" in tags && days_since_last_visit >= 30'\ncooldown_days = 30\n[[rule.action]]\nchannel = \"wechat\"\ntemplate = \"customer_checkin\"\n";
+    std::fs::write(&rules, edited).unwrap();
+    service.wait_for("reloaded: the new rules apply from the next tick");
+    assert!(
+        service
+            .seen
+            .iter()
+            .any(|l| l.contains("rule `vip_care` added")),
+        "{}",
+        service.seen.join("\n")
+    );
+    service.wait_for("tick done");
+
+    // `recall reload` asks the running service (SIGHUP).
+    clinic
+        .recall()
+        .arg("reload")
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("asked the service"));
+    service.wait_for("reloaded: nothing changed");
+
+    service.signal("TERM");
+    let (ok, seen) = service.finish();
+    assert!(ok, "{}", seen.join("\n"));
+}
+
+#[test]
+fn reload_without_a_service_says_so() {
+    let clinic = Clinic::new();
+    clinic
+        .recall()
+        .arg("reload")
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("no recall service is running"));
+}

@@ -170,6 +170,9 @@ pub enum Command {
     Tasks(TasksCommand),
     /// Run the service: scheduled ticks and dispatch, until SIGINT or SIGTERM.
     Run,
+    /// Ask the running service to load recall.toml, the rules and the
+    /// templates again (as SIGHUP does). A broken edit changes nothing.
+    Reload,
     /// Measure a tick over a large synthetic clinic (not a test; prints figures).
     Bench(crate::bench::BenchArgs),
 }
@@ -394,6 +397,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         } => outcome(&cli.config, message, &kind, at.as_deref(), &by),
         Command::Tasks(command) => tasks::run(&cli.config, command),
         Command::Run => serve(&cli.config),
+        Command::Reload => reload(&cli.config),
         Command::Bench(args) => crate::bench::run(&args).map(|_| ExitCode::SUCCESS),
     }
 }
@@ -1375,6 +1379,56 @@ pub fn facts_markdown() -> String {
         ));
     }
     text
+}
+
+/// `recall reload`.
+fn reload(config_path: &Path) -> Result<ExitCode> {
+    // Check first, so the person who edited sees the errors right here.
+    let ok = check(config_path) == ExitCode::SUCCESS;
+    let config = load_config(config_path)?;
+    let (store, _) = open_store(&config)?;
+    if store.try_lock(LockKind::Dispatch)?.is_some() {
+        bail!(
+            "no recall service is running on {}",
+            config.database.display()
+        );
+    }
+    let Some(pid) = store.lock_holder(LockKind::Dispatch) else {
+        bail!(
+            "the running service did not record its process id; send it SIGHUP (systemctl reload recall)"
+        );
+    };
+    signal_reload(pid)?;
+    if ok {
+        println!("asked the service (process {pid}) to reload; its log shows what changed");
+    } else {
+        println!(
+            "asked the service (process {pid}) to reload; with the errors above it keeps its current rules"
+        );
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(unix)]
+fn signal_reload(pid: u32) -> Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| anyhow::anyhow!("bad process id {pid}"))?;
+    // SAFETY: kill(2) with a valid signal number has no memory effects.
+    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+        bail!(
+            "could not signal process {pid}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn signal_reload(_pid: u32) -> Result<()> {
+    bail!("recall reload needs a Unix system; restart the service instead")
 }
 
 /// `recall run`.

@@ -230,20 +230,45 @@ pub enum LockKind {
 /// the process dies: the operating system releases the lock).
 #[derive(Debug)]
 pub struct ProcessLock {
-    _file: std::fs::File,
+    file: std::fs::File,
+}
+
+impl ProcessLock {
+    /// Writes this process's id into the lock file, so `recall reload` can
+    /// find the service.
+    pub fn record_pid(&mut self) -> std::io::Result<()> {
+        use std::io::{Seek, Write};
+        self.file.set_len(0)?;
+        self.file.seek(std::io::SeekFrom::Start(0))?;
+        write!(self.file, "{}", std::process::id())?;
+        self.file.flush()
+    }
 }
 
 impl Store {
-    /// Takes the lock of this kind for this database, or `None` if another
-    /// process holds it.
-    pub fn try_lock(&self, kind: LockKind) -> Result<Option<ProcessLock>> {
+    fn lock_path(&self, kind: LockKind) -> PathBuf {
         let suffix = match kind {
             LockKind::Tick => "tick.lock",
             LockKind::Dispatch => "dispatch.lock",
         };
         let mut name = self.path.clone().into_os_string();
         name.push(format!(".{suffix}"));
-        let path = PathBuf::from(name);
+        PathBuf::from(name)
+    }
+
+    /// The process id the holder of a lock recorded, if any.
+    pub fn lock_holder(&self, kind: LockKind) -> Option<u32> {
+        std::fs::read_to_string(self.lock_path(kind))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Takes the lock of this kind for this database, or `None` if another
+    /// process holds it.
+    pub fn try_lock(&self, kind: LockKind) -> Result<Option<ProcessLock>> {
+        let path = self.lock_path(kind);
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -254,7 +279,7 @@ impl Store {
                 source,
             })?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(ProcessLock { _file: file })),
+            Ok(()) => Ok(Some(ProcessLock { file })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(source)) => {
                 Err(StoreError::CreateDir { path, source })
