@@ -158,3 +158,28 @@ fn simulate_replays_a_period_compares_two_rule_sets_and_touches_nothing() {
     assert_eq!(clinic.history(), before, "the live database is untouched");
     assert_eq!(clinic.count("SELECT count(*) FROM ticks"), ticks_before);
 }
+
+#[test]
+fn check_speaks_chinese_on_one_screen() {
+    let clinic = Clinic::new();
+    let rules = clinic.path().join("rules/03-warning.toml");
+    let text = std::fs::read_to_string(&rules)
+        .unwrap()
+        .replace("days_in_pool >= 7", "days_in_pool >= '7'");
+    std::fs::write(&rules, text).unwrap();
+    let out = clinic
+        .recall()
+        .args(["check", "--lang", "zh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("错误: 数字与文本比较，永远不会成立"),
+        "{text}"
+    );
+    assert!(text.contains("--> rules/03-warning.toml:"), "{text}");
+    assert!(text.contains("= 提示: 文本要加引号"), "{text}");
+    assert!(text.contains("1 个错误"), "{text}");
+    assert!(text.lines().count() < 20, "one screen: {text}");
+}
