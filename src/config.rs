@@ -113,6 +113,9 @@ pub struct DispatchSection {
     /// How often messages that await a person (WeCom confirmations, call
     /// tasks) are asked about.
     pub poll_every: Spanned<String>,
+    /// Messages handed to providers at once, and at most this many whose
+    /// result is not yet written: the at-least-once window after a crash.
+    pub concurrency: u32,
 }
 
 impl Default for DispatchSection {
@@ -124,6 +127,7 @@ impl Default for DispatchSection {
             max_backoff: Spanned::new(0..0, "6h".to_string()),
             max_per_customer: None,
             poll_every: Spanned::new(0..0, "10m".to_string()),
+            concurrency: DEFAULT_CONCURRENCY,
         }
     }
 }
@@ -312,7 +316,13 @@ pub struct DispatchSettings {
     pub cap: Option<Cap>,
     /// How often awaiting messages are polled.
     pub poll_every: Duration,
+    /// Sends in flight at once; also the most messages that can be sent
+    /// again after a crash (sent, result not yet committed).
+    pub concurrency: u32,
 }
+
+/// Sends in flight at once unless `[dispatch] concurrency` says otherwise.
+pub const DEFAULT_CONCURRENCY: u32 = 32;
 
 impl Default for DispatchSettings {
     fn default() -> Self {
@@ -323,6 +333,7 @@ impl Default for DispatchSettings {
             max_backoff: Duration::from_secs(6 * 3600),
             cap: None,
             poll_every: Duration::from_secs(600),
+            concurrency: DEFAULT_CONCURRENCY,
         }
     }
 }
@@ -440,6 +451,16 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
         report.push(
             Diagnostic::error(path, None, "dispatch.max_attempts must be at least 1")
                 .hint("5 is a good start"),
+        );
+    }
+    if file.dispatch.concurrency == 0 || file.dispatch.concurrency > 1024 {
+        report.push(
+            Diagnostic::error(
+                path,
+                None,
+                "dispatch.concurrency must be between 1 and 1024",
+            )
+            .hint("32 is the default; it is also how many messages a crash can send twice"),
         );
     }
     if file.dispatch.batch_size == 0 {
@@ -603,6 +624,7 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
             max_backoff,
             cap,
             poll_every,
+            concurrency: file.dispatch.concurrency,
         },
         senders,
         channels,

@@ -17,6 +17,7 @@ pub mod engine;
 pub mod facts;
 pub mod import;
 pub mod mask;
+pub mod metrics;
 pub mod model;
 pub mod report;
 pub mod rules;
