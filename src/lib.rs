@@ -6,6 +6,7 @@
 //! `ARCHITECTURE.md` at the top of the repository is the map of this crate.
 
 pub mod bench;
+pub mod bench_dispatch;
 pub mod cli;
 pub mod clock;
 pub mod config;
