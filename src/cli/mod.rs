@@ -799,6 +799,12 @@ fn dispatch(config_path: &Path, at: Option<&str>) -> Result<ExitCode> {
             "the service is dispatching from this database right now; it sends due messages itself"
         );
     };
+    // Holding the dispatch lock, this is the only dispatcher: messages a
+    // dispatcher that died left in `sending` go back to the queue first.
+    let requeued = store.requeue_interrupted(Utc::now().timestamp())?;
+    if requeued > 0 {
+        eprintln!("{requeued} message(s) interrupted while sending were put back in the queue");
+    }
     let dispatcher = Dispatcher::build(&config)?;
     let store: SharedStore = Arc::new(std::sync::Mutex::new(store));
     let runtime = tokio::runtime::Builder::new_current_thread()
