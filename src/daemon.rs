@@ -230,6 +230,27 @@ pub async fn run(loaded: Loaded) -> Result<()> {
         shutdown_rx.clone(),
     ));
 
+    // Operations: the health check and metrics, and retention pruning.
+    let observe = match config.metrics {
+        Some(listen) => Some(
+            crate::observe::start(
+                listen,
+                config.database.clone(),
+                crate::ops::health(&config, Utc::now().timestamp()),
+                shutdown_rx.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let prune_task = config.retention.map(|keep| {
+        tokio::spawn(crate::ops::prune_daily(
+            config.clone(),
+            keep,
+            shutdown_rx.clone(),
+        ))
+    });
+
     signals.wait().await;
     tracing::info!("shutting down: finishing the current step");
     stopping.store(true, Ordering::SeqCst);
@@ -237,6 +258,9 @@ pub async fn run(loaded: Loaded) -> Result<()> {
     let _ = scheduler.shutdown().await;
     drop(trigger_tx);
     let (ticks, dispatch) = tokio::join!(tick_task, dispatch_task);
+    for task in [observe, prune_task].into_iter().flatten() {
+        let _ = task.await;
+    }
     ticks.context("tick worker")??;
     dispatch.context("dispatcher")??;
     drop(dispatch_lock);
@@ -338,12 +362,14 @@ async fn tick_worker(
         store = returned;
         match result {
             Ok(report) => {
+                crate::metrics::global().tick_report(&report);
                 log_tick(&report, cause, ctx.config.clinic.timezone);
                 ctx.ticked.notify_one();
             }
             // A failed tick (database locked for minutes, disk full) is
             // logged; the next trigger resumes it from its cursor.
             Err(e) => {
+                crate::metrics::global().tick_failed();
                 tracing::error!(error = %e, cause, "tick failed; it will resume at the next trigger")
             }
         }
@@ -410,7 +436,9 @@ async fn dispatch_loop(
         if stop() {
             return Ok(());
         }
-        match dispatcher.drain(&store, Clock::System, &stop).await {
+        let drained = dispatcher.drain(&store, Clock::System, &stop).await;
+        crate::metrics::global().dispatch_pass(Utc::now().timestamp(), drained.is_ok());
+        match drained {
             Ok(report) if report.claimed > 0 => tracing::info!(
                 sent = report.sent,
                 awaiting = report.awaiting,

@@ -20,6 +20,8 @@ pub mod import;
 pub mod mask;
 pub mod metrics;
 pub mod model;
+pub mod observe;
+pub mod ops;
 pub mod report;
 pub mod rules;
 pub mod senders;

@@ -101,6 +101,32 @@ impl Metrics {
         }
     }
 
+    /// Counts a tick the service ran (and any interrupted one it finished
+    /// first). Ticks that stopped, were already done or were dry runs count
+    /// only their moves.
+    pub fn tick_report(&self, report: &crate::engine::TickReport) {
+        for earlier in &report.finished_first {
+            self.tick_report(earlier);
+        }
+        let moves = report
+            .by_rule
+            .iter()
+            .map(|(rule, count)| (rule.as_str(), count.moves.max(0) as u64));
+        if report.end == crate::engine::TickEnd::Done {
+            self.tick_done(
+                report.at,
+                chrono::Utc::now().timestamp(),
+                report.total_time,
+                moves,
+            );
+        } else {
+            let mut counted = self.moves.lock().unwrap_or_else(|p| p.into_inner());
+            for (rule, n) in moves.filter(|(_, n)| *n > 0) {
+                *counted.entry(rule.to_string()).or_default() += n;
+            }
+        }
+    }
+
     pub fn tick_failed(&self) {
         self.tick_failures.fetch_add(1, Ordering::Relaxed);
     }

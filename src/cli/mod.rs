@@ -2,6 +2,7 @@
 //! library. Each command is a function here or in a submodule; none of them
 //! holds logic that a test could not reach through the library.
 
+mod ops;
 mod output;
 pub mod scaffold;
 mod tasks;
@@ -143,6 +144,9 @@ pub enum Command {
     /// Phone-call tasks for the clinic's staff: list, export, record outcomes.
     #[command(subcommand)]
     Tasks(TasksCommand),
+    /// Backups, retention, and customers' data requests (backup, prune, export, forget).
+    #[command(flatten)]
+    Ops(ops::OpsCommand),
     /// Run the service: scheduled ticks and dispatch, until SIGINT or SIGTERM.
     Run,
     /// Measure a tick over a large synthetic clinic (not a test; prints figures).
@@ -336,6 +340,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             by,
         } => outcome(&cli.config, message, &kind, at.as_deref(), &by),
         Command::Tasks(command) => tasks::run(&cli.config, command),
+        Command::Ops(command) => ops::run(&cli.config, command),
         Command::Run => serve(&cli.config),
         Command::Bench(args) => crate::bench::run(&args).map(|_| ExitCode::SUCCESS),
     }
