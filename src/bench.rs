@@ -20,7 +20,11 @@ use crate::model::{FollowupResult, Pool};
 use crate::store::Store;
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// What to measure; without one, a tick.
+    #[command(subcommand)]
+    pub what: Option<BenchWhat>,
     /// Number of customers.
     #[arg(long, default_value_t = 1_000_000)]
     pub customers: usize,
@@ -36,12 +40,22 @@ pub struct BenchArgs {
     pub batch: usize,
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchWhat {
+    /// Dispatch queued messages through a webhook sender to an HTTP server
+    /// in this process (rate limits off); prints messages/s and peak memory.
+    Dispatch(crate::bench_dispatch::DispatchArgs),
+}
+
 /// The fixed "now" of the benchmark, so reruns judge the same data.
 fn bench_now() -> DateTime<Utc> {
     DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default()
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if let Some(BenchWhat::Dispatch(dispatch)) = &args.what {
+        return crate::bench_dispatch::run(dispatch);
+    }
     let tz = chrono_tz::Asia::Shanghai;
     std::fs::create_dir_all(&args.dir)?;
     let db = args
@@ -255,12 +269,12 @@ fn cpu_seconds() -> Option<f64> {
 }
 
 /// Resets the kernel's peak-RSS counter (VmHWM) for this process.
-fn reset_peak_memory() {
+pub(crate) fn reset_peak_memory() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// Peak resident memory of this process, in KiB (Linux).
-fn peak_memory_kib() -> Option<u64> {
+pub(crate) fn peak_memory_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()

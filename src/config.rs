@@ -38,6 +38,33 @@ pub struct ConfigFile {
     /// Which sender carries each channel (`sms`, `phone`, `wechat`, `email`).
     #[serde(default)]
     pub channels: BTreeMap<Spanned<String>, ChannelSection>,
+    /// How long finished messages are kept.
+    #[serde(default)]
+    pub retention: RetentionSection,
+    /// The health check and Prometheus metrics over HTTP.
+    #[serde(default)]
+    pub metrics: Option<MetricsSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    /// Messages in a final status (sent, failed, suppressed, opted out, held
+    /// out) older than this are deleted with their outcomes and call tasks,
+    /// daily by the service and by `recall prune`, e.g. "2y". Pool moves are
+    /// kept. Unset: messages are kept for ever.
+    pub messages: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Where `GET /healthz` and `GET /metrics` listen, e.g. "127.0.0.1:9464".
+    pub listen: Spanned<String>,
+    /// Allow an address other than loopback. The endpoint has no
+    /// authentication; expose it only behind a firewall or proxy.
+    #[serde(default)]
+    pub allow_remote: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,6 +140,9 @@ pub struct DispatchSection {
     /// How often messages that await a person (WeCom confirmations, call
     /// tasks) are asked about.
     pub poll_every: Spanned<String>,
+    /// Messages handed to providers at once, and at most this many whose
+    /// result is not yet written: the at-least-once window after a crash.
+    pub concurrency: u32,
 }
 
 impl Default for DispatchSection {
@@ -124,6 +154,7 @@ impl Default for DispatchSection {
             max_backoff: Spanned::new(0..0, "6h".to_string()),
             max_per_customer: None,
             poll_every: Spanned::new(0..0, "10m".to_string()),
+            concurrency: DEFAULT_CONCURRENCY,
         }
     }
 }
@@ -175,7 +206,15 @@ pub struct Config {
     /// Channel → its sender and policy. Channels not listed have no sender:
     /// their messages stay queued and `recall check` warns.
     pub channels: BTreeMap<Channel, ChannelPolicy>,
+    /// Finished messages older than this are pruned; `None` keeps them.
+    pub retention: Option<Duration>,
+    /// Where the health check and metrics listen, if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
 }
+
+/// The shortest retention accepted: frequency caps, rule cooldowns and
+/// attribution windows read past messages, and need months of them.
+pub const MIN_RETENTION: Duration = Duration::from_secs(90 * 86_400);
 
 impl Config {
     /// Channel → fallback channel, for channels that have one.
@@ -312,7 +351,13 @@ pub struct DispatchSettings {
     pub cap: Option<Cap>,
     /// How often awaiting messages are polled.
     pub poll_every: Duration,
+    /// Sends in flight at once; also the most messages that can be sent
+    /// again after a crash (sent, result not yet committed).
+    pub concurrency: u32,
 }
+
+/// Sends in flight at once unless `[dispatch] concurrency` says otherwise.
+pub const DEFAULT_CONCURRENCY: u32 = 32;
 
 impl Default for DispatchSettings {
     fn default() -> Self {
@@ -323,6 +368,7 @@ impl Default for DispatchSettings {
             max_backoff: Duration::from_secs(6 * 3600),
             cap: None,
             poll_every: Duration::from_secs(600),
+            concurrency: DEFAULT_CONCURRENCY,
         }
     }
 }
@@ -452,6 +498,16 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
         report.push(
             Diagnostic::error(path, None, "dispatch.max_attempts must be at least 1")
                 .hint("5 is a good start"),
+        );
+    }
+    if file.dispatch.concurrency == 0 || file.dispatch.concurrency > 1024 {
+        report.push(
+            Diagnostic::error(
+                path,
+                None,
+                "dispatch.concurrency must be between 1 and 1024",
+            )
+            .hint("32 is the default; it is also how many messages a crash can send twice"),
         );
     }
     if file.dispatch.batch_size == 0 {
@@ -588,6 +644,61 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
             );
         }
     }
+    let retention = file.retention.messages.as_ref().and_then(|text| {
+        match humantime::parse_duration(text.get_ref()) {
+            Ok(d) if d >= MIN_RETENTION => Some(d),
+            Ok(_) => {
+                report.push(
+                    Diagnostic::error(
+                        path,
+                        span_of(&text.span()),
+                        format!("retention.messages `{}` is shorter than 90 days", text.get_ref()),
+                    )
+                    .hint("caps, cooldowns and attribution read months of past messages; keep at least \"90d\", e.g. \"2y\""),
+                );
+                None
+            }
+            Err(e) => {
+                report.push(
+                    Diagnostic::error(
+                        path,
+                        span_of(&text.span()),
+                        format!("bad retention.messages `{}`: {e}", text.get_ref()),
+                    )
+                    .hint("write a duration such as \"2y\" or \"18months\""),
+                );
+                None
+            }
+        }
+    });
+    let metrics = file.metrics.as_ref().and_then(|m| {
+        let text = m.listen.get_ref();
+        match text.parse::<std::net::SocketAddr>() {
+            Ok(addr) if addr.ip().is_loopback() || m.allow_remote => Some(addr),
+            Ok(_) => {
+                report.push(
+                    Diagnostic::error(
+                        path,
+                        span_of(&m.listen.span()),
+                        format!("metrics.listen `{text}` is not a loopback address"),
+                    )
+                    .hint("the endpoint has no authentication: listen on 127.0.0.1, or set allow_remote = true behind a firewall"),
+                );
+                None
+            }
+            Err(e) => {
+                report.push(
+                    Diagnostic::error(
+                        path,
+                        span_of(&m.listen.span()),
+                        format!("bad metrics.listen `{text}`: {e}"),
+                    )
+                    .hint("write an address and port such as \"127.0.0.1:9464\""),
+                );
+                None
+            }
+        }
+    });
     let cap = file.dispatch.max_per_customer.as_ref().and_then(|cap| {
         Cap::parse(cap.get_ref())
             .map_err(|why| report.push(Diagnostic::error(path, span_of(&cap.span()), why)))
@@ -616,9 +727,12 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
             max_backoff,
             cap,
             poll_every,
+            concurrency: file.dispatch.concurrency,
         },
         senders,
         channels,
+        retention,
+        metrics,
     }
 }
 
@@ -733,6 +847,34 @@ mod tests {
             report.to_lines()[0].contains("falls back to `sms`, which has no [channels.sms]"),
             "{report}"
         );
+    }
+
+    #[test]
+    fn retention_and_metrics_are_checked() {
+        let config = load_text(&format!(
+            "{MINIMAL}[retention]\nmessages = \"2y\"\n[metrics]\nlisten = \"127.0.0.1:9464\"\n"
+        ))
+        .unwrap();
+        assert!(config.retention.unwrap() > Duration::from_secs(700 * 86_400));
+        assert_eq!(config.metrics.unwrap().port(), 9464);
+        let report = load_text(&format!(
+            "{MINIMAL}[retention]\nmessages = \"7d\"\n[metrics]\nlisten = \"0.0.0.0:9464\"\n"
+        ))
+        .unwrap_err();
+        let lines = report.to_lines();
+        assert!(
+            lines.iter().any(|l| l.contains("shorter than 90 days")),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("not a loopback address")),
+            "{lines:#?}"
+        );
+        let config = load_text(&format!(
+            "{MINIMAL}[metrics]\nlisten = \"0.0.0.0:9464\"\nallow_remote = true\n"
+        ))
+        .unwrap();
+        assert!(config.metrics.is_some());
     }
 
     #[test]

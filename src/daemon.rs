@@ -128,7 +128,7 @@ impl Loaded {
 pub async fn run(loaded: Loaded) -> Result<()> {
     let mut signals = Signals::install()?;
     let config_path = loaded.config.path.clone();
-    let config = loaded.config.clone();
+    let config = Arc::new(loaded.config.clone());
     let tz = config.clinic.timezone;
     let store = Store::open(&config.database)?;
     let clinic_id = store.ensure_clinic(
@@ -215,6 +215,27 @@ pub async fn run(loaded: Loaded) -> Result<()> {
         shutdown_rx.clone(),
     ));
 
+    // Operations: the health check and metrics, and retention pruning.
+    let observe = match config.metrics {
+        Some(listen) => Some(
+            crate::observe::start(
+                listen,
+                config.database.clone(),
+                crate::ops::health(&config, Utc::now().timestamp()),
+                shutdown_rx.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let prune_task = config.retention.map(|keep| {
+        tokio::spawn(crate::ops::prune_daily(
+            config.clone(),
+            keep,
+            shutdown_rx.clone(),
+        ))
+    });
+
     let (reload_tx, mut reload_rx) = mpsc::unbounded_channel::<&'static str>();
     let _watcher = match reload::watch(&live.loaded(), reload_tx.clone()) {
         Ok(watcher) => Some(watcher),
@@ -270,6 +291,9 @@ pub async fn run(loaded: Loaded) -> Result<()> {
     let _ = scheduler.shutdown().await;
     drop(trigger_tx);
     let (ticks, dispatch) = tokio::join!(tick_task, dispatch_task);
+    for task in [observe, prune_task].into_iter().flatten() {
+        let _ = task.await;
+    }
     ticks.context("tick worker")??;
     dispatch.context("dispatcher")??;
     drop(dispatch_lock);
@@ -404,12 +428,14 @@ async fn tick_worker(
         store = returned;
         match result {
             Ok(report) => {
+                crate::metrics::global().tick_report(&report);
                 log_tick(&report, cause, tz);
                 ctx.ticked.notify_one();
             }
             // A failed tick (database locked for minutes, disk full) is
             // logged; the next trigger resumes it from its cursor.
             Err(e) => {
+                crate::metrics::global().tick_failed();
                 tracing::error!(error = %e, cause, "tick failed; it will resume at the next trigger")
             }
         }
@@ -481,7 +507,9 @@ async fn dispatch_loop(
         if stop() {
             return Ok(());
         }
-        match dispatcher.drain(&store, Clock::System, &stop).await {
+        let drained = dispatcher.drain(&store, Clock::System, &stop).await;
+        crate::metrics::global().dispatch_pass(Utc::now().timestamp(), drained.is_ok());
+        match drained {
             Ok(report) if report.claimed > 0 => tracing::info!(
                 sent = report.sent,
                 awaiting = report.awaiting,

@@ -6,6 +6,7 @@
 //! `ARCHITECTURE.md` at the top of the repository is the map of this crate.
 
 pub mod bench;
+pub mod bench_dispatch;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -17,7 +18,10 @@ pub mod engine;
 pub mod facts;
 pub mod import;
 pub mod mask;
+pub mod metrics;
 pub mod model;
+pub mod observe;
+pub mod ops;
 pub mod predict;
 pub mod reload;
 pub mod report;

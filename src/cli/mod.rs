@@ -2,6 +2,7 @@
 //! library. Each command is a function here or in a submodule; none of them
 //! holds logic that a test could not reach through the library.
 
+mod ops;
 mod output;
 pub mod scaffold;
 mod tasks;
@@ -168,6 +169,9 @@ pub enum Command {
     /// Phone-call tasks for the clinic's staff: list, export, record outcomes.
     #[command(subcommand)]
     Tasks(TasksCommand),
+    /// Backups, retention, and customers' data requests (backup, prune, export, forget).
+    #[command(flatten)]
+    Ops(ops::OpsCommand),
     /// Run the service: scheduled ticks and dispatch, until SIGINT or SIGTERM.
     Run,
     /// Ask the running service to load recall.toml, the rules and the
@@ -396,6 +400,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             by,
         } => outcome(&cli.config, message, &kind, at.as_deref(), &by),
         Command::Tasks(command) => tasks::run(&cli.config, command),
+        Command::Ops(command) => ops::run(&cli.config, command),
         Command::Run => serve(&cli.config),
         Command::Reload => reload(&cli.config),
         Command::Bench(args) => crate::bench::run(&args).map(|_| ExitCode::SUCCESS),
@@ -1120,6 +1125,12 @@ fn dispatch(config_path: &Path, at: Option<&str>) -> Result<ExitCode> {
             "the service is dispatching from this database right now; it sends due messages itself"
         );
     };
+    // Holding the dispatch lock, this is the only dispatcher: messages a
+    // dispatcher that died left in `sending` go back to the queue first.
+    let requeued = store.requeue_interrupted(Utc::now().timestamp())?;
+    if requeued > 0 {
+        eprintln!("{requeued} message(s) interrupted while sending were put back in the queue");
+    }
     let dispatcher = Dispatcher::build(&config)?;
     let store: SharedStore = Arc::new(std::sync::Mutex::new(store));
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -178,6 +178,7 @@ batch_size = 200               # messages per dispatch round
 max_attempts = 5               # a retryable failure is retried up to this many attempts in all
 retry_backoff = "1m"           # first retry after this long, doubling each time
 max_backoff = "6h"             # ... up to this long
+# concurrency = 32            # messages sent at once; a crash can send at most this many twice
 
 # Senders carry the messages. The `log` sender records each message in the
 # outreach log (`recall log`) and in `file`, and marks it sent, without
@@ -212,6 +213,16 @@ max_per_customer = "3/7d"      # pushing too often backfires
 [channels.email]
 sender = "log"
 cost = 0.005
+
+# How long finished messages are kept (deleted daily by the service; pool
+# moves are kept). At least 90 days.
+# [retention]
+# messages = "2y"
+
+# Health check (/healthz) and Prometheus metrics (/metrics) over HTTP, on
+# loopback only.
+# [metrics]
+# listen = "127.0.0.1:9464"
 "#;
 
 #[cfg(test)]

@@ -4,36 +4,46 @@
 //! (do-not-contact, consent, an address on the channel; otherwise the
 //! channel's fallback, or `suppressed` with the reason) → quiet hours and
 //! frequency caps (the message waits, no attempt used) → the sender's rate
-//! limit (paced) → send → write the outcome at once. Retryable failures go
-//! back to the queue with exponential backoff and jitter until
-//! `max_attempts`; an opt-out withdraws the customer's consent for that
-//! channel; a permanent failure or opt-out falls back to another channel when
-//! one is configured. Messages that await a person (WeCom confirmations, call
-//! tasks) are polled until they settle. A message is never dropped: every
-//! path ends in a status with its reason.
+//! limit (paced) → send. Up to `[dispatch] concurrency` messages are sent at
+//! once; their outcomes are written in groups, one transaction per group
+//! (group commit). Retryable failures go back to the queue with exponential
+//! backoff and jitter until `max_attempts`; an opt-out withdraws the
+//! customer's consent for that channel; a permanent failure or opt-out falls
+//! back to another channel when one is configured. Messages that await a
+//! person (WeCom confirmations, call tasks) are polled until they settle. A
+//! message is never dropped: every path ends in a status with its reason.
 //!
-//! Delivery is at-least-once in one narrow window: if the process dies after
-//! a provider accepted a message but before its status is written, the
-//! message is requeued on restart and sent again. Senders get the outreach
-//! id as a stable key; providers that can be asked (Aliyun's
-//! QuerySendDetails) are asked before a resend.
+//! Delivery is at-least-once in one window, and this module bounds it: a
+//! message holds one of `concurrency` permits from just before it is handed
+//! to its sender until its outcome is committed. If the process dies, the
+//! messages holding permits are left in `sending` and are requeued at the
+//! next start; those a provider had already accepted are sent again. So a
+//! crash sends at most `concurrency` messages twice (32 by default). A round
+//! ends only after all its outcomes are committed, so a message is never
+//! claimed again before its result is durable. Senders get the outreach id
+//! as a stable key; providers that can be asked (Aliyun's QuerySendDetails)
+//! are asked before a resend.
 
 mod pacer;
 pub mod sender;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::clock::{self, Clock, Timestamp};
 use crate::config::{ChannelPolicy, Config, DispatchSettings, QuietHours};
 use crate::mask;
+use crate::metrics;
 use crate::model::Channel;
 use crate::senders::{self, BuildError};
-use crate::store::outbox::Claimed;
+use crate::store::outbox::{Claimed, Settle, Settled};
 use crate::store::{Store, StoreError};
 use pacer::Pacer;
 use sender::{Outbound, PollOutcome, SendOutcome, Sender};
@@ -249,7 +259,14 @@ impl Dispatcher {
         }
     }
 
-    /// One round: claim a batch of due messages and handle each.
+    /// One round: claim a batch of due messages, send up to `concurrency`
+    /// of them at a time, and write their outcomes in groups (one
+    /// transaction per group). A message holds one of `concurrency` permits
+    /// from before it is sent until its outcome is committed, so at most
+    /// `concurrency` messages are ever between "handed to the provider" and
+    /// "result durable" — the whole at-least-once window after a crash. The
+    /// round ends only when every outcome is committed, so nothing is
+    /// claimed again before its result is durable.
     pub async fn round(
         &self,
         store: &SharedStore,
@@ -260,63 +277,190 @@ impl Dispatcher {
         let limit = self.settings.batch_size;
         let now = clock.now().timestamp();
         let claimed = blocking(store, move |s| s.claim_due(now, &channels, limit)).await?;
-        let mut report = DispatchReport {
-            claimed: claimed.len(),
-            ..DispatchReport::default()
-        };
-        let mut remaining = claimed.into_iter();
-        while let Some(message) = remaining.next() {
-            self.handle(store, clock, message, &mut report, stop)
-                .await?;
-            if stop() {
-                let ids: Vec<i64> = remaining.map(|m| m.id).collect();
-                report.released += ids.len();
-                if !ids.is_empty() {
-                    let now = clock.now().timestamp();
-                    blocking(store, move |s| s.release(&ids, now)).await?;
+        let claimed_count = claimed.len();
+        if claimed.is_empty() {
+            return Ok(DispatchReport::default());
+        }
+        let caps = self.cap_book(store, &claimed, now).await?;
+        let permits = Arc::new(Semaphore::new(self.concurrency()));
+        let (tx, rx) = mpsc::unbounded_channel::<(Settle, OwnedSemaphorePermit)>();
+        let mut remaining = claimed.into_iter().peekable();
+
+        let sends = async {
+            let mut in_flight = FuturesUnordered::new();
+            let mut started = 0usize;
+            loop {
+                // In-flight sends always finish; new ones start only until
+                // a stop (the first one of a round always starts).
+                let may_start = remaining.peek().is_some() && (started == 0 || !stop());
+                tokio::select! {
+                    biased;
+                    Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                    permit = permits.clone().acquire_owned(), if may_start => {
+                        let permit = permit.expect("the semaphore is never closed");
+                        let Some(message) = remaining.next() else { continue };
+                        started += 1;
+                        let tx = tx.clone();
+                        let caps = &caps;
+                        in_flight.push(async move {
+                            let outcome = self.handle(clock, message, caps, stop).await;
+                            // The writer is gone only if it failed; the
+                            // round reports that error.
+                            let _ = tx.send((outcome, permit));
+                        });
+                    }
+                    else => break,
                 }
-                break;
+            }
+            drop(tx);
+            Ok::<_, StoreError>(())
+        };
+        let ((), mut report) = tokio::try_join!(sends, self.write_outcomes(store, rx))?;
+
+        let unsent: Vec<i64> = remaining.map(|m| m.id).collect();
+        if !unsent.is_empty() {
+            report.released += unsent.len();
+            let now = clock.now().timestamp();
+            blocking(store, move |s| s.release(&unsent, now)).await?;
+        }
+        report.claimed = claimed_count;
+        Ok(report)
+    }
+
+    fn concurrency(&self) -> usize {
+        (self.settings.concurrency as usize).max(1)
+    }
+
+    /// Commits outcomes as they arrive, each group in one transaction: all
+    /// that waited while the previous commit ran, up to `concurrency`. The
+    /// permits of a group are returned only once it is committed.
+    async fn write_outcomes(
+        &self,
+        store: &SharedStore,
+        mut outcomes: mpsc::UnboundedReceiver<(Settle, OwnedSemaphorePermit)>,
+    ) -> Result<DispatchReport, StoreError> {
+        let mut report = DispatchReport::default();
+        while let Some(first) = outcomes.recv().await {
+            let mut group = vec![first];
+            while group.len() < self.concurrency() {
+                match outcomes.try_recv() {
+                    Ok(next) => group.push(next),
+                    Err(_) => break,
+                }
+            }
+            let (settles, permits): (Vec<Settle>, Vec<OwnedSemaphorePermit>) =
+                group.into_iter().unzip();
+            let (settles, done) = commit(store, settles).await?;
+            drop(permits);
+            metrics::global().group_committed(settles.len());
+            for (settle, settled) in settles.iter().zip(done) {
+                self.count(settle, settled, &mut report);
             }
         }
         Ok(report)
     }
 
-    async fn handle(
+    /// Counts a committed outcome in the report and the metrics.
+    fn count(&self, settle: &Settle, settled: Settled, report: &mut DispatchReport) {
+        let settle = match (settle, settled) {
+            (Settle::FallBack { id, note, .. }, Settled::FellBack(to)) => {
+                tracing::info!(id, to = to.as_str(), why = %note, "falling back");
+                report.fell_back += 1;
+                metrics::global().dispatched("fell_back");
+                return;
+            }
+            (Settle::FallBack { otherwise, .. }, _) => otherwise.as_ref(),
+            (other, _) => other,
+        };
+        let (field, name) = match settle {
+            Settle::Sent { .. } => (&mut report.sent, "sent"),
+            Settle::Awaiting { .. } => (&mut report.awaiting, "awaiting"),
+            Settle::Deferred { .. } => (&mut report.deferred, "deferred"),
+            Settle::Retry { .. } => (&mut report.retried, "retried"),
+            Settle::Failed { .. } => (&mut report.failed, "failed"),
+            Settle::Suppressed { .. } => (&mut report.suppressed, "suppressed"),
+            Settle::OptedOut { .. } => (&mut report.opted_out, "opted_out"),
+            Settle::Release { .. } | Settle::FallBack { .. } => (&mut report.released, "released"),
+        };
+        *field += 1;
+        metrics::global().dispatched(name);
+    }
+
+    /// What the frequency caps of these messages' customers have already
+    /// counted (one query), if any cap is configured.
+    async fn cap_book(
         &self,
         store: &SharedStore,
+        claimed: &[Claimed],
+        now: Timestamp,
+    ) -> Result<CapBook, StoreError> {
+        let longest = self
+            .routes
+            .values()
+            .filter_map(|r| r.policy.cap)
+            .chain(self.settings.cap)
+            .map(|cap| cap.window.as_secs() as i64)
+            .max();
+        let Some(window) = longest else {
+            return Ok(CapBook::default());
+        };
+        let mut customers: Vec<i64> = claimed.iter().map(|m| m.recipient.customer_id).collect();
+        customers.sort_unstable();
+        customers.dedup();
+        let since = now - window;
+        let rows = blocking(store, move |s| s.contacts_since(&customers, since)).await?;
+        let mut book: HashMap<i64, Vec<(Channel, Timestamp)>> = HashMap::new();
+        for (customer, channel, at) in rows {
+            book.entry(customer).or_default().push((channel, at));
+        }
+        Ok(CapBook {
+            contacts: Mutex::new(book),
+        })
+    }
+
+    /// Decides what becomes of one claimed message, sending it if it may go
+    /// out. Touches no store: the outcome is written by the round's writer.
+    async fn handle(
+        &self,
         clock: Clock,
         message: Claimed,
-        report: &mut DispatchReport,
+        caps: &CapBook,
         stop: &(dyn Fn() -> bool + Sync),
-    ) -> Result<(), StoreError> {
+    ) -> Settle {
         let id = message.id;
         let channel = message.channel;
         let customer = message.recipient.external_id.clone();
         let now = clock.now();
+        let at = now.timestamp();
         let Some(route) = self.routes.get(&channel) else {
             // claim_due only claims routed channels; a route removed by a
             // reload mid-round puts the message back.
-            report.released += 1;
-            let now = now.timestamp();
-            return blocking(store, move |s| s.release(&[id], now)).await;
+            return Settle::Release { id, at };
         };
 
         // Who may be reached, and where.
         match blocked(&message) {
             Some(Blocked::Everywhere(reason)) => {
                 tracing::info!(id, channel = channel.as_str(), %customer, reason, "suppressed");
-                report.suppressed += 1;
-                let now = now.timestamp();
-                return blocking(store, move |s| s.mark_suppressed(id, reason, now)).await;
+                return Settle::Suppressed {
+                    id,
+                    reason: reason.to_string(),
+                    at,
+                };
             }
             Some(Blocked::Here(reason)) => {
-                if self.fall_back(store, &message, reason, now, report).await? {
-                    return Ok(());
-                }
-                tracing::info!(id, channel = channel.as_str(), %customer, reason, "suppressed");
-                report.suppressed += 1;
-                let now = now.timestamp();
-                return blocking(store, move |s| s.mark_suppressed(id, reason, now)).await;
+                let suppressed = Settle::Suppressed {
+                    id,
+                    reason: reason.to_string(),
+                    at,
+                };
+                return match self.fall_back(&message, reason, at, suppressed) {
+                    Ok(fall_back) => fall_back,
+                    Err(suppressed) => {
+                        tracing::info!(id, channel = channel.as_str(), %customer, reason, "suppressed");
+                        suppressed
+                    }
+                };
             }
             None => {}
         }
@@ -331,12 +475,28 @@ impl Dispatcher {
                 "quiet hours for {channel}; waits until {}",
                 clock::format_local(until, self.tz)
             );
-            return self.defer(store, id, reason, until, now, report).await;
+            return defer(id, reason, until, at);
         }
-        if let Some((until, reason)) = self.cap_until(store, &message, route, now).await? {
-            return self.defer(store, id, reason, until, now, report).await;
+        if let Some((until, reason)) = self.cap_until(caps, &message, route, at) {
+            return defer(id, reason, until, at);
         }
+        let sent = self.send(clock, &message, route, stop).await;
+        if !matches!(sent, Settle::Sent { .. } | Settle::Awaiting { .. }) {
+            caps.forget(message.recipient.customer_id, channel, at);
+        }
+        sent
+    }
 
+    /// Paces, sends, and turns the sender's answer into an outcome.
+    async fn send(
+        &self,
+        clock: Clock,
+        message: &Claimed,
+        route: &Route,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Settle {
+        let id = message.id;
+        let now = clock.now();
         // How fast: the sender's rate limit.
         if let Some(pacer) = &route.pacer
             && let Err(wait) = pacer.acquire(stop).await
@@ -344,177 +504,169 @@ impl Dispatcher {
             let until = (now + chrono::Duration::from_std(wait).unwrap_or_default()).timestamp();
             let reason = format!("rate limit of sender {}", route.sender_name);
             let until = until.max(now.timestamp() + 1);
-            return self.defer(store, id, reason, until, now, report).await;
+            return defer(id, reason, until, now.timestamp());
         }
 
-        let address = address(&message).unwrap_or_default().to_string();
-        let outbound = outbound(&message, &address, clock.now());
+        let address = address(message).unwrap_or_default().to_string();
+        let outbound = outbound(message, &address, clock.now());
+        let started = std::time::Instant::now();
         let outcome = route.sender.send(&outbound).await;
-        self.record(
-            store,
-            &message,
-            route,
-            &address,
-            outcome,
-            clock.now(),
-            report,
-        )
-        .await
+        metrics::global().send_latency(&route.sender_name, started.elapsed());
+        self.record(message, route, &address, outcome, clock.now())
     }
 
-    /// Writes what the sender answered.
-    #[allow(clippy::too_many_arguments)]
-    async fn record(
+    /// What the sender answered, as the outcome to write.
+    fn record(
         &self,
-        store: &SharedStore,
         message: &Claimed,
         route: &Route,
         address: &str,
         outcome: SendOutcome,
         now: DateTime<Utc>,
-        report: &mut DispatchReport,
-    ) -> Result<(), StoreError> {
+    ) -> Settle {
         let id = message.id;
         let channel = message.channel.as_str();
-        let sender_name = route.sender_name.clone();
-        let cost = route.policy.cost_milli;
+        let sender = route.sender_name.clone();
+        let cost_milli = route.policy.cost_milli;
         let at = now.timestamp();
         match outcome {
-            SendOutcome::Sent { provider_id } => {
-                report.sent += 1;
-                blocking(store, move |s| {
-                    s.mark_sent(id, &sender_name, &provider_id, cost, at)
-                })
-                .await
-            }
+            SendOutcome::Sent { provider_id } => Settle::Sent {
+                id,
+                sender,
+                provider_id,
+                cost_milli,
+                at,
+            },
             SendOutcome::Awaiting { provider_id } => {
                 tracing::info!(id, channel, to = %mask::address(address), provider_id, "handed to staff; awaiting");
-                report.awaiting += 1;
-                blocking(store, move |s| {
-                    s.mark_awaiting(id, &sender_name, &provider_id, cost, at)
-                })
-                .await
+                Settle::Awaiting {
+                    id,
+                    sender,
+                    provider_id,
+                    cost_milli,
+                    at,
+                }
             }
             SendOutcome::Deferred { retry_at, reason } => {
-                self.defer(store, id, reason, retry_at.timestamp(), now, report)
-                    .await
+                defer(id, reason, retry_at.timestamp(), at)
             }
             SendOutcome::Retryable { error, retry_after } => {
                 if message.attempts >= i64::from(self.settings.max_attempts) {
                     tracing::warn!(id, channel, to = %mask::address(address), attempts = message.attempts, %error,
                         "giving up");
-                    report.failed += 1;
                     let error = format!("gave up after {} attempts: {error}", message.attempts);
-                    blocking(store, move |s| s.mark_failed(id, &sender_name, &error, at)).await
+                    Settle::Failed {
+                        id,
+                        sender,
+                        error,
+                        at,
+                    }
                 } else {
                     let wait =
                         retry_after.unwrap_or_else(|| backoff(&self.settings, message.attempts));
                     tracing::info!(id, channel, attempts = message.attempts, retry_in = ?wait, %error, "will retry");
-                    report.retried += 1;
                     let retry_at = at + wait.as_secs().max(1) as i64;
-                    blocking(store, move |s| {
-                        s.mark_retry(id, &sender_name, &error, retry_at, at)
-                    })
-                    .await
+                    Settle::Retry {
+                        id,
+                        sender,
+                        error,
+                        retry_at,
+                        at,
+                    }
                 }
             }
             SendOutcome::Permanent { error } => {
                 let why = format!("{channel}: {error}");
-                if self.fall_back(store, message, &why, now, report).await? {
-                    return Ok(());
+                let failed = Settle::Failed {
+                    id,
+                    sender,
+                    error: error.clone(),
+                    at,
+                };
+                match self.fall_back(message, &why, at, failed) {
+                    Ok(fall_back) => fall_back,
+                    Err(failed) => {
+                        tracing::warn!(id, channel, to = %mask::address(address), %error, "failed");
+                        failed
+                    }
                 }
-                tracing::warn!(id, channel, to = %mask::address(address), %error, "failed");
-                report.failed += 1;
-                blocking(store, move |s| s.mark_failed(id, &sender_name, &error, at)).await
             }
             SendOutcome::OptedOut { reason } => {
                 tracing::info!(id, channel, to = %mask::address(address), %reason,
                     "recipient opted out; consent withdrawn for this channel");
-                report.opted_out += 1;
-                blocking(store, move |s| {
-                    s.mark_opted_out(id, &sender_name, &reason, at)
-                })
-                .await?;
-                Ok(())
+                Settle::OptedOut {
+                    id,
+                    sender,
+                    reason,
+                    at,
+                }
             }
         }
     }
 
-    /// Switches the message to its fallback channel if it has one that is
-    /// routed. Returns whether it did.
-    async fn fall_back(
+    /// The switch to the message's fallback channel if it has one that is
+    /// routed (with `otherwise` written if the stored fallback turns out
+    /// unusable), or `otherwise` back when there is none.
+    fn fall_back(
         &self,
-        store: &SharedStore,
         message: &Claimed,
         why: &str,
-        now: DateTime<Utc>,
-        report: &mut DispatchReport,
-    ) -> Result<bool, StoreError> {
+        at: Timestamp,
+        otherwise: Settle,
+    ) -> Result<Settle, Settle> {
         let Some(fallback) = self
             .routes
             .get(&message.channel)
             .and_then(|r| r.policy.fallback)
         else {
-            return Ok(false);
+            return Err(otherwise);
         };
         if !message.has_fallback || !self.routes.contains_key(&fallback) {
-            return Ok(false);
+            return Err(otherwise);
         }
-        let id = message.id;
-        let routed = self.channels();
-        let note = format!("{why}; falling back to {fallback}");
-        let at = now.timestamp();
-        let switched = blocking(store, move |s| s.fall_back(id, &note, &routed, at)).await?;
-        if let Some(to) = switched {
-            tracing::info!(
-                id,
-                from = message.channel.as_str(),
-                to = to.as_str(),
-                why,
-                "falling back"
-            );
-            report.fell_back += 1;
-        }
-        Ok(switched.is_some())
+        Ok(Settle::FallBack {
+            id: message.id,
+            note: format!("{why}; falling back to {fallback}"),
+            routed: self.channels(),
+            at,
+            otherwise: Box::new(otherwise),
+        })
     }
 
-    async fn defer(
+    /// When the customer's frequency caps allow this message, if they do not
+    /// now. When they allow it, the contact is counted at once, so another
+    /// message of the same customer in the same round sees it.
+    fn cap_until(
         &self,
-        store: &SharedStore,
-        id: i64,
-        reason: String,
-        until: Timestamp,
-        now: DateTime<Utc>,
-        report: &mut DispatchReport,
-    ) -> Result<(), StoreError> {
-        tracing::debug!(id, %reason, "deferred");
-        report.deferred += 1;
-        let now = now.timestamp();
-        blocking(store, move |s| s.mark_deferred(id, &reason, until, now)).await
-    }
-
-    /// When the customer's frequency caps allow this message, if they do not now.
-    async fn cap_until(
-        &self,
-        store: &SharedStore,
+        caps: &CapBook,
         message: &Claimed,
         route: &Route,
-        now: DateTime<Utc>,
-    ) -> Result<Option<(Timestamp, String)>, StoreError> {
+        now: Timestamp,
+    ) -> Option<(Timestamp, String)> {
         let checks = [
             (route.policy.cap, Some(message.channel)),
             (self.settings.cap, None),
         ];
+        if checks.iter().all(|(cap, _)| cap.is_none()) {
+            return None;
+        }
+        let customer = message.recipient.customer_id;
+        let mut book = caps.contacts.lock().unwrap_or_else(|p| p.into_inner());
+        let contacts = book.entry(customer).or_default();
         let mut latest: Option<(Timestamp, String)> = None;
         for (cap, channel) in checks {
             let Some(cap) = cap else { continue };
             let window = cap.window.as_secs() as i64;
-            let since = now.timestamp() - window;
-            let customer = message.recipient.customer_id;
-            let (count, oldest) =
-                blocking(store, move |s| s.recent_contacts(customer, channel, since)).await?;
+            let since = now - window;
+            let counted = contacts
+                .iter()
+                .filter(|(c, at)| *at > since && channel.is_none_or(|ch| ch == *c))
+                .map(|(_, at)| *at);
+            let (count, oldest) = counted.fold((0i64, None::<Timestamp>), |(n, o), at| {
+                (n + 1, Some(o.map_or(at, |o: Timestamp| o.min(at))))
+            });
             if count >= i64::from(cap.count) {
-                let until = oldest.unwrap_or(now.timestamp()) + window + 1;
+                let until = oldest.unwrap_or(now) + window + 1;
                 let scope = channel.map_or("all channels".to_string(), |c| c.to_string());
                 let reason = format!(
                     "frequency cap of {} per {} on {scope} reached; waits until {}",
@@ -527,7 +679,10 @@ impl Dispatcher {
                 }
             }
         }
-        Ok(latest)
+        if latest.is_none() {
+            contacts.push((message.channel, now));
+        }
+        latest
     }
 
     /// Asks the senders about messages that await a person and were not
@@ -610,6 +765,63 @@ fn outbound<'a>(message: &'a Claimed, address: &'a str, now: DateTime<Utc>) -> O
         attempt: message.attempts,
         previous_error: message.last_error.as_deref(),
         now,
+    }
+}
+
+/// A deferral: back to the queue until `until`, no attempt used.
+fn defer(id: i64, reason: String, until: Timestamp, at: Timestamp) -> Settle {
+    tracing::debug!(id, %reason, "deferred");
+    Settle::Deferred {
+        id,
+        reason,
+        until,
+        at,
+    }
+}
+
+/// Writes a group of outcomes in one transaction. A failed commit (the
+/// database busy beyond its timeout) is tried again a few times before the
+/// round gives up; nothing of the group is durable until one succeeds.
+async fn commit(
+    store: &SharedStore,
+    settles: Vec<Settle>,
+) -> Result<(Vec<Settle>, Vec<Settled>), StoreError> {
+    let settles = Arc::new(settles);
+    let mut tries = 0;
+    loop {
+        let group = settles.clone();
+        match blocking(store, move |s| s.settle(&group)).await {
+            Ok(done) => {
+                let settles = Arc::try_unwrap(settles).unwrap_or_else(|shared| (*shared).clone());
+                return Ok((settles, done));
+            }
+            Err(e) if tries < 3 => {
+                tries += 1;
+                tracing::warn!(error = %e, tries, "could not write dispatch outcomes; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The contacts frequency caps count for the customers of one round: from
+/// the database at the claim, plus the round's own sends as they start.
+#[derive(Default)]
+struct CapBook {
+    contacts: Mutex<HashMap<i64, Vec<(Channel, Timestamp)>>>,
+}
+
+impl CapBook {
+    /// Takes back a contact counted for a send that did not hand the
+    /// message over.
+    fn forget(&self, customer: i64, channel: Channel, at: Timestamp) {
+        let mut book = self.contacts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(contacts) = book.get_mut(&customer)
+            && let Some(i) = contacts.iter().rposition(|c| *c == (channel, at))
+        {
+            contacts.remove(i);
+        }
     }
 }
 

@@ -100,6 +100,7 @@ fn settings(max_attempts: u32) -> DispatchSettings {
         max_backoff: Duration::from_secs(3600),
         cap: None,
         poll_every: Duration::from_secs(600),
+        concurrency: 4,
     }
 }
 
@@ -626,4 +627,88 @@ async fn awaiting_messages_are_polled_until_they_settle() {
 /// Queues one more message on `channel` for the first customer, due at `due`.
 fn queue_more(f: &Fixture, channel: Channel, due: i64) {
     crate::testing::queue_more(&f.store, 1, channel, due);
+}
+
+/// Counts how many sends are in flight at once; each takes a little while.
+struct Slow {
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Sender for Slow {
+    fn kind(&self) -> &'static str {
+        "slow"
+    }
+
+    async fn send(&self, message: &Outbound<'_>) -> SendOutcome {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.now.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.now.fetch_sub(1, SeqCst);
+        SendOutcome::Sent {
+            provider_id: format!("p-{}", message.id),
+        }
+    }
+}
+
+#[tokio::test]
+async fn sends_run_side_by_side_up_to_the_concurrency_and_are_committed_in_groups() {
+    let customers = (1..=10).map(|i| phone_customer(&format!("C{i}"))).collect();
+    let f = fixture(customers, Channel::Sms);
+    let slow = Arc::new(Slow {
+        now: Default::default(),
+        most: Default::default(),
+    });
+    let mut routes = BTreeMap::new();
+    routes.insert(
+        Channel::Sms,
+        Route::new("slow", slow.clone(), ChannelPolicy::plain("slow")),
+    );
+    let d = Dispatcher::with_routes(routes, settings(3), chrono_tz::Asia::Shanghai);
+    let report = d.drain(&f.store, at(T0), &|| false).await.unwrap();
+    assert_eq!(report.sent, 10);
+    let most = slow.most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(most > 1, "sends ran one at a time");
+    assert!(most <= 4, "more than `concurrency` sends in flight: {most}");
+    assert!(log(&f.store).iter().all(|e| e.status == "sent"));
+}
+
+#[tokio::test]
+async fn a_stop_lets_sends_in_flight_finish_and_hands_back_the_rest() {
+    let customers = (1..=10).map(|i| phone_customer(&format!("C{i}"))).collect();
+    let f = fixture(customers, Channel::Sms);
+    let slow = Arc::new(Slow {
+        now: Default::default(),
+        most: Default::default(),
+    });
+    let mut routes = BTreeMap::new();
+    routes.insert(
+        Channel::Sms,
+        Route::new("slow", slow.clone(), ChannelPolicy::plain("slow")),
+    );
+    let d = Dispatcher::with_routes(routes, settings(3), chrono_tz::Asia::Shanghai);
+    let stopping = std::sync::atomic::AtomicBool::new(false);
+    let stop = || {
+        // Stop once the first four are in flight.
+        if slow.most.load(std::sync::atomic::Ordering::SeqCst) >= 4 {
+            stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        stopping.load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let report = d.round(&f.store, at(T0), &stop).await.unwrap();
+    assert_eq!(report.sent + report.released, 10);
+    assert!(report.sent >= 4 && report.released > 0, "{report:?}");
+    let entries = log(&f.store);
+    assert_eq!(
+        entries.iter().filter(|e| e.status == "sent").count(),
+        report.sent
+    );
+    assert!(
+        entries
+            .iter()
+            .filter(|e| e.status != "sent")
+            .all(|e| e.status == "queued" && e.attempts == 0)
+    );
 }

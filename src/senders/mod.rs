@@ -117,20 +117,66 @@ pub struct Context {
 }
 
 impl Context {
-    /// The secret in environment variable `var`, for sender `name`. Missing
-    /// or empty is an error that names the variable, never the value.
+    /// The secret in environment variable `var`, for sender `name`; or, when
+    /// `var` is not set, the contents of the file named by `<var>_FILE`
+    /// (e.g. `SMTP_PASSWORD_FILE=/etc/recall/smtp-password`), which must not
+    /// be readable or writable by group or others (mode 0600 or 0400).
+    /// Missing, empty or unsafe is an error that names the variable or the
+    /// file, never the value.
     pub fn secret(&self, name: &str, var: &str) -> Result<String, BuildError> {
-        let value = match &self.secrets {
-            Secrets::Environment => std::env::var(var).ok(),
-            Secrets::Map(map) => map.get(var).cloned(),
+        let (value, file) = match &self.secrets {
+            Secrets::Environment => (
+                std::env::var(var).ok(),
+                std::env::var_os(format!("{var}_FILE")).map(PathBuf::from),
+            ),
+            Secrets::Map(map) => (
+                map.get(var).cloned(),
+                map.get(&format!("{var}_FILE")).map(PathBuf::from),
+            ),
         };
-        value.filter(|v| !v.trim().is_empty()).ok_or_else(|| {
-            BuildError::new(
+        if let Some(value) = value.filter(|v| !v.trim().is_empty()) {
+            return Ok(value);
+        }
+        let Some(path) = file else {
+            return Err(BuildError::new(
                 name,
-                format!("environment variable {var} is not set (secrets come from the environment, never from recall.toml)"),
-            )
-        })
+                format!(
+                    "environment variable {var} is not set, nor {var}_FILE (secrets come from the environment or a 0600 file, never from recall.toml)"
+                ),
+            ));
+        };
+        read_secret_file(&path).map_err(|why| BuildError::new(name, format!("{var}_FILE: {why}")))
     }
+}
+
+/// Reads a secret file, refusing one that group or others may read or
+/// write. Errors name the file and its mode, never its contents.
+fn read_secret_file(path: &std::path::Path) -> Result<String, String> {
+    let shown = path.display();
+    let metadata =
+        std::fs::metadata(path).map_err(|e| format!("cannot read the secret file {shown}: {e}"))?;
+    if !metadata.is_file() {
+        return Err(format!("the secret file {shown} is not a regular file"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "the secret file {shown} has mode {mode:04o}: group and others must not read it; run `chmod 600 {shown}`"
+            ));
+        }
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the secret file {shown}: {}", e.kind()))?;
+    // One trailing newline is how editors and `echo` end files.
+    let value = text.strip_suffix('\n').unwrap_or(&text);
+    let value = value.strip_suffix('\r').unwrap_or(value);
+    if value.trim().is_empty() {
+        return Err(format!("the secret file {shown} is empty"));
+    }
+    Ok(value.to_string())
 }
 
 impl Default for Context {
@@ -181,5 +227,37 @@ mod tests {
             err.contains("MISSING") && err.contains("environment"),
             "{err}"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn secrets_come_from_a_private_file_and_never_from_a_shared_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        std::fs::write(&file, "s3cret-from-file\n").unwrap();
+        let ctx = |path: &std::path::Path| Context {
+            secrets: Secrets::Map(BTreeMap::from([(
+                "KEY_FILE".to_string(),
+                path.display().to_string(),
+            )])),
+            ..Context::default()
+        };
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(ctx(&file).secret("a", "KEY").unwrap(), "s3cret-from-file");
+
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = ctx(&file).secret("a", "KEY").unwrap_err().to_string();
+        assert!(
+            err.contains("0644") && err.contains(&file.display().to_string()),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+
+        let err = ctx(&dir.path().join("missing"))
+            .secret("a", "KEY")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("KEY_FILE") && err.contains("missing"), "{err}");
     }
 }

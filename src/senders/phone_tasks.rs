@@ -154,6 +154,10 @@ pub struct PhoneTasks {
     notify: Option<Arc<dyn Sender>>,
     /// Tasks created since the last notice: staff name → count.
     new_tasks: Mutex<BTreeMap<String, u32>>,
+    /// Held while a task is planned and created: the dispatcher sends
+    /// several messages at once, and two plans made side by side would both
+    /// see the same free capacity.
+    planning: tokio::sync::Mutex<()>,
 }
 
 pub fn build(name: &str, config: &Config, ctx: &Context) -> Result<Arc<dyn Sender>, BuildError> {
@@ -207,6 +211,7 @@ impl PhoneTasks {
             store: Arc::new(std::sync::Mutex::new(store)),
             notify,
             new_tasks: Mutex::new(BTreeMap::new()),
+            planning: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -347,6 +352,7 @@ impl Sender for PhoneTasks {
     }
 
     async fn send(&self, message: &Outbound<'_>) -> SendOutcome {
+        let _planning = self.planning.lock().await;
         match self.create(message).await {
             Ok(outcome) => outcome,
             Err(e) => SendOutcome::Retryable {

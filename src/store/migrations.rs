@@ -105,7 +105,13 @@ CREATE UNIQUE INDEX transitions_tick_customer ON transitions (tick_id, customer_
 CREATE INDEX transitions_customer_at ON transitions (customer_id, at);
 CREATE INDEX transitions_at ON transitions (at);
 
-CREATE TRIGGER transitions_append_only_update BEFORE UPDATE ON transitions
+-- Append-only, with one exception: `reason` may be rewritten, because it
+-- quotes the customer's facts ("days_since_last_visit=95") and a customer's
+-- erasure request (`recall forget`) must remove them. The pools, rule and
+-- time of every move stay as written. (Changed before any release, so
+-- migration 1 was edited rather than followed by a new one.)
+CREATE TRIGGER transitions_append_only_update
+BEFORE UPDATE OF id, customer_id, tick_id, from_pool, to_pool, rule_id, at ON transitions
 BEGIN SELECT RAISE(ABORT, 'transitions are append-only'); END;
 CREATE TRIGGER transitions_append_only_delete BEFORE DELETE ON transitions
 BEGIN SELECT RAISE(ABORT, 'transitions are append-only'); END;

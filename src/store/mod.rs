@@ -16,6 +16,7 @@ pub mod import;
 pub mod ingest;
 mod migrations;
 pub mod outbox;
+pub mod privacy;
 pub mod queries;
 pub mod report;
 pub mod scan;
@@ -212,6 +213,12 @@ impl Store {
         })?;
         let backup = rusqlite::backup::Backup::new(&self.conn, &mut copy)?;
         backup.run_to_completion(1024, Duration::from_millis(0), None)?;
+        drop(backup);
+        // A copy that cannot be read is no backup.
+        let check: String = copy.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        if check != "ok" {
+            return Err(StoreError::Sql(rusqlite::Error::InvalidQuery));
+        }
         Ok(())
     }
 }

@@ -217,6 +217,41 @@ impl Store {
         )?)
     }
 
+    /// Every hand-over (sent or awaiting) to these customers since `since`:
+    /// (customer, channel, sent_at). One query for a whole dispatch round's
+    /// frequency caps.
+    pub fn contacts_since(
+        &self,
+        customers: &[i64],
+        since: Timestamp,
+    ) -> Result<Vec<(i64, Channel, Timestamp)>> {
+        let mut found = Vec::new();
+        // SQLite binds at most 32766 parameters; rounds are far smaller.
+        for chunk in customers.chunks(500) {
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT customer_id, channel, sent_at FROM outreach
+                 WHERE status IN ('sent', 'awaiting') AND sent_at > ?1 AND customer_id IN ({})",
+                placeholders(2, chunk.len())
+            ))?;
+            let mut values: Vec<rusqlite::types::Value> = vec![since.into()];
+            values.extend(chunk.iter().map(|c| (*c).into()));
+            let rows = stmt.query_map(params_from_iter(values), |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (customer, channel, at) = row?;
+                if let Ok(channel) = channel.parse() {
+                    found.push((customer, channel, at));
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// The sender accepted the message.
     pub fn mark_sent(
         &self,
@@ -226,13 +261,7 @@ impl Store {
         cost_milli: i64,
         now: Timestamp,
     ) -> Result<()> {
-        self.conn.execute(
-            "UPDATE outreach SET status = 'sent', sender = ?2, provider_id = ?3, sent_at = ?4,
-                updated_at = ?4, last_error = NULL, cost_milli = ?5
-             WHERE id = ?1 AND status = 'sending'",
-            params![id, sender, provider_id, now, cost_milli],
-        )?;
-        Ok(())
+        write_sent(&self.conn, id, sender, provider_id, cost_milli, now)
     }
 
     /// Accepted by the provider, waiting for a person to act; polled later.
@@ -244,13 +273,7 @@ impl Store {
         cost_milli: i64,
         now: Timestamp,
     ) -> Result<()> {
-        self.conn.execute(
-            "UPDATE outreach SET status = 'awaiting', sender = ?2, provider_id = ?3, sent_at = ?4,
-                updated_at = ?4, last_error = NULL, cost_milli = ?5, polled_at = ?4
-             WHERE id = ?1 AND status = 'sending'",
-            params![id, sender, provider_id, now, cost_milli],
-        )?;
-        Ok(())
+        write_awaiting(&self.conn, id, sender, provider_id, cost_milli, now)
     }
 
     /// Not now, not a failure: back to the queue until `retry_at`, the
@@ -262,13 +285,7 @@ impl Store {
         retry_at: Timestamp,
         now: Timestamp,
     ) -> Result<()> {
-        self.conn.execute(
-            "UPDATE outreach SET status = 'queued', attempts = max(attempts - 1, 0), last_error = ?2,
-                due_at = ?3, updated_at = ?4
-             WHERE id = ?1 AND status = 'sending'",
-            params![id, reason, retry_at, now],
-        )?;
-        Ok(())
+        write_deferred(&self.conn, id, reason, retry_at, now)
     }
 
     /// A retryable failure: back to the queue, due again at `retry_at`.
@@ -280,33 +297,18 @@ impl Store {
         retry_at: Timestamp,
         now: Timestamp,
     ) -> Result<()> {
-        self.conn.execute(
-            "UPDATE outreach SET status = 'queued', sender = ?2, last_error = ?3, due_at = ?4, updated_at = ?5
-             WHERE id = ?1 AND status = 'sending'",
-            params![id, sender, error, retry_at, now],
-        )?;
-        Ok(())
+        write_retry(&self.conn, id, sender, error, retry_at, now)
     }
 
     /// A permanent failure, or out of attempts (also for awaiting messages
     /// the provider says will not arrive).
     pub fn mark_failed(&self, id: i64, sender: &str, error: &str, now: Timestamp) -> Result<()> {
-        self.conn.execute(
-            "UPDATE outreach SET status = 'failed', sender = ?2, last_error = ?3, updated_at = ?4
-             WHERE id = ?1 AND status IN ('sending', 'awaiting')",
-            params![id, sender, error, now],
-        )?;
-        Ok(())
+        write_failed(&self.conn, id, sender, error, now)
     }
 
     /// Not sent on purpose: no consent, do-not-contact, no address.
     pub fn mark_suppressed(&self, id: i64, reason: &str, now: Timestamp) -> Result<()> {
-        self.conn.execute(
-            "UPDATE outreach SET status = 'suppressed', last_error = ?2, updated_at = ?3
-             WHERE id = ?1 AND status = 'sending'",
-            params![id, reason, now],
-        )?;
-        Ok(())
+        write_suppressed(&self.conn, id, reason, now)
     }
 
     /// The provider says the recipient opted out: record it on the message
@@ -319,48 +321,19 @@ impl Store {
         now: Timestamp,
     ) -> Result<()> {
         let tx = self.conn.transaction()?;
-        let target: Option<(i64, String)> = tx
-            .query_row(
-                "SELECT customer_id, channel FROM outreach WHERE id = ?1 AND status IN ('sending', 'awaiting')",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        if let Some((customer, channel)) = target {
-            tx.execute(
-                "UPDATE outreach SET status = 'opted_out', sender = ?2, last_error = ?3, updated_at = ?4
-                 WHERE id = ?1",
-                params![id, sender, reason, now],
-            )?;
-            tx.execute(
-                "INSERT OR IGNORE INTO outcomes (outreach_id, kind, at, amount_cents, source, ref)
-                 VALUES (?1, 'opted_out', ?2, 0, 'provider', ?3)",
-                params![id, now, format!("sender:{sender}")],
-            )?;
-            if let Ok(channel) = channel.parse::<Channel>() {
-                tx.execute(
-                    &format!(
-                        "UPDATE customers SET {} = 0, updated_at = ?2 WHERE id = ?1",
-                        consent_column(channel)
-                    ),
-                    params![customer, now],
-                )?;
-            }
-        }
+        write_opted_out(&tx, id, sender, reason, now)?;
         tx.commit()?;
         Ok(())
     }
 
     /// Gives claimed messages back to the queue untouched (the dispatcher is
     /// stopping and did not send them): status `queued`, the attempt undone.
-    pub fn release(&self, ids: &[i64], now: Timestamp) -> Result<()> {
-        let mut stmt = self.conn.prepare_cached(
-            "UPDATE outreach SET status = 'queued', attempts = max(attempts - 1, 0), updated_at = ?2
-             WHERE id = ?1 AND status = 'sending'",
-        )?;
+    pub fn release(&mut self, ids: &[i64], now: Timestamp) -> Result<()> {
+        let tx = self.conn.transaction()?;
         for id in ids {
-            stmt.execute(params![id, now])?;
+            write_release(&tx, *id, now)?;
         }
+        tx.commit()?;
         Ok(())
     }
 
@@ -375,40 +348,7 @@ impl Store {
         routed: &[Channel],
         now: Timestamp,
     ) -> Result<Option<Channel>> {
-        let stored: Option<Option<String>> = self
-            .conn
-            .query_row(
-                "SELECT fallback FROM outreach WHERE id = ?1 AND status IN ('sending', 'awaiting')",
-                [id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let Some(fallback) = stored
-            .flatten()
-            .and_then(|json| serde_json::from_str::<Fallback>(&json).ok())
-        else {
-            return Ok(None);
-        };
-        if !routed.contains(&fallback.channel) {
-            return Ok(None);
-        }
-        self.conn.execute(
-            "UPDATE outreach SET channel = ?2, subject = ?3, content = ?4, content_html = ?5, params = ?6,
-                fallback = NULL, status = 'queued', attempts = 0, due_at = ?7, updated_at = ?7,
-                last_error = ?8, sender = NULL, provider_id = NULL, sent_at = NULL
-             WHERE id = ?1",
-            params![
-                id,
-                fallback.channel.as_str(),
-                fallback.subject,
-                fallback.content,
-                fallback.html,
-                fallback.params,
-                now,
-                why
-            ],
-        )?;
-        Ok(Some(fallback.channel))
+        write_fall_back(&self.conn, id, why, routed, now)
     }
 
     /// Messages awaiting a person whose last poll is older than `before`,
@@ -456,4 +396,360 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// What became of one claimed message, to be written with others in one
+/// transaction by [`Store::settle`]. Every write keeps the guard of its
+/// single-message twin (`WHERE status = 'sending'` ...), so a late or
+/// repeated answer still cannot overwrite a final status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settle {
+    Sent {
+        id: i64,
+        sender: String,
+        provider_id: String,
+        cost_milli: i64,
+        at: Timestamp,
+    },
+    Awaiting {
+        id: i64,
+        sender: String,
+        provider_id: String,
+        cost_milli: i64,
+        at: Timestamp,
+    },
+    Deferred {
+        id: i64,
+        reason: String,
+        until: Timestamp,
+        at: Timestamp,
+    },
+    Retry {
+        id: i64,
+        sender: String,
+        error: String,
+        retry_at: Timestamp,
+        at: Timestamp,
+    },
+    Failed {
+        id: i64,
+        sender: String,
+        error: String,
+        at: Timestamp,
+    },
+    Suppressed {
+        id: i64,
+        reason: String,
+        at: Timestamp,
+    },
+    OptedOut {
+        id: i64,
+        sender: String,
+        reason: String,
+        at: Timestamp,
+    },
+    /// Switch to the fallback if it is usable (see [`Store::fall_back`]);
+    /// otherwise write `otherwise`.
+    FallBack {
+        id: i64,
+        note: String,
+        routed: Vec<Channel>,
+        at: Timestamp,
+        otherwise: Box<Settle>,
+    },
+    /// Claimed but not sent (stopping): back to the queue, attempt undone.
+    Release { id: i64, at: Timestamp },
+}
+
+impl Settle {
+    /// The outreach row it writes.
+    pub fn id(&self) -> i64 {
+        match self {
+            Settle::Sent { id, .. }
+            | Settle::Awaiting { id, .. }
+            | Settle::Deferred { id, .. }
+            | Settle::Retry { id, .. }
+            | Settle::Failed { id, .. }
+            | Settle::Suppressed { id, .. }
+            | Settle::OptedOut { id, .. }
+            | Settle::FallBack { id, .. }
+            | Settle::Release { id, .. } => *id,
+        }
+    }
+}
+
+/// What [`Store::settle`] did with one [`Settle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Written as asked.
+    Written,
+    /// A fallback was taken: the message is queued on this channel.
+    FellBack(Channel),
+    /// The fallback was not usable; `otherwise` was written.
+    NoFallback,
+}
+
+impl Store {
+    /// Writes the outcomes of several messages in one transaction (group
+    /// commit): one fsync for the lot. When it returns, every one of them is
+    /// durable; none is when it fails.
+    pub fn settle(&mut self, outcomes: &[Settle]) -> Result<Vec<Settled>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut done = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            done.push(settle_one(&tx, outcome)?);
+        }
+        tx.commit()?;
+        Ok(done)
+    }
+}
+
+fn settle_one(conn: &rusqlite::Connection, outcome: &Settle) -> Result<Settled> {
+    match outcome {
+        Settle::Sent {
+            id,
+            sender,
+            provider_id,
+            cost_milli,
+            at,
+        } => write_sent(conn, *id, sender, provider_id, *cost_milli, *at)?,
+        Settle::Awaiting {
+            id,
+            sender,
+            provider_id,
+            cost_milli,
+            at,
+        } => write_awaiting(conn, *id, sender, provider_id, *cost_milli, *at)?,
+        Settle::Deferred {
+            id,
+            reason,
+            until,
+            at,
+        } => write_deferred(conn, *id, reason, *until, *at)?,
+        Settle::Retry {
+            id,
+            sender,
+            error,
+            retry_at,
+            at,
+        } => write_retry(conn, *id, sender, error, *retry_at, *at)?,
+        Settle::Failed {
+            id,
+            sender,
+            error,
+            at,
+        } => write_failed(conn, *id, sender, error, *at)?,
+        Settle::Suppressed { id, reason, at } => write_suppressed(conn, *id, reason, *at)?,
+        Settle::OptedOut {
+            id,
+            sender,
+            reason,
+            at,
+        } => write_opted_out(conn, *id, sender, reason, *at)?,
+        Settle::FallBack {
+            id,
+            note,
+            routed,
+            at,
+            otherwise,
+        } => {
+            return match write_fall_back(conn, *id, note, routed, *at)? {
+                Some(channel) => Ok(Settled::FellBack(channel)),
+                None => {
+                    settle_one(conn, otherwise)?;
+                    Ok(Settled::NoFallback)
+                }
+            };
+        }
+        Settle::Release { id, at } => write_release(conn, *id, *at)?,
+    }
+    Ok(Settled::Written)
+}
+
+fn write_sent(
+    conn: &rusqlite::Connection,
+    id: i64,
+    sender: &str,
+    provider_id: &str,
+    cost_milli: i64,
+    now: Timestamp,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE outreach SET status = 'sent', sender = ?2, provider_id = ?3, sent_at = ?4,
+            updated_at = ?4, last_error = NULL, cost_milli = ?5
+         WHERE id = ?1 AND status = 'sending'",
+    )?
+    .execute(params![id, sender, provider_id, now, cost_milli])?;
+    Ok(())
+}
+
+fn write_awaiting(
+    conn: &rusqlite::Connection,
+    id: i64,
+    sender: &str,
+    provider_id: &str,
+    cost_milli: i64,
+    now: Timestamp,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE outreach SET status = 'awaiting', sender = ?2, provider_id = ?3, sent_at = ?4,
+            updated_at = ?4, last_error = NULL, cost_milli = ?5, polled_at = ?4
+         WHERE id = ?1 AND status = 'sending'",
+    )?
+    .execute(params![id, sender, provider_id, now, cost_milli])?;
+    Ok(())
+}
+
+fn write_deferred(
+    conn: &rusqlite::Connection,
+    id: i64,
+    reason: &str,
+    retry_at: Timestamp,
+    now: Timestamp,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE outreach SET status = 'queued', attempts = max(attempts - 1, 0), last_error = ?2,
+            due_at = ?3, updated_at = ?4
+         WHERE id = ?1 AND status = 'sending'",
+    )?
+    .execute(params![id, reason, retry_at, now])?;
+    Ok(())
+}
+
+fn write_retry(
+    conn: &rusqlite::Connection,
+    id: i64,
+    sender: &str,
+    error: &str,
+    retry_at: Timestamp,
+    now: Timestamp,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE outreach SET status = 'queued', sender = ?2, last_error = ?3, due_at = ?4, updated_at = ?5
+         WHERE id = ?1 AND status = 'sending'",
+    )?
+    .execute(params![id, sender, error, retry_at, now])?;
+    Ok(())
+}
+
+fn write_failed(
+    conn: &rusqlite::Connection,
+    id: i64,
+    sender: &str,
+    error: &str,
+    now: Timestamp,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE outreach SET status = 'failed', sender = ?2, last_error = ?3, updated_at = ?4
+         WHERE id = ?1 AND status IN ('sending', 'awaiting')",
+    )?
+    .execute(params![id, sender, error, now])?;
+    Ok(())
+}
+
+fn write_suppressed(
+    conn: &rusqlite::Connection,
+    id: i64,
+    reason: &str,
+    now: Timestamp,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE outreach SET status = 'suppressed', last_error = ?2, updated_at = ?3
+         WHERE id = ?1 AND status = 'sending'",
+    )?
+    .execute(params![id, reason, now])?;
+    Ok(())
+}
+
+/// Records the opt-out on the message and withdraws the customer's consent
+/// for the channel. The caller provides the transaction.
+fn write_opted_out(
+    conn: &rusqlite::Connection,
+    id: i64,
+    sender: &str,
+    reason: &str,
+    now: Timestamp,
+) -> Result<()> {
+    let target: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT customer_id, channel FROM outreach WHERE id = ?1 AND status IN ('sending', 'awaiting')",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    if let Some((customer, channel)) = target {
+        conn.execute(
+            "UPDATE outreach SET status = 'opted_out', sender = ?2, last_error = ?3, updated_at = ?4
+             WHERE id = ?1",
+            params![id, sender, reason, now],
+        )?;
+        conn.execute(
+            "INSERT OR IGNORE INTO outcomes (outreach_id, kind, at, amount_cents, source, ref)
+             VALUES (?1, 'opted_out', ?2, 0, 'provider', ?3)",
+            params![id, now, format!("sender:{sender}")],
+        )?;
+        if let Ok(channel) = channel.parse::<Channel>() {
+            conn.execute(
+                &format!(
+                    "UPDATE customers SET {} = 0, updated_at = ?2 WHERE id = ?1",
+                    consent_column(channel)
+                ),
+                params![customer, now],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn write_release(conn: &rusqlite::Connection, id: i64, now: Timestamp) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE outreach SET status = 'queued', attempts = max(attempts - 1, 0), updated_at = ?2
+         WHERE id = ?1 AND status = 'sending'",
+    )?
+    .execute(params![id, now])?;
+    Ok(())
+}
+
+fn write_fall_back(
+    conn: &rusqlite::Connection,
+    id: i64,
+    why: &str,
+    routed: &[Channel],
+    now: Timestamp,
+) -> Result<Option<Channel>> {
+    let stored: Option<Option<String>> = conn
+        .query_row(
+            "SELECT fallback FROM outreach WHERE id = ?1 AND status IN ('sending', 'awaiting')",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(fallback) = stored
+        .flatten()
+        .and_then(|json| serde_json::from_str::<Fallback>(&json).ok())
+    else {
+        return Ok(None);
+    };
+    if !routed.contains(&fallback.channel) {
+        return Ok(None);
+    }
+    conn.execute(
+        "UPDATE outreach SET channel = ?2, subject = ?3, content = ?4, content_html = ?5, params = ?6,
+            fallback = NULL, status = 'queued', attempts = 0, due_at = ?7, updated_at = ?7,
+            last_error = ?8, sender = NULL, provider_id = NULL, sent_at = NULL
+         WHERE id = ?1",
+        params![
+            id,
+            fallback.channel.as_str(),
+            fallback.subject,
+            fallback.content,
+            fallback.html,
+            fallback.params,
+            now,
+            why
+        ],
+    )?;
+    Ok(Some(fallback.channel))
 }

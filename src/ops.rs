@@ -1,0 +1,178 @@
+//! Operations on a clinic's database beyond ticks and dispatch: backups,
+//! retention pruning, a customer's data export and erasure, and the health
+//! settings of the service. `cli::ops` and the daemon call these.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use chrono::Utc;
+use tokio::sync::watch;
+
+use crate::clock::Timestamp;
+use crate::config::{Config, SenderConfig};
+use crate::store::Store;
+use crate::store::privacy::{Forgotten, Pruned};
+
+/// What `/healthz` holds the service to.
+pub fn health(config: &Arc<Config>, started: Timestamp) -> crate::observe::Health {
+    crate::observe::Health {
+        // Three missed passes, and never less than two minutes (a dispatch
+        // pass may wait on a slow provider).
+        dispatch_within: (config.schedule.dispatch_every * 3).max(Duration::from_secs(120)),
+        // A tick of a large clinic takes minutes; an hour late is a problem.
+        tick_grace: Duration::from_secs(3600),
+        config: config.clone(),
+        started,
+    }
+}
+
+/// Copies the database to `target` with SQLite's online backup (consistent
+/// while the service runs), through a temporary file renamed into place,
+/// readable by its owner only. Refuses to overwrite without `force`.
+pub fn backup(store: &Store, target: &Path, force: bool) -> Result<u64> {
+    if target.exists() && !force {
+        bail!("{} exists; pass --force to overwrite it", target.display());
+    }
+    let name = target
+        .file_name()
+        .with_context(|| format!("{} is not a file name", target.display()))?;
+    let partial = target.with_file_name(format!(".{}.partial", name.to_string_lossy()));
+    let _ = std::fs::remove_file(&partial);
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options
+            .open(&partial)
+            .with_context(|| format!("creating {}", partial.display()))?;
+    }
+    if let Err(e) = store.backup_to(&partial) {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e).context("backing up the database");
+    }
+    std::fs::rename(&partial, target)
+        .with_context(|| format!("moving the copy to {}", target.display()))?;
+    set_private(target)?;
+    Ok(std::fs::metadata(target)?.len())
+}
+
+#[cfg(unix)]
+fn set_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("making {} private", path.display()))
+}
+
+#[cfg(not(unix))]
+fn set_private(_: &Path) -> Result<()> {
+    Ok(())
+}
+
+/// Deletes finished messages older than the retention, as of `now`.
+pub fn prune(config: &Config, store: &mut Store, now: Timestamp) -> Result<Option<Pruned>> {
+    let Some(keep) = config.retention else {
+        return Ok(None);
+    };
+    let before = now - keep.as_secs() as i64;
+    Ok(Some(store.prune_messages(before)?))
+}
+
+/// The service's daily retention pass: at start, then every 24 hours.
+pub async fn prune_daily(config: Arc<Config>, keep: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_secs(86_400));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let config = config.clone();
+        let pass = tokio::task::spawn_blocking(move || -> Result<Option<Pruned>> {
+            let mut store = Store::open(&config.database)?;
+            prune(&config, &mut store, Utc::now().timestamp())
+        })
+        .await;
+        match pass {
+            Ok(Ok(Some(pruned))) if pruned.messages > 0 => tracing::info!(
+                messages = pruned.messages,
+                outcomes = pruned.outcomes,
+                call_tasks = pruned.call_tasks,
+                keep = %humantime::format_duration(keep),
+                "pruned finished messages past their retention"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "retention pruning failed; it runs again tomorrow")
+            }
+            Err(e) => tracing::error!(error = %e, "retention pruning panicked"),
+        }
+    }
+}
+
+/// Erases a customer's personal data in the database and in the `log`
+/// senders' files. `None` if the clinic has no such customer.
+pub fn forget(
+    config: &Config,
+    store: &mut Store,
+    clinic_id: i64,
+    external_id: &str,
+) -> Result<Option<(Forgotten, usize)>> {
+    let Some(forgotten) = store.forget_customer(clinic_id, external_id, Utc::now().timestamp())?
+    else {
+        return Ok(None);
+    };
+    let mut lines = 0;
+    for file in log_files(config) {
+        lines += scrub_log_file(&file, external_id)
+            .with_context(|| format!("removing the customer from {}", file.display()))?;
+    }
+    Ok(Some((forgotten, lines)))
+}
+
+/// The JSON-lines files of `log` senders: they hold message content.
+fn log_files(config: &Config) -> Vec<PathBuf> {
+    let base = config
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    config
+        .senders
+        .values()
+        .filter_map(|entry| match &entry.config {
+            SenderConfig::Log(log) => log.file.as_ref().map(|f| base.join(f)),
+            _ => None,
+        })
+        .filter(|f| f.exists())
+        .collect()
+}
+
+/// Removes the lines of one customer from a log sender's file, in place
+/// (the running service keeps appending to the same file). Returns how
+/// many lines were removed.
+fn scrub_log_file(path: &Path, external_id: &str) -> Result<usize> {
+    let text = std::fs::read_to_string(path)?;
+    let mut kept = String::with_capacity(text.len());
+    let mut removed = 0;
+    for line in text.lines() {
+        let customer = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| {
+                v.get("customer")
+                    .and_then(|c| c.as_str())
+                    .map(str::to_string)
+            });
+        if customer.as_deref() == Some(external_id) {
+            removed += 1;
+        } else {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    if removed > 0 {
+        std::fs::write(path, kept)?;
+    }
+    Ok(removed)
+}
