@@ -18,6 +18,7 @@ use toml::Spanned;
 use crate::diag::{self, Diagnostic, Report};
 use crate::dispatch::sender::RateLimit;
 use crate::model::Channel;
+use crate::predict::{RiskBands, ScoreConfig};
 pub use crate::senders::SenderConfig;
 
 /// The configuration file as written.
@@ -44,6 +45,13 @@ pub struct ConfigFile {
     /// The health check and Prometheus metrics over HTTP.
     #[serde(default)]
     pub metrics: Option<MetricsSection>,
+    /// Treatment cycles: a project or department → the days after which its
+    /// next treatment is due (`"肉毒素除皱" = 120`).
+    #[serde(default)]
+    pub cycles: BTreeMap<String, Spanned<i64>>,
+    /// The churn model: when it is refitted and how it scores.
+    #[serde(default)]
+    pub model: ModelSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -65,6 +73,44 @@ pub struct MetricsSection {
     /// authentication; expose it only behind a firewall or proxy.
     #[serde(default)]
     pub allow_remote: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    /// Cron expression (clinic time) of the scheduled refit.
+    pub refit: Spanned<String>,
+    /// `churn_risk` is the chance of no visit within this many days.
+    pub churn_window_days: Spanned<i64>,
+    /// `expected_visits_90d` counts visits within this many days.
+    pub visit_window_days: Spanned<i64>,
+    /// `churn_band` is "medium" from this `churn_score` up.
+    pub medium_risk_from: Spanned<i64>,
+    /// `churn_band` is "high" from this `churn_score` up.
+    pub high_risk_from: Spanned<i64>,
+    /// The horizon of `predicted_clv`, in months.
+    pub clv_months: Spanned<i64>,
+    /// The monthly discount rate of `predicted_clv` (0.01 = 1 % a month).
+    pub monthly_discount_rate: Spanned<f64>,
+    /// Fewer customers with a visit than this: no fit, the facts stay null.
+    pub min_customers: Spanned<i64>,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        let d = ScoreConfig::default();
+        let at = |v: i64| Spanned::new(0..0, v);
+        ModelSection {
+            refit: Spanned::new(0..0, "0 3 * * 1".to_string()),
+            churn_window_days: at(d.churn_window_days as i64),
+            visit_window_days: at(d.visit_window_days as i64),
+            medium_risk_from: at(i64::from(d.bands.medium_from)),
+            high_risk_from: at(i64::from(d.bands.high_from)),
+            clv_months: at(i64::from(d.clv_months)),
+            monthly_discount_rate: Spanned::new(0..0, d.monthly_discount_rate),
+            min_customers: at(100),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -210,6 +256,51 @@ pub struct Config {
     pub retention: Option<Duration>,
     /// Where the health check and metrics listen, if anywhere.
     pub metrics: Option<std::net::SocketAddr>,
+    pub model: ModelSettings,
+}
+
+/// The churn model's schedule and fit settings (scoring settings live in
+/// [`Clinic::scoring`], next to the data they apply to).
+#[derive(Debug, Clone)]
+pub struct ModelSettings {
+    /// Six-field cron expression of the scheduled refit.
+    pub refit: String,
+    /// Fewer customers with a visit than this: no fit.
+    pub min_customers: usize,
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        ModelSettings {
+            refit: "0 0 3 * * 1".to_string(),
+            min_customers: 100,
+        }
+    }
+}
+
+/// Treatment cycles: project or department → days until the next
+/// treatment is due.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cycles(pub BTreeMap<String, i64>);
+
+impl Cycles {
+    /// The cycle of an order: its project's if the project has one, else
+    /// its department's. Returns the name that matched and the days.
+    pub fn of<'a>(
+        &'a self,
+        project: Option<&str>,
+        department: Option<&str>,
+    ) -> Option<(&'a str, i64)> {
+        [project, department]
+            .into_iter()
+            .flatten()
+            .find_map(|name| self.0.get_key_value(name.trim()))
+            .map(|(name, days)| (name.as_str(), *days))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// The shortest retention accepted: frequency caps, rule cooldowns and
@@ -326,12 +417,18 @@ impl Cap {
     }
 }
 
+/// The clinic: who it is, its clock, and the two things rule facts need
+/// to know about its trade: its treatment cycles and how churn is scored.
 #[derive(Debug, Clone)]
 pub struct Clinic {
     pub code: String,
     pub name: String,
     pub timezone: Tz,
     pub phone: Option<String>,
+    /// `[cycles]`: for `expected_revisit_days` and `days_overdue`.
+    pub cycles: Cycles,
+    /// `[model]`: windows, bands and CLV horizon of the churn facts.
+    pub scoring: ScoreConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -395,6 +492,20 @@ pub fn parse_cron(expr: &str) -> Result<(String, croner::Cron), String> {
         .map_err(|e| e.to_string())
 }
 
+/// The latest slot of a (six-field) cron schedule at or before `now`, in
+/// the clinic's zone.
+pub fn previous_slot(
+    cron: &str,
+    tz: Tz,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let (_, parsed) = parse_cron(cron).ok()?;
+    parsed
+        .find_previous_occurrence(&now.with_timezone(&tz), true)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
 /// Reads and validates `recall.toml`. All problems are reported together.
 pub fn load(path: &Path) -> Result<Config, Report> {
     let mut report = Report::default();
@@ -434,7 +545,6 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
             base.join(p)
         }
     };
-    let span_of = |s: &std::ops::Range<usize>| (s.end > s.start).then(|| s.clone());
 
     let tz_text = file.clinic.timezone.get_ref();
     let timezone = tz_text.parse::<Tz>().unwrap_or_else(|_| {
@@ -699,6 +809,8 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
             }
         }
     });
+    let cycles = cycles(path, &file.cycles, report);
+    let (model, scoring) = model(path, &file.model, report);
     let cap = file.dispatch.max_per_customer.as_ref().and_then(|cap| {
         Cap::parse(cap.get_ref())
             .map_err(|why| report.push(Diagnostic::error(path, span_of(&cap.span()), why)))
@@ -712,6 +824,8 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
             name: file.clinic.name,
             timezone,
             phone: file.clinic.phone,
+            cycles,
+            scoring,
         },
         database: resolve(&file.paths.database),
         rules_dir: resolve(&file.paths.rules),
@@ -733,7 +847,131 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
         channels,
         retention,
         metrics,
+        model,
     }
+}
+
+fn span_of(span: &std::ops::Range<usize>) -> Option<std::ops::Range<usize>> {
+    (span.end > span.start).then(|| span.clone())
+}
+
+/// `[cycles]`: every cycle a whole number of days, at least 1.
+fn cycles(path: &Path, file: &BTreeMap<String, Spanned<i64>>, report: &mut Report) -> Cycles {
+    let mut cycles = BTreeMap::new();
+    for (name, days) in file {
+        let value = *days.get_ref();
+        if !(1..=3650).contains(&value) {
+            report.push(
+                Diagnostic::error(
+                    path,
+                    span_of(&days.span()),
+                    format!("[cycles] `{name}` = {value}: a cycle is a number of days from 1 to 3650"),
+                )
+                .zh(format!("[cycles] `{name}` = {value}：周期是 1 到 3650 之间的天数"))
+                .hint2(
+                    "write how many days after a treatment the next one is due, e.g. \"肉毒素除皱\" = 120",
+                    "写做完一次后多少天该做下一次，例如 \"肉毒素除皱\" = 120",
+                ),
+            );
+            continue;
+        }
+        cycles.insert(name.trim().to_string(), value);
+    }
+    Cycles(cycles)
+}
+
+/// `[model]`: the refit schedule and the scoring settings, each in range.
+fn model(path: &Path, file: &ModelSection, report: &mut Report) -> (ModelSettings, ScoreConfig) {
+    let mut in_range = |field: &Spanned<i64>, name: &str, range: std::ops::RangeInclusive<i64>| {
+        let value = *field.get_ref();
+        if !range.contains(&value) {
+            report.push(
+                Diagnostic::error(
+                    path,
+                    span_of(&field.span()),
+                    format!(
+                        "[model] {name} = {value} is out of range: it must be from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                )
+                .zh(format!(
+                    "[model] {name} = {value} 超出范围：应在 {} 到 {} 之间",
+                    range.start(),
+                    range.end()
+                )),
+            );
+        }
+        value.clamp(*range.start(), *range.end())
+    };
+    let churn_window = in_range(&file.churn_window_days, "churn_window_days", 1..=730);
+    let visit_window = in_range(&file.visit_window_days, "visit_window_days", 1..=730);
+    let medium = in_range(&file.medium_risk_from, "medium_risk_from", 1..=100);
+    let high = in_range(&file.high_risk_from, "high_risk_from", 1..=100);
+    let clv_months = in_range(&file.clv_months, "clv_months", 1..=120);
+    let min_customers = in_range(&file.min_customers, "min_customers", 10..=10_000_000);
+    if medium > high {
+        report.push(
+            Diagnostic::error(
+                path,
+                span_of(&file.medium_risk_from.span()),
+                format!("[model] medium_risk_from = {medium} is above high_risk_from = {high}"),
+            )
+            .zh(format!(
+                "[model] medium_risk_from = {medium} 高于 high_risk_from = {high}"
+            )),
+        );
+    }
+    let rate = *file.monthly_discount_rate.get_ref();
+    if !(0.0..1.0).contains(&rate) {
+        report.push(
+            Diagnostic::error(
+                path,
+                span_of(&file.monthly_discount_rate.span()),
+                format!("[model] monthly_discount_rate = {rate}: write a monthly rate from 0 to 1, e.g. 0.01 for 1 %"),
+            )
+            .zh(format!("[model] monthly_discount_rate = {rate}：请写 0 到 1 之间的月折现率，例如 0.01 表示 1%")),
+        );
+    }
+    let refit = match parse_cron(file.refit.get_ref()) {
+        Ok((six, _)) => six,
+        Err(why) => {
+            report.push(
+                Diagnostic::error(
+                    path,
+                    span_of(&file.refit.span()),
+                    format!(
+                        "[model] bad refit schedule `{}`: {why}",
+                        file.refit.get_ref()
+                    ),
+                )
+                .zh(format!(
+                    "[model] 重新拟合的定时 `{}` 写得不对：{why}",
+                    file.refit.get_ref()
+                ))
+                .hint2(
+                    "every Monday at 03:00 is \"0 3 * * 1\"",
+                    "每周一 03:00 请写 \"0 3 * * 1\"（分 时 日 月 周）",
+                ),
+            );
+            ModelSettings::default().refit
+        }
+    };
+    let scoring = ScoreConfig {
+        churn_window_days: churn_window as f64,
+        visit_window_days: visit_window as f64,
+        bands: RiskBands {
+            medium_from: medium as u8,
+            high_from: high as u8,
+        },
+        clv_months: clv_months as u32,
+        monthly_discount_rate: rate.clamp(0.0, 0.99),
+    };
+    let settings = ModelSettings {
+        refit,
+        min_customers: min_customers as usize,
+    };
+    (settings, scoring)
 }
 
 #[cfg(test)]
@@ -875,6 +1113,52 @@ mod tests {
         ))
         .unwrap();
         assert!(config.metrics.is_some());
+    }
+
+    #[test]
+    fn cycles_and_the_model_are_read_and_checked() {
+        let config = load_text(&format!(
+            "{MINIMAL}[cycles]\n\"肉毒素除皱\" = 120\n\"皮肤科\" = 45\n[model]\nrefit = \"0 4 * * 0\"\nchurn_window_days = 60\nhigh_risk_from = 70\n"
+        ))
+        .unwrap();
+        let cycles = &config.clinic.cycles;
+        assert_eq!(
+            cycles.of(Some("肉毒素除皱"), Some("注射科")),
+            Some(("肉毒素除皱", 120))
+        );
+        assert_eq!(
+            cycles.of(Some("光子嫩肤"), Some("皮肤科")),
+            Some(("皮肤科", 45))
+        );
+        assert_eq!(cycles.of(Some("双眼皮"), Some("整形外科")), None);
+        assert_eq!(config.model.refit, "0 0 4 * * 0");
+        assert_eq!(config.clinic.scoring.churn_window_days, 60.0);
+        assert_eq!(config.clinic.scoring.bands.high_from, 70);
+        assert_eq!(config.clinic.scoring.bands.medium_from, 50);
+
+        let report = load_text(&format!(
+            "{MINIMAL}[cycles]\n\"水光针\" = 0\n[model]\nmedium_risk_from = 90\nrefit = \"weekly\"\n"
+        ))
+        .unwrap_err();
+        let lines = report.to_lines();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(":4:9: error: [cycles] `水光针` = 0")),
+            "{lines:#?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("medium_risk_from = 90 is above high_risk_from = 80")),
+            "{lines:#?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("bad refit schedule `weekly`")),
+            "{lines:#?}"
+        );
     }
 
     #[test]

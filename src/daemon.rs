@@ -358,13 +358,7 @@ pub fn latest_slot(config: &Config, now: DateTime<Utc>) -> Option<DateTime<Utc>>
         .schedule
         .ticks
         .iter()
-        .filter_map(|cron| {
-            let (_, parsed) = config::parse_cron(cron).ok()?;
-            parsed
-                .find_previous_occurrence(&now.with_timezone(&tz), true)
-                .ok()
-                .map(|t| t.with_timezone(&Utc))
-        })
+        .filter_map(|cron| config::previous_slot(cron, tz, now))
         .max()
 }
 
@@ -416,6 +410,19 @@ async fn tick_worker(
                 stop: Some(&job.stopping),
                 ..TickOptions::at(at)
             };
+            // A scheduled refit of the churn model runs before the tick
+            // that follows its slot; a failed fit keeps the last one in use.
+            match crate::churn::refit_if_due(
+                &store,
+                job.clinic_id,
+                &loaded.config.clinic,
+                &loaded.config.model,
+                at,
+                Utc::now().timestamp(),
+            ) {
+                Ok(refit) => refit.log(),
+                Err(e) => tracing::error!(error = %e, "churn model refit failed; the last fit stays in use"),
+            }
             let result = engine::tick(&mut store, &engine, options);
             // Credit visits and orders that arrived since the last tick.
             if let Err(e) = store.attribute() {

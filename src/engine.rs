@@ -19,12 +19,12 @@ use chrono_tz::Tz;
 
 use crate::clock::{self, Timestamp};
 use crate::config::Clinic;
-use crate::facts::{CustomerRecord, Facts};
+use crate::facts::{CustomerRecord, FactContext, Facts};
 use crate::model::Channel;
 use crate::rules::RuleSet;
 use crate::rules::eval::Evaluator;
 use crate::store::outbox::Fallback;
-use crate::store::scan::{Batch, Reader};
+use crate::store::scan::{Batch, Reader, ScanOptions};
 use crate::store::ticks::{Move, NewMessage, TickBatch, TickRow, TickStart};
 use crate::store::{LockKind, Store, StoreError};
 use crate::templates::{ClinicVars, CustomerVars, MessageContext, RuleVars, TemplateSet};
@@ -189,6 +189,8 @@ pub enum EngineError {
         "another process is running a tick on this database (the service?); try again when it is done"
     )]
     Busy,
+    #[error(transparent)]
+    Churn(#[from] crate::churn::ChurnError),
 }
 
 /// Runs a tick. Finishes an earlier interrupted tick first if there is one.
@@ -287,7 +289,23 @@ fn run_batches(
     report: &mut TickReport,
 ) -> Result<bool, EngineError> {
     let at = report.at;
-    let mut reader = store.reader()?;
+    let clinic = engine.clinic;
+    // The churn model is read once per tick; the tick records which fit it was.
+    let model = crate::churn::load(store, engine.clinic_id, at, &clinic.scoring)?;
+    if let (Some(model), Some(tick)) = (&model, tick) {
+        store.set_tick_model(tick.id, model.fit_id)?;
+    }
+    let context = FactContext {
+        tz: clinic.timezone,
+        cycles: &clinic.cycles,
+        model: model.as_ref(),
+    };
+    let mut reader = store.reader()?.with_options(ScanOptions {
+        treatments: !clinic.cycles.is_empty(),
+        repeat_offset: model
+            .is_some()
+            .then(|| crate::churn::utc_offset(at, clinic.timezone)),
+    });
     reader.begin_snapshot()?;
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
@@ -336,7 +354,7 @@ fn run_batches(
             };
             report.scan_time += scan_time;
             let started = Instant::now();
-            let judged = decide_batch(engine, &records, at, workers);
+            let judged = decide_batch(engine, &context, &records, at, workers);
             report.eval_time += started.elapsed();
             let cursor = last.unwrap_or(cursor);
             let batch = absorb(
@@ -432,6 +450,7 @@ struct Judged {
 /// Evaluates a batch on `workers` threads; results in record order.
 fn decide_batch(
     engine: &Engine<'_>,
+    context: &FactContext<'_>,
     records: &[CustomerRecord],
     at: Timestamp,
     workers: usize,
@@ -439,7 +458,7 @@ fn decide_batch(
     let judge = |part: &[CustomerRecord]| {
         let evaluator = Evaluator::new(engine.rules);
         part.iter()
-            .map(|record| decide(engine, &evaluator, record, at))
+            .map(|record| decide(engine, context, &evaluator, record, at))
             .collect::<Vec<_>>()
     };
     if workers <= 1 || records.len() < 2 * workers {
@@ -471,12 +490,13 @@ fn decide_batch(
 
 fn decide(
     engine: &Engine<'_>,
+    context: &FactContext<'_>,
     evaluator: &Evaluator<'_>,
     record: &CustomerRecord,
     at: Timestamp,
 ) -> Judged {
-    let tz: Tz = engine.clinic.timezone;
-    let facts = Facts::derive(record, at, tz);
+    let tz: Tz = context.tz;
+    let facts = Facts::derive_in(record, at, context);
     let evaluation = evaluator.evaluate(&facts, &record.fired_in_pool, at, tz);
     let Some(index) = evaluation.fired else {
         return Judged {
@@ -628,17 +648,26 @@ fn absorb(
 }
 
 /// "days_since_last_visit >= 90 [days_since_last_visit=95]": the condition
-/// and the values of the facts it read.
+/// and the values of the facts it read; with the churn model's fit when it
+/// read a churn fact ("churn_risk=0.87, model #3").
 pub fn explain(rule: &crate::rules::Rule, facts: &Facts) -> String {
     let source = rule.condition.source.trim();
     if rule.condition.facts.is_empty() {
         return source.to_string();
     }
-    let shown: Vec<String> = rule
+    let mut shown: Vec<String> = rule
         .condition
         .facts
         .iter()
         .filter_map(|name| facts.get(name).map(|value| format!("{name}={value}")))
         .collect();
+    let read_model = rule
+        .condition
+        .facts
+        .iter()
+        .any(|name| crate::facts::lookup(name).is_some_and(|f| f.from_model));
+    if read_model && let Some(fit) = facts.outlook.fit_id() {
+        shown.push(format!("model #{fit}"));
+    }
     format!("{source} [{}]", shown.join(", "))
 }

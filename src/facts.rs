@@ -10,10 +10,13 @@ use cel::common::types::{CelBool, CelDouble, CelInt, CelList, CelNull, CelString
 use cel::common::value::{CowVal, Val};
 use chrono::NaiveDate;
 use chrono_tz::Tz;
-use serde::Serialize;
+use std::sync::{Arc, OnceLock};
 
+use crate::churn::ChurnModel;
 use crate::clock::{self, Timestamp};
+use crate::config::Cycles;
 use crate::model::{FollowupResult, Gender, Pool};
+use crate::predict::{self, RiskBand, Summary};
 
 /// The type of a fact's value, as rule conditions see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +51,8 @@ pub struct FactDef {
     pub definition: &'static str,
     /// The same, in Chinese.
     pub definition_zh: &'static str,
+    /// Whether the churn model computes it (null until a model is fitted).
+    pub from_model: bool,
 }
 
 const fn fact(
@@ -63,6 +68,15 @@ const fn fact(
         nullable,
         definition,
         definition_zh,
+        from_model: matches!(
+            name.as_bytes(),
+            b"churn_risk"
+                | b"churn_score"
+                | b"churn_band"
+                | b"p_alive"
+                | b"expected_visits_90d"
+                | b"predicted_clv"
+        ),
     }
 }
 
@@ -207,6 +221,69 @@ pub const CATALOGUE: &[FactDef] = &[
         "The customer's tags, e.g. [\"vip\", \"玻尿酸\"]; empty if none. Test with `\"vip\" in tags`.",
         "顾客标签，如 [\"vip\", \"玻尿酸\"]；没有为空列表。用 `\"vip\" in tags` 判断。",
     ),
+    fact(
+        "last_treatment",
+        Str,
+        true,
+        "The treatment cycles (`[cycles]` in recall.toml) name of the customer's most recent order that has a cycle: its project if the project has a cycle, else its department. When several such orders share the latest time, the one with the shortest cycle. Null if no order has a cycle.",
+        "顾客最近一次有疗程周期（recall.toml 的 `[cycles]`）的订单所对应的名称：项目有周期时为项目名，否则为科室名。同一时间有多个这样的订单时，取周期最短的。没有任何订单有周期时为 null。",
+    ),
+    fact(
+        "expected_revisit_days",
+        Int,
+        true,
+        "The cycle, in days, of `last_treatment`: how long after it the next treatment is due. Null if `last_treatment` is null.",
+        "`last_treatment` 的周期天数：做完后多少天该做下一次。`last_treatment` 为 null 时为 null。",
+    ),
+    fact(
+        "days_overdue",
+        Int,
+        true,
+        "Days since the order of `last_treatment` minus `expected_revisit_days`: 0 on the day the next treatment is due, positive when it is late, negative before (−10: due in 10 days). Null if `last_treatment` is null.",
+        "距 `last_treatment` 那次订单的天数减去 `expected_revisit_days`：到期当天为 0，逾期为正数，未到期为负数（−10 表示还有 10 天到期）。`last_treatment` 为 null 时为 null。",
+    ),
+    fact(
+        "churn_risk",
+        Double,
+        true,
+        "The churn model's probability (0–1) that the customer makes no visit in the next `churn_window_days` days (`[model]`, default 90): P0 of the BG/NBD model fitted on the clinic's visits (see `recall model show`). Null until a model has been fitted, and for customers without a visit.",
+        "流失模型给出的概率（0–1）：顾客在接下来 `churn_window_days` 天（`[model]`，默认 90）内不到院的概率，即用本机构到院记录拟合的 BG/NBD 模型的 P0（见 `recall model show`）。尚未拟合模型时、以及从未到院的顾客为 null。",
+    ),
+    fact(
+        "churn_score",
+        Int,
+        true,
+        "`churn_risk` in percent, rounded: 0–100. Null when `churn_risk` is.",
+        "`churn_risk` 的百分数（四舍五入）：0–100。`churn_risk` 为 null 时为 null。",
+    ),
+    fact(
+        "churn_band",
+        Str,
+        true,
+        "low, medium or high: `churn_score` cut at `medium_risk_from` (default 50) and `high_risk_from` (default 80) of `[model]`. Null when `churn_score` is.",
+        "low、medium 或 high：按 `[model]` 的 `medium_risk_from`（默认 50）与 `high_risk_from`（默认 80）划分 `churn_score`。`churn_score` 为 null 时为 null。",
+    ),
+    fact(
+        "p_alive",
+        Double,
+        true,
+        "The churn model's probability (0–1) that the customer is still a customer at all (has not silently left for good). 1 for everyone with a single visit day, which is why rules should rank by `churn_risk`. Null as `churn_risk` is.",
+        "流失模型给出的顾客仍然“活跃”（没有悄然永久离开）的概率（0–1）。只到过一天院的顾客都是 1，所以规则应按 `churn_risk` 排序。与 `churn_risk` 同样可能为 null。",
+    ),
+    fact(
+        "expected_visits_90d",
+        Double,
+        true,
+        "Visits (days with a visit) the churn model expects in the next `visit_window_days` days (`[model]`, default 90). Null as `churn_risk` is.",
+        "流失模型预计顾客在接下来 `visit_window_days` 天（`[model]`，默认 90）内的到院天数。与 `churn_risk` 同样可能为 null。",
+    ),
+    fact(
+        "predicted_clv",
+        Double,
+        true,
+        "Predicted customer lifetime value in yuan: the visits the model expects in each of the next `clv_months` months (default 12) times the Gamma-Gamma expected spend per visit, discounted at `monthly_discount_rate` (default 1 %). Null as `churn_risk` is, and when the clinic has too few repeat purchases to fit the spend model.",
+        "预测顾客终身价值（元）：模型预计未来 `clv_months` 个月（默认 12）每月的到院次数 × Gamma-Gamma 模型预计的每次消费额，按 `monthly_discount_rate`（默认每月 1%）折现后求和。与 `churn_risk` 同样可能为 null；复购消费太少、无法拟合消费模型时也为 null。",
+    ),
 ];
 
 /// The definition of a fact by name.
@@ -260,6 +337,23 @@ pub struct FollowupAgg {
     pub not_smooth_30d: i64,
 }
 
+/// The latest order of one (project, department), for treatment cycles.
+#[derive(Debug, Clone, Default)]
+pub struct TreatmentAgg {
+    pub project: Option<String>,
+    pub department: Option<String>,
+    pub last_at: Timestamp,
+}
+
+/// What the churn model reads: visit days and spend after the first day.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RepeatAgg {
+    /// Distinct clinic days with a visit.
+    pub visit_days: i64,
+    /// Order amounts on days after the first visit day.
+    pub repeat_spend_cents: i64,
+}
+
 /// Outreach up to the tick's time.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OutreachAgg {
@@ -277,10 +371,36 @@ pub struct CustomerRecord {
     pub outreach: OutreachAgg,
     /// (rule id, time it last fired) for rules that fired in the current pool stay.
     pub fired_in_pool: Vec<(String, Timestamp)>,
+    /// Latest order per (project, department); read only when the clinic
+    /// has treatment cycles.
+    pub treatments: Vec<TreatmentAgg>,
+    /// Read only when a churn model is in use.
+    pub repeat: RepeatAgg,
+}
+
+/// What facts need besides a customer's record and the time.
+#[derive(Debug, Clone, Copy)]
+pub struct FactContext<'a> {
+    pub tz: Tz,
+    pub cycles: &'a Cycles,
+    /// The churn model in use; without one the churn facts are null.
+    pub model: Option<&'a Arc<ChurnModel>>,
+}
+
+impl FactContext<'static> {
+    /// Only a time zone: no cycles, no model.
+    pub fn plain(tz: Tz) -> Self {
+        static NO_CYCLES: Cycles = Cycles(std::collections::BTreeMap::new());
+        FactContext {
+            tz,
+            cycles: &NO_CYCLES,
+            model: None,
+        }
+    }
 }
 
 /// The facts of one customer at one time.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Facts {
     pub pool: Pool,
     pub days_in_pool: i64,
@@ -302,11 +422,104 @@ pub struct Facts {
     pub city: Option<String>,
     pub source_channel: Option<String>,
     pub tags: Vec<String>,
+    pub last_treatment: Option<String>,
+    pub expected_revisit_days: Option<i64>,
+    pub days_overdue: Option<i64>,
+    /// The churn facts, computed when first read.
+    pub outlook: Outlook,
+}
+
+/// A customer's churn facts: the model and the customer's summary, and the
+/// costlier predictions computed on first use (most conditions never read
+/// them, and a CLV takes a dozen hypergeometric series).
+#[derive(Debug, Clone, Default)]
+pub struct Outlook {
+    input: Option<(Arc<ChurnModel>, Summary)>,
+    expected_visits: OnceLock<Option<f64>>,
+    clv: OnceLock<Option<f64>>,
+}
+
+impl Outlook {
+    pub fn new(model: Arc<ChurnModel>, summary: Summary) -> Self {
+        Outlook {
+            input: Some((model, summary)),
+            ..Outlook::default()
+        }
+    }
+
+    /// The fit the predictions come from.
+    pub fn fit_id(&self) -> Option<i64> {
+        self.input.as_ref().map(|(m, _)| m.fit_id)
+    }
+
+    /// The summary the predictions start from (in days).
+    pub fn summary(&self) -> Option<&Summary> {
+        self.input.as_ref().map(|(_, s)| s)
+    }
+
+    pub fn churn_risk(&self) -> Option<f64> {
+        let (m, s) = self.input.as_ref()?;
+        finite(
+            m.model
+                .purchases
+                .p_no_purchase(s, m.scoring.churn_window_days),
+        )
+    }
+
+    pub fn churn_score(&self) -> Option<i64> {
+        self.churn_risk()
+            .map(|risk| (risk * 100.0).round().clamp(0.0, 100.0) as i64)
+    }
+
+    pub fn churn_band(&self) -> Option<RiskBand> {
+        let (m, _) = self.input.as_ref()?;
+        self.churn_score()
+            .map(|score| m.scoring.bands.band(score as u8))
+    }
+
+    pub fn p_alive(&self) -> Option<f64> {
+        let (m, s) = self.input.as_ref()?;
+        finite(m.model.purchases.p_alive(s))
+    }
+
+    pub fn expected_visits(&self) -> Option<f64> {
+        *self.expected_visits.get_or_init(|| {
+            let (m, s) = self.input.as_ref()?;
+            m.model
+                .purchases
+                .expected_purchases(s, m.scoring.visit_window_days)
+                .ok()
+                .and_then(finite)
+        })
+    }
+
+    pub fn clv(&self) -> Option<f64> {
+        *self.clv.get_or_init(|| {
+            let (m, s) = self.input.as_ref()?;
+            m.model.spend.as_ref()?;
+            predict::score(&m.model, s, &m.scoring)
+                .ok()?
+                .clv
+                .and_then(finite)
+                .map(|yuan| (yuan * 100.0).round() / 100.0)
+        })
+    }
+}
+
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
 }
 
 impl Facts {
-    /// Computes the facts of a customer at `now` (Unix seconds) in the clinic's zone.
+    /// Computes the facts of a customer at `now` (Unix seconds) in the
+    /// clinic's zone, without treatment cycles or a churn model.
     pub fn derive(record: &CustomerRecord, now: Timestamp, tz: Tz) -> Facts {
+        Facts::derive_in(record, now, &FactContext::plain(tz))
+    }
+
+    /// Computes the facts of a customer at `now` (Unix seconds).
+    pub fn derive_in(record: &CustomerRecord, now: Timestamp, context: &FactContext<'_>) -> Facts {
+        let tz = context.tz;
         let today = clock::local_day(now, tz);
         let days_since = |at: Option<Timestamp>| at.map(|t| today - clock::local_day(t, tz));
         let c = &record.customer;
@@ -336,7 +549,55 @@ impl Facts {
             city: c.city.clone().filter(|s| !s.is_empty()),
             source_channel: c.source_channel.clone().filter(|s| !s.is_empty()),
             tags: serde_json::from_str(&c.tags).unwrap_or_default(),
+            last_treatment: None,
+            expected_revisit_days: None,
+            days_overdue: None,
+            outlook: Outlook::default(),
         }
+        .with_cycle(record, today, context)
+        .with_outlook(record, today, context)
+    }
+
+    /// The treatment-cycle facts: the latest order with a cycle.
+    fn with_cycle(
+        mut self,
+        record: &CustomerRecord,
+        today: i64,
+        context: &FactContext<'_>,
+    ) -> Self {
+        let latest = record
+            .treatments
+            .iter()
+            .filter_map(|t| {
+                let (name, days) = context
+                    .cycles
+                    .of(t.project.as_deref(), t.department.as_deref())?;
+                Some((t.last_at, std::cmp::Reverse(days), name))
+            })
+            .max();
+        if let Some((at, std::cmp::Reverse(days), name)) = latest {
+            let since = today - clock::local_day(at, context.tz);
+            self.last_treatment = Some(name.to_string());
+            self.expected_revisit_days = Some(days);
+            self.days_overdue = Some(since - days);
+        }
+        self
+    }
+
+    /// The churn facts' input: the customer's summary in days, as the
+    /// model was fitted (see [`crate::churn::summary`]).
+    fn with_outlook(
+        mut self,
+        record: &CustomerRecord,
+        today: i64,
+        context: &FactContext<'_>,
+    ) -> Self {
+        if let Some(model) = context.model
+            && let Some(summary) = crate::churn::summary(record, today, context.tz)
+        {
+            self.outlook = Outlook::new(model.clone(), summary);
+        }
+        self
     }
 
     /// The value of one fact; `None` for names that are not facts.
@@ -352,7 +613,7 @@ impl Facts {
             "days_since_last_purchase" => Int(self.days_since_last_purchase),
             "purchase_count" => Int(Some(self.purchase_count)),
             "purchased_in_pool" => Bool(self.purchased_in_pool),
-            "total_spend" => Double(self.total_spend),
+            "total_spend" => Double(Some(self.total_spend)),
             "last_followup_result" => Text(self.last_followup_result.map(|r| r.as_str())),
             "days_since_last_followup" => Int(self.days_since_last_followup),
             "not_smooth_followups_30d" => Int(Some(self.not_smooth_followups_30d)),
@@ -363,6 +624,15 @@ impl Facts {
             "city" => Text(self.city.as_deref()),
             "source_channel" => Text(self.source_channel.as_deref()),
             "tags" => List(&self.tags),
+            "last_treatment" => Text(self.last_treatment.as_deref()),
+            "expected_revisit_days" => Int(self.expected_revisit_days),
+            "days_overdue" => Int(self.days_overdue),
+            "churn_risk" => Double(self.outlook.churn_risk()),
+            "churn_score" => Int(self.outlook.churn_score()),
+            "churn_band" => Text(self.outlook.churn_band().map(RiskBand::as_str)),
+            "p_alive" => Double(self.outlook.p_alive()),
+            "expected_visits_90d" => Double(self.outlook.expected_visits()),
+            "predicted_clv" => Double(self.outlook.clv()),
             _ => return None,
         })
     }
@@ -377,7 +647,7 @@ impl Facts {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum FactValue<'a> {
     Int(Option<i64>),
-    Double(f64),
+    Double(Option<f64>),
     Bool(bool),
     Text(Option<&'a str>),
     List(&'a [String]),
@@ -388,10 +658,12 @@ impl<'a> FactValue<'a> {
     pub fn to_cel(self) -> CowVal<'a, 'a> {
         match self {
             FactValue::Int(Some(v)) => CowVal::owned(CelInt::from(v)),
-            FactValue::Double(v) => CowVal::owned(CelDouble::from(v)),
+            FactValue::Double(Some(v)) => CowVal::owned(CelDouble::from(v)),
             FactValue::Bool(v) => CowVal::owned(CelBool::from(v)),
             FactValue::Text(Some(v)) => CowVal::owned(CelString::from(v)),
-            FactValue::Int(None) | FactValue::Text(None) => CowVal::owned(CelNull),
+            FactValue::Int(None) | FactValue::Double(None) | FactValue::Text(None) => {
+                CowVal::owned(CelNull)
+            }
             FactValue::List(items) => {
                 let items: Vec<Box<dyn Val + 'a>> = items
                     .iter()
@@ -406,7 +678,7 @@ impl<'a> FactValue<'a> {
     pub fn to_template(self) -> minijinja::Value {
         match self {
             FactValue::Int(v) => v.map_or(minijinja::Value::from(()), minijinja::Value::from),
-            FactValue::Double(v) => minijinja::Value::from(v),
+            FactValue::Double(v) => v.map_or(minijinja::Value::from(()), minijinja::Value::from),
             FactValue::Bool(v) => minijinja::Value::from(v),
             FactValue::Text(v) => v.map_or(minijinja::Value::from(()), minijinja::Value::from),
             FactValue::List(items) => minijinja::Value::from(items.to_vec()),
@@ -419,10 +691,12 @@ impl std::fmt::Display for FactValue<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FactValue::Int(Some(v)) => write!(f, "{v}"),
-            FactValue::Double(v) => write!(f, "{v}"),
+            FactValue::Double(Some(v)) => write!(f, "{v}"),
             FactValue::Bool(v) => write!(f, "{v}"),
             FactValue::Text(Some(v)) => write!(f, "{v:?}"),
-            FactValue::Int(None) | FactValue::Text(None) => f.write_str("null"),
+            FactValue::Int(None) | FactValue::Double(None) | FactValue::Text(None) => {
+                f.write_str("null")
+            }
             FactValue::List(items) => write!(f, "{items:?}"),
         }
     }
@@ -489,7 +763,162 @@ mod tests {
                 last_contact_at: None,
             },
             fired_in_pool: Vec::new(),
+            treatments: Vec::new(),
+            repeat: RepeatAgg::default(),
         }
+    }
+
+    fn treatment(project: Option<&str>, department: &str, at_text: &str) -> TreatmentAgg {
+        TreatmentAgg {
+            project: project.map(str::to_string),
+            department: Some(department.to_string()),
+            last_at: at(at_text),
+        }
+    }
+
+    #[test]
+    fn the_latest_order_with_a_cycle_decides_how_overdue() {
+        let cycles = Cycles(
+            [("肉毒素除皱", 120), ("玻尿酸", 270), ("皮肤科", 60)]
+                .map(|(k, v)| (k.to_string(), v))
+                .into(),
+        );
+        let context = FactContext {
+            tz: TZ,
+            cycles: &cycles,
+            model: None,
+        };
+        let mut r = record();
+        r.treatments = vec![
+            treatment(Some("肉毒素除皱"), "注射科", "2026-01-10 10:00"),
+            // Later, but no cycle for the project or the department.
+            treatment(Some("双眼皮"), "整形外科", "2026-02-01 10:00"),
+        ];
+        let facts = Facts::derive_in(&r, at("2026-05-20 09:00"), &context);
+        assert_eq!(facts.last_treatment.as_deref(), Some("肉毒素除皱"));
+        assert_eq!(facts.expected_revisit_days, Some(120));
+        assert_eq!(facts.days_overdue, Some(130 - 120));
+        // A project without a cycle falls back to its department's.
+        r.treatments
+            .push(treatment(Some("光子嫩肤"), "皮肤科", "2026-05-10 10:00"));
+        let facts = Facts::derive_in(&r, at("2026-05-20 09:00"), &context);
+        assert_eq!(facts.last_treatment.as_deref(), Some("皮肤科"));
+        assert_eq!(facts.days_overdue, Some(10 - 60));
+        // Two on the same visit: the one due first.
+        r.treatments
+            .push(treatment(Some("玻尿酸"), "注射科", "2026-05-10 10:00"));
+        let facts = Facts::derive_in(&r, at("2026-05-20 09:00"), &context);
+        assert_eq!(facts.expected_revisit_days, Some(60));
+        // Without cycles, nothing to say.
+        assert_eq!(Facts::derive(&r, at("2026-05-20"), TZ).days_overdue, None);
+    }
+
+    fn churn_model() -> Arc<ChurnModel> {
+        Arc::new(ChurnModel {
+            fit_id: 7,
+            as_of: 0,
+            model: predict::Model {
+                unit: predict::TimeUnit::Days,
+                purchases: predict::BgNbd {
+                    r: 0.5,
+                    alpha: 30.0,
+                    a: 0.6,
+                    b: 2.5,
+                },
+                spend: Some(predict::GammaGamma {
+                    p: 6.0,
+                    q: 4.0,
+                    v: 2_000.0,
+                }),
+            },
+            scoring: predict::ScoreConfig::default(),
+        })
+    }
+
+    #[test]
+    fn churn_facts_follow_the_model_and_the_history_at_the_tick() {
+        let model = churn_model();
+        let context = FactContext {
+            tz: TZ,
+            cycles: &Cycles::default(),
+            model: Some(&model),
+        };
+        let mut r = record();
+        r.repeat = RepeatAgg {
+            visit_days: 3,
+            repeat_spend_cents: 1_000_000,
+        };
+        let soon = Facts::derive_in(&r, at("2026-03-25 09:00"), &context);
+        let later = Facts::derive_in(&r, at("2026-09-25 09:00"), &context);
+        let risk = |f: &Facts| match f.get("churn_risk") {
+            Some(FactValue::Double(Some(v))) => v,
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            risk(&soon) < risk(&later),
+            "six months of silence raise the risk"
+        );
+        let summary = later.outlook.summary().unwrap();
+        assert_eq!(
+            (
+                summary.frequency,
+                summary.recency,
+                summary.age,
+                summary.monetary
+            ),
+            (2, 74.0, 263.0, 5_000.0)
+        );
+        let score = predict::score(&model.model, summary, &model.scoring).unwrap();
+        assert_eq!(
+            later.get("churn_score"),
+            Some(FactValue::Int(Some(i64::from(score.risk_score))))
+        );
+        assert_eq!(
+            later.get("churn_band"),
+            Some(FactValue::Text(Some(score.band.as_str())))
+        );
+        assert_eq!(
+            later.get("p_alive"),
+            Some(FactValue::Double(Some(score.p_alive)))
+        );
+        assert_eq!(
+            later.get("expected_visits_90d"),
+            Some(FactValue::Double(Some(score.expected_visits)))
+        );
+        let clv = (score.clv.unwrap() * 100.0).round() / 100.0;
+        assert_eq!(
+            later.get("predicted_clv"),
+            Some(FactValue::Double(Some(clv)))
+        );
+        assert_eq!(later.outlook.fit_id(), Some(7));
+    }
+
+    #[test]
+    fn churn_facts_are_null_without_a_model_or_a_visit() {
+        let facts = Facts::derive(&record(), at("2026-04-01"), TZ);
+        for name in [
+            "churn_risk",
+            "churn_score",
+            "churn_band",
+            "p_alive",
+            "predicted_clv",
+        ] {
+            assert_eq!(facts.get(name).unwrap().to_string(), "null", "{name}");
+        }
+        let model = churn_model();
+        let context = FactContext {
+            tz: TZ,
+            cycles: &Cycles::default(),
+            model: Some(&model),
+        };
+        let mut r = record();
+        r.visits = VisitAgg::default();
+        let facts = Facts::derive_in(&r, at("2026-04-01"), &context);
+        assert_eq!(facts.get("churn_risk"), Some(FactValue::Double(None)));
+        assert!(
+            CATALOGUE.iter().filter(|f| f.from_model).count() == 6,
+            "every churn fact is marked as the model's"
+        );
     }
 
     #[test]

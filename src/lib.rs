@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod bench_dispatch;
+pub mod churn;
 pub mod cli;
 pub mod clock;
 pub mod config;

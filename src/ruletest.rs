@@ -39,6 +39,58 @@ pub struct Case {
     pub customers: Vec<CustomerSpec>,
     #[serde(default, rename = "tick")]
     pub ticks: Vec<TickSpec>,
+    /// The churn model the ticks use; without one the churn facts are null.
+    #[serde(default)]
+    pub model: Option<ModelSpec>,
+}
+
+/// `[case.model]`: churn model parameters in days, as `recall model show`
+/// prints them: BG/NBD r, alpha, a, b, and optionally Gamma-Gamma p, q, v.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub r: f64,
+    pub alpha: f64,
+    pub a: f64,
+    pub b: f64,
+    #[serde(default)]
+    pub p: Option<f64>,
+    #[serde(default)]
+    pub q: Option<f64>,
+    #[serde(default)]
+    pub v: Option<f64>,
+}
+
+impl ModelSpec {
+    fn model(&self) -> Result<crate::predict::Model, String> {
+        let purchases = crate::predict::BgNbd {
+            r: self.r,
+            alpha: self.alpha,
+            a: self.a,
+            b: self.b,
+        };
+        purchases
+            .check()
+            .map_err(|e| format!("[case.model]: {e}"))?;
+        let spend = match (self.p, self.q, self.v) {
+            (None, None, None) => None,
+            (Some(p), Some(q), Some(v)) => {
+                let spend = crate::predict::GammaGamma { p, q, v };
+                spend.check().map_err(|e| format!("[case.model]: {e}"))?;
+                Some(spend)
+            }
+            _ => {
+                return Err(
+                    "[case.model]: give all of p, q and v for the spend model, or none".into(),
+                );
+            }
+        };
+        Ok(crate::predict::Model {
+            unit: crate::predict::TimeUnit::Days,
+            purchases,
+            spend,
+        })
+    }
 }
 
 /// One `[[case.customer]]` with its history.
@@ -208,6 +260,10 @@ fn run_case(loaded: &Loaded, case: &Case) -> Result<CaseResult, String> {
         .ensure_clinic(&clinic.code, &clinic.name, tz.name(), 0)
         .map_err(|e| e.to_string())?;
     add_customers(&mut store, clinic_id, &case.customers, tz)?;
+    if let Some(spec) = &case.model {
+        crate::churn::record_given(&store, clinic_id, &spec.model()?, i64::MIN)
+            .map_err(|e| e.to_string())?;
+    }
     let engine = Engine::new(clinic, clinic_id, &loaded.rules, &loaded.templates)
         .with_fallbacks(loaded.config.fallbacks());
     let mut result = CaseResult {

@@ -99,6 +99,18 @@ impl Replay<'_> {
             .with_fallbacks(config.fallbacks());
         let mut outcome = Outcome::default();
         for slot in slots(config, from, to) {
+            // The churn model is refitted on its schedule, as the service
+            // would have, on the history as it was then.
+            if let Err(e) = crate::churn::refit_if_due(
+                &copy,
+                clinic_id,
+                &config.clinic,
+                &config.model,
+                slot,
+                slot.timestamp(),
+            ) {
+                tracing::warn!(error = %e, "churn model refit failed; the last fit stays in use");
+            }
             let report = engine::tick(&mut copy, &engine, TickOptions::at(slot))?;
             copy.deliver_queued_copy()?;
             outcome.ticks += 1;

@@ -15,7 +15,7 @@ fn init_check_tick_dispatch_log() {
         .arg("check")
         .assert()
         .success()
-        .stdout(predicate::str::contains("ok: 18 rules"));
+        .stdout(predicate::str::contains("ok: 20 rules"));
 
     let before_moves = clinic.count("SELECT count(*) FROM transitions");
     let tick = clinic
@@ -249,7 +249,7 @@ fn check_rejects_a_broken_rule_with_file_line_and_suggestion() {
         "{text}"
     );
     assert!(
-        text.contains("when = \"days_since_last_vist >= 90\""),
+        text.contains("when = \"days_since_last_vist >= 90 &&"),
         "{text}"
     );
     assert!(text.contains("^^^^"), "{text}");

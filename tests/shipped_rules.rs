@@ -87,7 +87,9 @@ fn one_customer_through_the_whole_recall_flow() {
         (7, "new_day7_wechat"),
         (14, "new_day14_sms"),
         (21, "new_to_customer"),
-        (80, "customer_checkin"),
+        // 水光针 is due every 30 days (`[cycles]`): a reminder 3 days early,
+        // and no generic 60-day check-in for a customer with a known cycle.
+        (27, "customer_treatment_due"),
         (110, "customer_to_warning_inactive"),
         (117, "warning_offer_sms"),
         (124, "warning_to_maintenance"),
@@ -134,7 +136,8 @@ fn one_customer_through_the_whole_recall_flow() {
         .unwrap();
     assert_eq!(
         reason,
-        "days_since_last_visit >= 90 [days_since_last_visit=90]"
+        "days_since_last_visit >= 90 && (days_overdue == null || days_overdue >= 30) \
+         [days_overdue=80, days_since_last_visit=90]"
     );
 
     // Messages are rendered for the customer, with the clinic's details.

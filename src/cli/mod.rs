@@ -2,6 +2,7 @@
 //! library. Each command is a function here or in a submodule; none of them
 //! holds logic that a test could not reach through the library.
 
+mod model;
 mod ops;
 mod output;
 pub mod scaffold;
@@ -169,6 +170,9 @@ pub enum Command {
     /// Phone-call tasks for the clinic's staff: list, export, record outcomes.
     #[command(subcommand)]
     Tasks(TasksCommand),
+    /// The churn model behind `churn_risk`: fit, show, evaluate.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
     /// Backups, retention, and customers' data requests (backup, prune, export, forget).
     #[command(flatten)]
     Ops(ops::OpsCommand),
@@ -320,7 +324,7 @@ fn init_tracing(json: bool, verbose: bool) {
 }
 
 /// The language for diagnostics: `--lang`, else RECALL_LANG or LANG.
-fn lang() -> crate::diag::Lang {
+pub(crate) fn lang() -> crate::diag::Lang {
     *LANG.get_or_init(|| {
         let env = std::env::var("RECALL_LANG")
             .or_else(|_| std::env::var("LANG"))
@@ -400,6 +404,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             by,
         } => outcome(&cli.config, message, &kind, at.as_deref(), &by),
         Command::Tasks(command) => tasks::run(&cli.config, command),
+        Command::Model(command) => model::run(&cli.config, command),
         Command::Ops(command) => ops::run(&cli.config, command),
         Command::Run => serve(&cli.config),
         Command::Reload => reload(&cli.config),
@@ -534,6 +539,16 @@ fn populate_demo(
             let mut guard = store
                 .lock()
                 .map_err(|_| anyhow::anyhow!("store lock poisoned"))?;
+            if let Err(e) = crate::churn::refit_if_due(
+                &guard,
+                clinic_id,
+                &loaded.config.clinic,
+                &loaded.config.model,
+                day,
+                day.timestamp(),
+            ) {
+                tracing::warn!(error = %e, "churn model refit failed; the last fit stays in use");
+            }
             engine::tick(&mut guard, &engine, TickOptions::at(day))?
         };
         moves += report.moves;
@@ -1034,11 +1049,30 @@ fn tick(
         batch_size,
         ..TickOptions::at(at)
     };
+    let mut out = std::io::stdout().lock();
+    if !dry_run {
+        // As the service does: a refit slot passed since the last fit means
+        // a fit before the tick.
+        let refit = crate::churn::refit_if_due(
+            &store,
+            clinic_id,
+            &config.clinic,
+            &config.model,
+            at,
+            Utc::now().timestamp(),
+        )?;
+        if let crate::churn::Refit::Fitted(fit) = &refit {
+            writeln!(
+                out,
+                "refitted the churn model (#{}) on {} customers first",
+                fit.id, fit.customers
+            )?;
+        }
+    }
     let report = engine::tick(&mut store, &engine, options)?;
     if !dry_run {
         store.attribute()?;
     }
-    let mut out = std::io::stdout().lock();
     for earlier in &report.finished_first {
         writeln!(
             out,

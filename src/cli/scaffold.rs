@@ -82,6 +82,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../templates/phone/warning_call.txt"),
     ),
     (
+        "templates/phone/churn_risk_call.txt",
+        include_str!("../../templates/phone/churn_risk_call.txt"),
+    ),
+    (
         "templates/sms/churned_recall.params.toml",
         include_str!("../../templates/sms/churned_recall.params.toml"),
     ),
@@ -120,6 +124,10 @@ pub const FILES: &[(&str, &str)] = &[
     (
         "templates/wechat/customer_checkin.txt",
         include_str!("../../templates/wechat/customer_checkin.txt"),
+    ),
+    (
+        "templates/wechat/treatment_due.txt",
+        include_str!("../../templates/wechat/treatment_due.txt"),
     ),
     (
         "templates/wechat/maintenance_care.txt",
@@ -213,6 +221,33 @@ max_per_customer = "3/7d"      # pushing too often backfires
 [channels.email]
 sender = "log"
 cost = 0.005
+
+# Treatment cycles: how many days after a treatment the next one is due, by
+# project (or, for projects not listed, by department), as on the orders.
+# Rules read them as `days_overdue` and `expected_revisit_days`; a project
+# without a cycle (a surgery) is never "due".
+[cycles]
+"水光针" = 30
+"光子嫩肤" = 30
+"超皮秒祛斑" = 60
+"肉毒素除皱" = 120
+"玻尿酸" = 270
+"热玛吉" = 365
+"牙齿美白" = 180
+"皮肤科" = 45                  # any other skin treatment
+
+# The churn model behind `churn_risk`, `churn_band`, `p_alive`,
+# `expected_visits_90d` and `predicted_clv` (see `recall model show` and
+# `recall model evaluate`). The service refits it on this schedule.
+[model]
+refit = "0 3 * * 1"            # Mondays at 03:00, clinic time
+churn_window_days = 90         # churn_risk = chance of no visit in this many days
+medium_risk_from = 50          # churn_band "medium" from this churn_score (0-100)
+high_risk_from = 80            # ... and "high" from this one
+# visit_window_days = 90       # expected_visits_90d looks this far ahead
+# clv_months = 12              # predicted_clv: months ahead...
+# monthly_discount_rate = 0.01 # ... discounted by 1% a month
+# min_customers = 100          # fewer customers with a visit: no model, churn facts stay null
 
 # How long finished messages are kept (deleted daily by the service; pool
 # moves are kept). At least 90 days.

@@ -238,9 +238,11 @@ pub fn fit(data: &[Summary], options: &FitOptions) -> Result<BgNbdFit, PredictEr
         0.0,
     ];
     let optimum =
-        fit::minimize(&grouped, &start, options).map_err(|reason| PredictError::FitFailed {
-            model: "BG/NBD",
-            reason,
+        fit::minimize(&grouped, &start, grouped.total_weight, options).map_err(|reason| {
+            PredictError::FitFailed {
+                model: "BG/NBD",
+                reason,
+            }
         })?;
     let model = BgNbd {
         r: optimum.u[0].exp(),
@@ -424,6 +426,35 @@ impl Objective for Grouped {
 mod tests {
     use super::*;
     use crate::predict::synth::{self, SyntheticConfig};
+
+    #[test]
+    fn everyone_dropping_out_alike_is_fitted_at_the_boundary() {
+        // Every customer leaves after a visit with probability 5 %: the
+        // Beta(a, b) of dropout probabilities is a point mass, reached only
+        // as a, b → ∞ with a/(a+b) = 0.05. The likelihood has no interior
+        // optimum; the fit must still converge on the rate and the dropout
+        // share (along the ridge a and b themselves are arbitrary).
+        let data = synth::generate(&SyntheticConfig {
+            customers: 3_000,
+            purchases: BgNbd {
+                r: 0.8,
+                alpha: 60.0,
+                a: 5e6,
+                b: 9.5e7,
+            },
+            whole_days: true,
+            max_age_days: 540.0,
+            ..SyntheticConfig::default()
+        });
+        let fit = fit(&data, &FitOptions::default()).unwrap();
+        let BgNbd { r, alpha, a, b } = fit.model;
+        assert!((a / (a + b) - 0.05).abs() < 0.01, "{:?}", fit.model);
+        assert!(
+            ((r / alpha) / (0.8 / 60.0) - 1.0).abs() < 0.1,
+            "{:?}",
+            fit.model
+        );
+    }
 
     /// FHL's CDNOW estimates (Sec. 7 / Fig. 1 of the paper).
     const PAPER: BgNbd = BgNbd {

@@ -118,11 +118,12 @@ pub fn fit(data: &[Summary], options: &FitOptions) -> Result<GammaGammaFit, Pred
     // the observed mean spend.
     let mean = used.iter().map(|s| s.monetary).sum::<f64>() / used.len() as f64;
     let start = [0.0, 2f64.ln(), mean.ln()];
-    let optimum =
-        fit::minimize(&spend, &start, options).map_err(|reason| PredictError::FitFailed {
+    let optimum = fit::minimize(&spend, &start, used.len() as f64, options).map_err(|reason| {
+        PredictError::FitFailed {
             model: "Gamma-Gamma",
             reason,
-        })?;
+        }
+    })?;
     let model = GammaGamma {
         p: optimum.u[0].exp(),
         q: optimum.u[1].exp(),

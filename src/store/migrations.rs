@@ -209,4 +209,28 @@ CREATE TABLE call_tasks (
 CREATE INDEX call_tasks_day ON call_tasks (due_date, staff);
 CREATE INDEX call_tasks_open ON call_tasks (status, due_date);
 "#,
+    // 2: the churn model.
+    r#"
+-- Each fit of the churn model, with its parameters and the data it saw, so
+-- every churn fact a rule read can be traced back to the fit behind it
+-- (ticks.model_fit_id).
+CREATE TABLE model_fits (
+    id          INTEGER PRIMARY KEY,
+    clinic_id   INTEGER NOT NULL REFERENCES clinics(id),
+    -- The data cut: visits and orders at or before it were used.
+    as_of       INTEGER NOT NULL,
+    -- The earliest first visit among the customers fitted.
+    data_from   INTEGER NOT NULL,
+    customers   INTEGER NOT NULL,
+    -- Customers with more than one visit day.
+    repeaters   INTEGER NOT NULL,
+    -- The fitted parameters (predict::Model as JSON).
+    model       TEXT NOT NULL,
+    -- How the fit went: log-likelihoods, iterations, why there is no spend model.
+    fit         TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE INDEX model_fits_as_of ON model_fits (clinic_id, as_of);
+ALTER TABLE ticks ADD COLUMN model_fit_id INTEGER REFERENCES model_fits(id);
+"#,
 ];

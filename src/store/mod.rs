@@ -15,6 +15,7 @@ pub mod attribution;
 pub mod import;
 pub mod ingest;
 mod migrations;
+pub mod models;
 pub mod outbox;
 pub mod privacy;
 pub mod queries;

@@ -12,13 +12,24 @@ use rusqlite::{Connection, Row, params};
 
 use super::Result;
 use crate::clock::Timestamp;
-use crate::facts::{CustomerRecord, CustomerRow, FollowupAgg, OrderAgg, VisitAgg};
+use crate::facts::{CustomerRecord, CustomerRow, FollowupAgg, OrderAgg, TreatmentAgg, VisitAgg};
 use crate::model::Pool;
 
 /// A read-only connection that can hold a snapshot across many batches.
 pub struct Reader {
     conn: Connection,
     in_snapshot: bool,
+    options: ScanOptions,
+}
+
+/// What a scan reads beyond the facts every tick needs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScanOptions {
+    /// The latest order per (project, department), for treatment cycles.
+    pub treatments: bool,
+    /// Visit days and repeat spend for the churn model, with the clinic's
+    /// UTC offset in seconds (days are `(at + offset) / 86400`).
+    pub repeat_offset: Option<i64>,
 }
 
 impl Reader {
@@ -26,7 +37,13 @@ impl Reader {
         Reader {
             conn,
             in_snapshot: false,
+            options: ScanOptions::default(),
         }
+    }
+
+    pub fn with_options(mut self, options: ScanOptions) -> Self {
+        self.options = options;
+        self
     }
 
     /// Starts a read transaction: every batch until [`Reader::end_snapshot`]
@@ -136,6 +153,53 @@ impl Reader {
                 Ok(())
             },
         )?;
+        if self.options.treatments {
+            self.merge(
+                "SELECT customer_id, project, department, max(at) FROM orders
+                 WHERE customer_id > ?1 AND customer_id <= ?2 AND at <= ?3
+                   AND (project IS NOT NULL OR department IS NOT NULL)
+                 GROUP BY customer_id, project, department ORDER BY customer_id",
+                params![after, last, at],
+                &mut records,
+                |record, r| {
+                    record.treatments.push(TreatmentAgg {
+                        project: r.get(1)?,
+                        department: r.get(2)?,
+                        last_at: r.get(3)?,
+                    });
+                    Ok(())
+                },
+            )?;
+        }
+        if let Some(offset) = self.options.repeat_offset {
+            self.merge(
+                "SELECT customer_id, count(DISTINCT (at + ?4) / 86400) FROM visits
+                 WHERE customer_id > ?1 AND customer_id <= ?2 AND at <= ?3
+                 GROUP BY customer_id ORDER BY customer_id",
+                params![after, last, at, offset],
+                &mut records,
+                |record, r| {
+                    record.repeat.visit_days = r.get(1)?;
+                    Ok(())
+                },
+            )?;
+            // Spend on the days after the first visit day.
+            self.merge(
+                "SELECT o.customer_id, sum(o.amount_cents) FROM orders o
+                 JOIN (SELECT customer_id, min(at) AS first FROM visits
+                       WHERE customer_id > ?1 AND customer_id <= ?2 AND at <= ?3
+                       GROUP BY customer_id) v ON v.customer_id = o.customer_id
+                 WHERE o.customer_id > ?1 AND o.customer_id <= ?2 AND o.at <= ?3
+                   AND (o.at + ?4) / 86400 > (v.first + ?4) / 86400
+                 GROUP BY o.customer_id ORDER BY o.customer_id",
+                params![after, last, at, offset],
+                &mut records,
+                |record, r| {
+                    record.repeat.repeat_spend_cents = r.get(1)?;
+                    Ok(())
+                },
+            )?;
+        }
         // `result` is a bare column next to max(at): SQLite takes it from the
         // row holding the maximum, i.e. the latest follow-up. 2592000 s is
         // the 30-day window of `not_smooth_followups_30d`.

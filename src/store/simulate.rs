@@ -66,6 +66,12 @@ impl Store {
             "DELETE FROM ticks WHERE at >= ?1 OR status <> 'done'",
             params![at],
         )?;
+        // Fits after the start are made again on the replay's schedule.
+        tx.execute(
+            "UPDATE ticks SET model_fit_id = NULL WHERE model_fit_id IN (SELECT id FROM model_fits WHERE as_of >= ?1)",
+            params![at],
+        )?;
+        tx.execute("DELETE FROM model_fits WHERE as_of >= ?1", params![at])?;
         tx.execute("DELETE FROM meta", [])?;
         tx.commit()?;
         Ok(())
