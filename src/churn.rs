@@ -151,6 +151,7 @@ pub struct FitNotes {
     pub spend: Option<GammaGammaFit>,
     /// Why there is no spend model, when there is none.
     pub spend_error: Option<String>,
+    /// How long fitting took (not counting reading the history).
     pub seconds: f64,
 }
 
@@ -198,7 +199,6 @@ pub fn fit(
     at: Timestamp,
     now: Timestamp,
 ) -> Result<Fit, ChurnError> {
-    let started = Instant::now();
     let tz = clinic.timezone;
     let rows = store.model_summaries(clinic_id, at, utc_offset(at, tz))?;
     if rows.len() < settings.min_customers {
@@ -209,6 +209,7 @@ pub fn fit(
         });
     }
     let data = summaries(&rows, at, tz);
+    let started = Instant::now();
     let fitted = predict::fit(&data, TimeUnit::Days, &FitOptions::default())?;
     let notes = FitNotes {
         purchases: fitted.purchases,

@@ -300,12 +300,9 @@ fn run_batches(
         cycles: &clinic.cycles,
         model: model.as_ref(),
     };
-    let mut reader = store.reader()?.with_options(ScanOptions {
-        treatments: !clinic.cycles.is_empty(),
-        repeat_offset: model
-            .is_some()
-            .then(|| crate::churn::utc_offset(at, clinic.timezone)),
-    });
+    let mut reader = store
+        .reader()?
+        .with_options(scan_options(clinic, model.is_some(), at));
     reader.begin_snapshot()?;
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
@@ -386,6 +383,15 @@ fn run_batches(
         }
         outcome
     })
+}
+
+/// What a tick's scan reads beyond the basic facts: treatment cycles when
+/// the clinic has any, visit days and repeat spend when a churn model is in use.
+pub fn scan_options(clinic: &Clinic, with_model: bool, at: Timestamp) -> ScanOptions {
+    ScanOptions {
+        treatments: !clinic.cycles.is_empty(),
+        repeat_offset: with_model.then(|| crate::churn::utc_offset(at, clinic.timezone)),
+    }
 }
 
 /// A batch of customers and the time it took to read.

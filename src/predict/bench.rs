@@ -1,6 +1,6 @@
 //! The prediction benchmark: generate a synthetic customer base from known
 //! parameters, fit both models, score every customer, and time each step.
-//! `recall bench` and `examples/predict_bench.rs` call [`run`].
+//! `recall bench model` calls [`run`].
 //!
 //! This is the module's one user of a timer (`Instant`, for the figures it
 //! reports); the results never depend on it.

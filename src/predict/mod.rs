@@ -16,7 +16,7 @@
 //!
 //! Together they give the discounted customer lifetime value.
 //!
-//! How to use it (`examples/predict_bench.rs` does the same at scale):
+//! How to use it (`recall bench model` does the same at scale):
 //!
 //! ```
 //! use recall::predict::synth::{self, SyntheticConfig};
@@ -52,7 +52,7 @@
 //! # Ok::<(), predict::PredictError>(())
 //! ```
 //!
-//! For whoever wires it into the store, the facts and the CLI:
+//! How the rest of `recall` uses it ([`crate::churn`] does the wiring):
 //!
 //! - **Summaries**: one per customer with at least one visit, in days.
 //!   Merge visits on the same clinic day first (the papers merge same-day
@@ -61,16 +61,15 @@
 //!   amount of the repeat visits (0 without). [`Summary::from_purchases`]
 //!   does this from (day, amount) pairs. Customers who never visited have
 //!   no summary and no score.
-//! - **Fitting**: [`fit`] over all of a clinic's summaries at one instant;
-//!   it is seconds for a million customers, so once a day or per tick both
-//!   work. Store `FittedModel::model` (serde) to score between fits; report
-//!   `FittedModel::spend_error` when there is no spend model.
-//! - **Scoring**: [`score_all`] (or [`score()`] for one) with a
-//!   [`ScoreConfig`]; every field of [`Score`] is a candidate fact.
+//! - **Fitting**: [`fit`] over all of a clinic's summaries at one instant,
+//!   on the refit schedule; `FittedModel::model` (serde) is stored and used
+//!   by every tick until the next fit.
+//! - **Scoring**: the churn facts call [`BgNbd`]'s methods and [`score()`]
+//!   per customer at each tick; `recall model show` uses [`score_all`].
 //! - **Evaluation**: fit and score on summaries cut at a past instant, mark
 //!   who did not come back in the churn window after it, and compare with
 //!   [`auc`] and [`band_stats`] (`tests/cdnow_reference.rs` does this).
-//! - [`bench::run`] is the entry point for `recall bench`.
+//! - [`bench::run`] is the entry point for `recall bench model`.
 //!
 //! **Invariant: this module is pure.** No SQLite, no clock, no I/O, no
 //! logging: functions of summaries and parameters only, so the store, the

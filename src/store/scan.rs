@@ -4,15 +4,18 @@
 //! store's main connection writes the tick's results. In WAL mode the reader
 //! keeps seeing the database as it was when the snapshot began, so every
 //! customer of a tick is judged on the same data. Memory stays flat: one
-//! batch of customers at a time, each read by customer-id range with the
-//! aggregates computed by SQLite over the `(customer_id, at)` indexes.
+//! batch of customers at a time, each read by customer-id range over the
+//! `(customer_id, ...)` indexes. Where SQLite's grouping costs more than the
+//! rows themselves (visits, orders, outreach), the rows come in customer
+//! order and are summed here; follow-ups are grouped by SQLite.
 //! Only events at or before the tick's time count.
 
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row, params};
 
 use super::Result;
 use crate::clock::Timestamp;
-use crate::facts::{CustomerRecord, CustomerRow, FollowupAgg, OrderAgg, TreatmentAgg, VisitAgg};
+use crate::facts::{CustomerRecord, CustomerRow, FollowupAgg, OrderAgg, TreatmentAgg};
 use crate::model::Pool;
 
 /// A read-only connection that can hold a snapshot across many batches.
@@ -123,79 +126,89 @@ impl Reader {
         )?;
         // Customers without a pool yet, or who enter it after `at`, do not exist for this tick.
         records.retain(|r| r.customer.entered_at <= at);
+        // Visits in (customer, time) order, counted here: cheaper than
+        // SQLite's grouping, and the distinct clinic days the churn model
+        // needs are simply the day changes (`(at + offset) / 86400` is the
+        // clinic day).
+        let offset = self.options.repeat_offset;
         self.merge(
-            "SELECT customer_id, count(*), min(at), max(at) FROM visits
+            "SELECT customer_id, at FROM visits
              WHERE customer_id > ?1 AND customer_id <= ?2 AND at <= ?3
-             GROUP BY customer_id ORDER BY customer_id",
+             ORDER BY customer_id, at",
             params![after, last, at],
             &mut records,
             |record, r| {
-                record.visits = VisitAgg {
-                    count: r.get(1)?,
-                    first_at: r.get(2)?,
-                    last_at: r.get(3)?,
-                };
+                let at: Timestamp = r.get(1)?;
+                let visits = &mut record.visits;
+                if let Some(offset) = offset
+                    && visits
+                        .last_at
+                        .is_none_or(|last| (last + offset) / 86_400 != (at + offset) / 86_400)
+                {
+                    record.repeat.visit_days += 1;
+                }
+                visits.count += 1;
+                visits.first_at = visits.first_at.or(Some(at));
+                visits.last_at = Some(at);
                 Ok(())
             },
         )?;
-        self.merge(
-            "SELECT customer_id, count(*), sum(amount_cents), max(at) FROM orders
-             WHERE customer_id > ?1 AND customer_id <= ?2 AND at <= ?3
-             GROUP BY customer_id ORDER BY customer_id",
-            params![after, last, at],
-            &mut records,
-            |record, r| {
-                record.orders = OrderAgg {
-                    count: r.get(1)?,
-                    total_cents: r.get(2)?,
-                    last_at: r.get(3)?,
-                };
-                Ok(())
-            },
-        )?;
-        if self.options.treatments {
+        if self.options.treatments || offset.is_some() {
+            // Cycles and the churn model need more than the aggregate: one
+            // pass over the orders (index-only, see migration 2) computes
+            // it all here, cheaper than one grouped query per need.
+            let treatments = self.options.treatments;
             self.merge(
-                "SELECT customer_id, project, department, max(at) FROM orders
+                "SELECT customer_id, at, amount_cents, project, department FROM orders
                  WHERE customer_id > ?1 AND customer_id <= ?2 AND at <= ?3
-                   AND (project IS NOT NULL OR department IS NOT NULL)
-                 GROUP BY customer_id, project, department ORDER BY customer_id",
+                 ORDER BY customer_id",
                 params![after, last, at],
                 &mut records,
                 |record, r| {
-                    record.treatments.push(TreatmentAgg {
-                        project: r.get(1)?,
-                        department: r.get(2)?,
-                        last_at: r.get(3)?,
-                    });
+                    let (at, cents): (Timestamp, i64) = (r.get(1)?, r.get(2)?);
+                    let orders = &mut record.orders;
+                    orders.count += 1;
+                    orders.total_cents += cents;
+                    orders.last_at = orders.last_at.max(Some(at));
+                    // Spend on the days after the first visit day.
+                    if let (Some(offset), Some(first)) = (offset, record.visits.first_at)
+                        && (at + offset) / 86_400 > (first + offset) / 86_400
+                    {
+                        record.repeat.repeat_spend_cents += cents;
+                    }
+                    if treatments {
+                        let (project, department) = (text(r, 3)?, text(r, 4)?);
+                        if project.is_some() || department.is_some() {
+                            let seen = record.treatments.iter_mut().find(|t| {
+                                t.project.as_deref() == project
+                                    && t.department.as_deref() == department
+                            });
+                            match seen {
+                                Some(t) => t.last_at = t.last_at.max(at),
+                                None => record.treatments.push(TreatmentAgg {
+                                    project: project.map(str::to_string),
+                                    department: department.map(str::to_string),
+                                    last_at: at,
+                                }),
+                            }
+                        }
+                    }
                     Ok(())
                 },
             )?;
-        }
-        if let Some(offset) = self.options.repeat_offset {
+        } else {
             self.merge(
-                "SELECT customer_id, count(DISTINCT (at + ?4) / 86400) FROM visits
+                "SELECT customer_id, count(*), sum(amount_cents), max(at) FROM orders
                  WHERE customer_id > ?1 AND customer_id <= ?2 AND at <= ?3
                  GROUP BY customer_id ORDER BY customer_id",
-                params![after, last, at, offset],
+                params![after, last, at],
                 &mut records,
                 |record, r| {
-                    record.repeat.visit_days = r.get(1)?;
-                    Ok(())
-                },
-            )?;
-            // Spend on the days after the first visit day.
-            self.merge(
-                "SELECT o.customer_id, sum(o.amount_cents) FROM orders o
-                 JOIN (SELECT customer_id, min(at) AS first FROM visits
-                       WHERE customer_id > ?1 AND customer_id <= ?2 AND at <= ?3
-                       GROUP BY customer_id) v ON v.customer_id = o.customer_id
-                 WHERE o.customer_id > ?1 AND o.customer_id <= ?2 AND o.at <= ?3
-                   AND (o.at + ?4) / 86400 > (v.first + ?4) / 86400
-                 GROUP BY o.customer_id ORDER BY o.customer_id",
-                params![after, last, at, offset],
-                &mut records,
-                |record, r| {
-                    record.repeat.repeat_spend_cents = r.get(1)?;
+                    record.orders = OrderAgg {
+                        count: r.get(1)?,
+                        total_cents: r.get(2)?,
+                        last_at: r.get(3)?,
+                    };
                     Ok(())
                 },
             )?;
@@ -221,28 +234,34 @@ impl Reader {
                 Ok(())
             },
         )?;
-        // One pass over the customers' messages, per rule: contacts in the
-        // current pool stay, the last message sent, and when the rule last
-        // fired in this stay.
+        // One pass over the customers' messages (index-only, in (customer,
+        // rule) order): contacts in the current pool stay, the last message
+        // sent, and when each rule last fired in this stay. Summed here, not
+        // in SQL: a grouped join on the pools costs SQLite three times more.
         self.merge(
-            "SELECT o.customer_id, o.rule_id,
-                    sum(o.created_at >= p.entered_at AND o.status IN ('queued', 'sending', 'awaiting', 'sent')),
-                    max(CASE WHEN o.status = 'sent' AND o.sent_at <= ?3 THEN o.sent_at END),
-                    max(CASE WHEN o.created_at >= p.entered_at THEN o.created_at END)
-             FROM outreach o JOIN customer_pools p ON p.customer_id = o.customer_id
-             WHERE o.customer_id > ?1 AND o.customer_id <= ?2 AND o.created_at <= ?3
-             GROUP BY o.customer_id, o.rule_id ORDER BY o.customer_id, o.rule_id",
+            "SELECT customer_id, rule_id, created_at, status, sent_at FROM outreach
+             WHERE customer_id > ?1 AND customer_id <= ?2 AND created_at <= ?3
+             ORDER BY customer_id, rule_id",
             params![after, last, at],
             &mut records,
             |record, r| {
-                let contacts: i64 = r.get(2)?;
-                let sent: Option<Timestamp> = r.get(3)?;
-                let fired: Option<Timestamp> = r.get(4)?;
+                let created: Timestamp = r.get(2)?;
+                let status = text(r, 3)?.unwrap_or_default();
+                let sent: Option<Timestamp> = r.get(4)?;
                 let outreach = &mut record.outreach;
-                outreach.contacts_in_pool += contacts;
-                outreach.last_contact_at = outreach.last_contact_at.max(sent);
-                if let Some(fired) = fired {
-                    record.fired_in_pool.push((r.get(1)?, fired));
+                if status == "sent" && sent.is_some_and(|s| s <= at) {
+                    outreach.last_contact_at = outreach.last_contact_at.max(sent);
+                }
+                if created < record.customer.entered_at {
+                    return Ok(());
+                }
+                if matches!(status, "queued" | "sending" | "awaiting" | "sent") {
+                    outreach.contacts_in_pool += 1;
+                }
+                let rule = text(r, 1)?.unwrap_or_default();
+                match record.fired_in_pool.last_mut() {
+                    Some((id, fired)) if id == rule => *fired = (*fired).max(created),
+                    _ => record.fired_in_pool.push((rule.to_string(), created)),
                 }
                 Ok(())
             },
@@ -286,6 +305,21 @@ pub struct Batch {
     pub records: Vec<CustomerRecord>,
     /// The highest customer id read; the next batch starts after it.
     pub last: Option<i64>,
+}
+
+/// A nullable text column without allocating.
+fn text<'r>(r: &'r Row<'_>, index: usize) -> rusqlite::Result<Option<&'r str>> {
+    match r.get_ref(index)? {
+        ValueRef::Null => Ok(None),
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+            .map(Some)
+            .map_err(|e| rusqlite::Error::Utf8Error(index, e)),
+        other => Err(rusqlite::Error::InvalidColumnType(
+            index,
+            "text".into(),
+            other.data_type(),
+        )),
+    }
 }
 
 fn customer_row(r: &Row<'_>) -> rusqlite::Result<CustomerRow> {
