@@ -232,9 +232,10 @@ CREATE TABLE model_fits (
 );
 CREATE INDEX model_fits_as_of ON model_fits (clinic_id, as_of);
 ALTER TABLE ticks ADD COLUMN model_fit_id INTEGER REFERENCES model_fits(id);
-
--- Ticks read each customer's orders with their project and department
--- (treatment cycles, the churn model's repeat spend): from the index alone.
+"#,
+    // 3: ticks read each customer's orders with their project and department
+    // (treatment cycles, the churn model's repeat spend) from the index alone.
+    r#"
 DROP INDEX orders_customer_at;
 CREATE INDEX orders_customer_at ON orders (customer_id, at, amount_cents, project, department);
 "#,

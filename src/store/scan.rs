@@ -155,7 +155,7 @@ impl Reader {
         )?;
         if self.options.treatments || offset.is_some() {
             // Cycles and the churn model need more than the aggregate: one
-            // pass over the orders (index-only, see migration 2) computes
+            // pass over the orders (index-only, see migration 3) computes
             // it all here, cheaper than one grouped query per need.
             let treatments = self.options.treatments;
             self.merge(
