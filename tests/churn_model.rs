@@ -35,7 +35,7 @@ fn the_demo_is_scored_by_a_scheduled_fit_that_every_decision_names() {
         clinic.count(
             "SELECT count(*) FROM transitions t JOIN ticks k ON k.id = t.tick_id
              WHERE t.rule_id = 'customer_to_warning_predicted'
-               AND t.reason NOT LIKE '%churn_band=\"high\"%model #' || k.model_fit_id || ']'"
+               AND t.reason NOT LIKE '%churn_risk=0._%model #' || k.model_fit_id || ']'"
         ),
         0,
         "every move by the churn rule names the fit its tick used"
