@@ -7,7 +7,7 @@
 //! batch of customers at a time, each read by customer-id range over the
 //! `(customer_id, ...)` indexes. Where SQLite's grouping costs more than the
 //! rows themselves (visits, orders, outreach), the rows come in customer
-//! order and are summed here; follow-ups are grouped by SQLite.
+//! order and are summed here.
 //! Only events at or before the tick's time count.
 
 use rusqlite::types::ValueRef;
@@ -15,8 +15,8 @@ use rusqlite::{Connection, Row, params};
 
 use super::Result;
 use crate::clock::Timestamp;
-use crate::facts::{CustomerRecord, CustomerRow, FollowupAgg, OrderAgg, TreatmentAgg};
-use crate::model::Pool;
+use crate::facts::{CustomerRecord, CustomerRow, OrderAgg, TreatmentAgg};
+use crate::model::{FollowupResult, Pool};
 
 /// A read-only connection that can hold a snapshot across many batches.
 pub struct Reader {
@@ -213,24 +213,24 @@ impl Reader {
                 },
             )?;
         }
-        // `result` is a bare column next to max(at): SQLite takes it from the
-        // row holding the maximum, i.e. the latest follow-up. 2592000 s is
-        // the 30-day window of `not_smooth_followups_30d`.
+        // Follow-ups in (customer, time) order, off the covering index: the
+        // last one read is the latest. 2592000 s is the 30-day window of
+        // `not_smooth_followups_30d`.
         self.merge(
-            "SELECT customer_id, max(at), result,
-                    sum(result <> 'smooth' AND at > ?3 - 2592000)
-             FROM followups
+            "SELECT customer_id, at, result FROM followups
              WHERE customer_id > ?1 AND customer_id <= ?2 AND at <= ?3
-             GROUP BY customer_id ORDER BY customer_id",
+             ORDER BY customer_id, at",
             params![after, last, at],
             &mut records,
             |record, r| {
-                let result: Option<String> = r.get(2)?;
-                record.followups = FollowupAgg {
-                    last_at: r.get(1)?,
-                    last_result: result.and_then(|s| s.parse().ok()),
-                    not_smooth_30d: r.get(3)?,
-                };
+                let followed: Timestamp = r.get(1)?;
+                let result = text(r, 2)?.and_then(|s| s.parse::<FollowupResult>().ok());
+                let followups = &mut record.followups;
+                if result != Some(FollowupResult::Smooth) && followed > at - 2_592_000 {
+                    followups.not_smooth_30d += 1;
+                }
+                followups.last_at = Some(followed);
+                followups.last_result = result;
                 Ok(())
             },
         )?;
