@@ -21,8 +21,11 @@
 //! crash sends at most `concurrency` messages twice (32 by default). A round
 //! ends only after all its outcomes are committed, so a message is never
 //! claimed again before its result is durable. Senders get the outreach id
-//! as a stable key; providers that can be asked (Aliyun's QuerySendDetails)
-//! are asked before a resend.
+//! as a stable key. Messages requeued after a crash are marked in doubt
+//! (`store::outbox::IN_DOUBT`, as are errors a sender marks with
+//! `sender::in_doubt`), and their next attempt carries `Outbound::in_doubt`:
+//! providers that can be asked (Aliyun's QuerySendDetails, Twilio's message
+//! list) are asked before a resend.
 
 mod pacer;
 pub mod sender;
@@ -764,6 +767,7 @@ fn outbound<'a>(message: &'a Claimed, address: &'a str, now: DateTime<Utc>) -> O
         address,
         attempt: message.attempts,
         previous_error: message.last_error.as_deref(),
+        in_doubt: message.in_doubt,
         now,
     }
 }

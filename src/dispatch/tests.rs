@@ -20,6 +20,8 @@ struct Scripted {
     outcomes: Mutex<VecDeque<SendOutcome>>,
     polls: Mutex<VecDeque<PollOutcome>>,
     seen: Mutex<Vec<(i64, String)>>,
+    /// `Outbound::in_doubt` of each send, in order.
+    doubts: Mutex<Vec<bool>>,
 }
 
 impl Scripted {
@@ -32,6 +34,7 @@ impl Scripted {
             outcomes: Mutex::new(outcomes.into()),
             polls: Mutex::new(polls.into()),
             seen: Mutex::new(Vec::new()),
+            doubts: Mutex::new(Vec::new()),
         })
     }
 
@@ -51,6 +54,7 @@ impl Sender for Scripted {
             .lock()
             .unwrap()
             .push((message.id, message.address.to_string()));
+        self.doubts.lock().unwrap().push(message.in_doubt);
         self.outcomes
             .lock()
             .unwrap()
@@ -357,6 +361,52 @@ async fn messages_interrupted_while_sending_are_requeued_on_start() {
         .await
         .unwrap();
     assert_eq!(report.sent, 1);
+}
+
+#[tokio::test]
+async fn a_message_requeued_after_a_crash_stays_in_doubt_through_a_deferral() {
+    let f = fixture(
+        vec![phone_customer("C1"), phone_customer("C2")],
+        Channel::Sms,
+    );
+    let late = shanghai("2026-06-01 22:30");
+    {
+        let mut store = f.store.lock().unwrap();
+        // Only C1's message was being sent when the process died.
+        assert_eq!(store.claim_due(T0, &[Channel::Sms], 1).unwrap().len(), 1);
+        assert_eq!(store.requeue_interrupted(late).unwrap(), 1);
+    }
+    let sender = Scripted::new(vec![]);
+    let policy = ChannelPolicy {
+        quiet_hours: Some(QuietHours::parse("21:00-09:00").unwrap()),
+        ..ChannelPolicy::plain("test")
+    };
+    let d = with_policies(vec![(Channel::Sms, sender.clone(), policy)], settings(3));
+    let night = d.drain(&f.store, at(late), &|| false).await.unwrap();
+    assert_eq!(night.deferred, 2);
+    let first = &log(&f.store)[0];
+    let waiting = first.last_error.as_deref().unwrap();
+    assert!(
+        waiting.starts_with(crate::store::outbox::IN_DOUBT) && waiting.contains("quiet hours"),
+        "{waiting}"
+    );
+    let morning = d
+        .drain(&f.store, at(shanghai("2026-06-02 09:00")), &|| false)
+        .await
+        .unwrap();
+    assert_eq!(morning.sent, 2);
+    let mut seen: Vec<(i64, bool)> = sender
+        .seen()
+        .iter()
+        .map(|(id, _)| *id)
+        .zip(sender.doubts.lock().unwrap().iter().copied())
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        [(1, true), (2, false)],
+        "only the interrupted one is in doubt"
+    );
 }
 
 #[test]

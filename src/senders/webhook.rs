@@ -794,6 +794,7 @@ mod tests {
             address: "+8613812345678",
             attempt: 1,
             previous_error: None,
+            in_doubt: false,
             now: "2025-03-01T08:00:00Z".parse().unwrap(),
         }
     }
