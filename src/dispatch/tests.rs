@@ -422,6 +422,47 @@ fn backoff_doubles_and_is_capped() {
     }
 }
 
+/// Without jitter every retry of a batch that failed together (a provider
+/// outage) would come back at the same second. 500 draws per attempt must
+/// land in every fifth of the ±20% range (about 100 in each; fewer than 50
+/// in one is a chance beyond 1e-9) and average near the base.
+#[test]
+fn backoff_jitter_spreads_retries_across_the_range() {
+    let s = settings(10);
+    for (attempt, base) in [(1, 60.0), (3, 240.0)] {
+        let samples: Vec<f64> = (0..500)
+            .map(|_| backoff(&s, attempt).as_secs_f64())
+            .collect();
+        let (low, high) = (base * 0.8, base * 1.2);
+        assert!(
+            samples.iter().all(|x| (low..=high).contains(x)),
+            "attempt {attempt}: outside {low}..={high}"
+        );
+        let mut buckets = [0usize; 5];
+        for x in &samples {
+            let i = (((x - low) / (high - low)) * 5.0) as usize;
+            buckets[i.min(4)] += 1;
+        }
+        assert!(
+            buckets.iter().all(|&n| n >= 50),
+            "attempt {attempt}: not spread over {low}..{high}: {buckets:?}"
+        );
+        let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+        assert!(
+            (mean - base).abs() < base * 0.03,
+            "attempt {attempt}: mean {mean}"
+        );
+        let mut distinct = samples.clone();
+        distinct.sort_by(f64::total_cmp);
+        distinct.dedup();
+        assert!(
+            distinct.len() > 450,
+            "attempt {attempt}: {} distinct",
+            distinct.len()
+        );
+    }
+}
+
 fn shanghai(text: &str) -> i64 {
     crate::clock::parse_time(text, chrono_tz::Asia::Shanghai)
         .unwrap()
