@@ -803,3 +803,89 @@ async fn a_stop_lets_sends_in_flight_finish_and_hands_back_the_rest() {
             .all(|e| e.status == "queued" && e.attempts == 0)
     );
 }
+
+#[tokio::test]
+async fn an_opt_out_suppresses_the_customers_later_messages_on_that_channel_in_the_same_round() {
+    // Messages 1 (C1), 2 (C2) and 3 (C1 again), all on SMS, claimed together.
+    let f = fixture(
+        vec![phone_customer("C1"), phone_customer("C2")],
+        Channel::Sms,
+    );
+    queue_more(&f, Channel::Sms, T0);
+    let sender = Scripted::new(vec![SendOutcome::OptedOut {
+        reason: "replied TD".into(),
+    }]);
+    let report = dispatcher(sender.clone(), Channel::Sms, 3)
+        .round(&f.store, at(T0), &|| false)
+        .await
+        .unwrap();
+    assert_eq!(report.claimed, 3);
+    assert_eq!(
+        (report.opted_out, report.sent, report.suppressed),
+        (1, 1, 1)
+    );
+    let ids: Vec<i64> = sender.seen().iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, [1, 2], "message 3 must not reach the sender");
+    let third = log(&f.store).into_iter().find(|e| e.id == 3).unwrap();
+    assert_eq!(third.status, "suppressed");
+    assert_eq!(
+        third.last_error.as_deref(),
+        Some("opted out of sms (the provider's answer to message 1 in this dispatch round)")
+    );
+}
+
+/// Answers message 1 "opted out" after a while; sends the others.
+struct OptsOutSlowly {
+    seen: Mutex<Vec<i64>>,
+}
+
+#[async_trait]
+impl Sender for OptsOutSlowly {
+    fn kind(&self) -> &'static str {
+        "opts-out-slowly"
+    }
+
+    async fn send(&self, message: &Outbound<'_>) -> SendOutcome {
+        self.seen.lock().unwrap().push(message.id);
+        if message.id == 1 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            SendOutcome::OptedOut {
+                reason: "blacklisted".into(),
+            }
+        } else {
+            SendOutcome::Sent {
+                provider_id: format!("p-{}", message.id),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_opt_out_answered_while_a_later_message_waits_for_the_rate_limit_stops_it() {
+    // Message 2 (same customer, same channel) starts while message 1 is at
+    // the provider, passes the consent check, and waits for the pacer; the
+    // opt-out arrives during that wait.
+    let f = fixture(vec![phone_customer("C1")], Channel::Sms);
+    queue_more(&f, Channel::Sms, T0);
+    let sender = Arc::new(OptsOutSlowly {
+        seen: Mutex::new(Vec::new()),
+    });
+    let mut route = Route::new("paced", sender.clone(), ChannelPolicy::plain("paced"));
+    route.pacer = Some(Arc::new(Pacer::new(crate::dispatch::sender::RateLimit {
+        count: 1,
+        per: Duration::from_millis(1500),
+    })));
+    let d = Dispatcher::with_routes(
+        BTreeMap::from([(Channel::Sms, route)]),
+        settings(3),
+        chrono_tz::Asia::Shanghai,
+    );
+    let report = d.round(&f.store, at(T0), &|| false).await.unwrap();
+    assert_eq!(
+        (report.opted_out, report.suppressed, report.sent),
+        (1, 1, 0)
+    );
+    assert_eq!(*sender.seen.lock().unwrap(), [1]);
+    let second = log(&f.store).into_iter().find(|e| e.id == 2).unwrap();
+    assert_eq!(second.status, "suppressed");
+}
