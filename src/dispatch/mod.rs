@@ -8,7 +8,9 @@
 //! once; their outcomes are written in groups, one transaction per group
 //! (group commit). Retryable failures go back to the queue with exponential
 //! backoff and jitter until `max_attempts`; an opt-out withdraws the
-//! customer's consent for that channel; a permanent failure or opt-out falls
+//! customer's consent for that channel, and the customer's other messages on
+//! that channel still to be sent in the same round are suppressed (or fall
+//! back) as if it had been withdrawn at the claim; a permanent failure falls
 //! back to another channel when one is configured. Messages that await a
 //! person (WeCom confirmations, call tasks) are polled until they settle. A
 //! message is never dropped: every path ends in a status with its reason.
@@ -21,8 +23,11 @@
 //! crash sends at most `concurrency` messages twice (32 by default). A round
 //! ends only after all its outcomes are committed, so a message is never
 //! claimed again before its result is durable. Senders get the outreach id
-//! as a stable key; providers that can be asked (Aliyun's QuerySendDetails)
-//! are asked before a resend.
+//! as a stable key. Messages requeued after a crash are marked in doubt
+//! (`store::outbox::IN_DOUBT`, as are errors a sender marks with
+//! `sender::in_doubt`), and their next attempt carries `Outbound::in_doubt`:
+//! providers that can be asked (Aliyun's QuerySendDetails, Twilio's message
+//! list) are asked before a resend.
 
 mod pacer;
 pub mod sender;
@@ -282,6 +287,7 @@ impl Dispatcher {
             return Ok(DispatchReport::default());
         }
         let caps = self.cap_book(store, &claimed, now).await?;
+        let opt_outs = OptOuts::default();
         let permits = Arc::new(Semaphore::new(self.concurrency()));
         let (tx, rx) = mpsc::unbounded_channel::<(Settle, OwnedSemaphorePermit)>();
         let mut remaining = claimed.into_iter().peekable();
@@ -302,8 +308,9 @@ impl Dispatcher {
                         started += 1;
                         let tx = tx.clone();
                         let caps = &caps;
+                        let opt_outs = &opt_outs;
                         in_flight.push(async move {
-                            let outcome = self.handle(clock, message, caps, stop).await;
+                            let outcome = self.handle(clock, message, caps, opt_outs, stop).await;
                             // The writer is gone only if it failed; the
                             // round reports that error.
                             let _ = tx.send((outcome, permit));
@@ -425,6 +432,7 @@ impl Dispatcher {
         clock: Clock,
         message: Claimed,
         caps: &CapBook,
+        opt_outs: &OptOuts,
         stop: &(dyn Fn() -> bool + Sync),
     ) -> Settle {
         let id = message.id;
@@ -464,6 +472,11 @@ impl Dispatcher {
             }
             None => {}
         }
+        // Consent was read at the claim; an opt-out answered since, in this
+        // round, counts as much as one read from the database.
+        if let Some(settle) = self.opted_out_this_round(&message, opt_outs, at) {
+            return settle;
+        }
 
         // When: quiet hours, then frequency caps. Waiting uses no attempt.
         if let Some(until) = route
@@ -480,7 +493,7 @@ impl Dispatcher {
         if let Some((until, reason)) = self.cap_until(caps, &message, route, at) {
             return defer(id, reason, until, at);
         }
-        let sent = self.send(clock, &message, route, stop).await;
+        let sent = self.send(clock, &message, route, opt_outs, stop).await;
         if !matches!(sent, Settle::Sent { .. } | Settle::Awaiting { .. }) {
             caps.forget(message.recipient.customer_id, channel, at);
         }
@@ -493,6 +506,7 @@ impl Dispatcher {
         clock: Clock,
         message: &Claimed,
         route: &Route,
+        opt_outs: &OptOuts,
         stop: &(dyn Fn() -> bool + Sync),
     ) -> Settle {
         let id = message.id;
@@ -507,12 +521,50 @@ impl Dispatcher {
             return defer(id, reason, until, now.timestamp());
         }
 
+        // Pacing may have waited while another message of the customer's
+        // came back opted out.
+        if let Some(settle) = self.opted_out_this_round(message, opt_outs, now.timestamp()) {
+            return settle;
+        }
+
         let address = address(message).unwrap_or_default().to_string();
         let outbound = outbound(message, &address, clock.now());
         let started = std::time::Instant::now();
         let outcome = route.sender.send(&outbound).await;
         metrics::global().send_latency(&route.sender_name, started.elapsed());
+        if matches!(outcome, SendOutcome::OptedOut { .. }) {
+            opt_outs.learn(message);
+        }
         self.record(message, route, &address, outcome, clock.now())
+    }
+
+    /// If another message of this round found the customer opted out of
+    /// this channel: the fallback, or `suppressed` with the reason, as for a
+    /// customer whose consent is already withdrawn.
+    fn opted_out_this_round(
+        &self,
+        message: &Claimed,
+        opt_outs: &OptOuts,
+        at: Timestamp,
+    ) -> Option<Settle> {
+        let learned_from = opt_outs.learned(message)?;
+        let reason = format!(
+            "opted out of {} (the provider's answer to message {learned_from} in this dispatch round)",
+            message.channel
+        );
+        let suppressed = Settle::Suppressed {
+            id: message.id,
+            reason: reason.clone(),
+            at,
+        };
+        Some(match self.fall_back(message, &reason, at, suppressed) {
+            Ok(fall_back) => fall_back,
+            Err(suppressed) => {
+                tracing::info!(id = message.id, channel = message.channel.as_str(),
+                    customer = %message.recipient.external_id, %reason, "suppressed");
+                suppressed
+            }
+        })
     }
 
     /// What the sender answered, as the outcome to write.
@@ -764,6 +816,7 @@ fn outbound<'a>(message: &'a Claimed, address: &'a str, now: DateTime<Utc>) -> O
         address,
         attempt: message.attempts,
         previous_error: message.last_error.as_deref(),
+        in_doubt: message.in_doubt,
         now,
     }
 }
@@ -822,6 +875,33 @@ impl CapBook {
         {
             contacts.remove(i);
         }
+    }
+}
+
+/// The opt-outs providers answered during one round: (customer, channel) →
+/// the message whose answer said so. Consent is read when messages are
+/// claimed, so without this a customer's other messages on the channel in
+/// the same round would still go out.
+#[derive(Default)]
+struct OptOuts {
+    learned: Mutex<HashMap<(i64, Channel), i64>>,
+}
+
+impl OptOuts {
+    fn learn(&self, message: &Claimed) {
+        let mut learned = self.learned.lock().unwrap_or_else(|p| p.into_inner());
+        learned
+            .entry((message.recipient.customer_id, message.channel))
+            .or_insert(message.id);
+    }
+
+    /// The message whose answer said this one's customer opted out of its
+    /// channel, if one did in this round.
+    fn learned(&self, message: &Claimed) -> Option<i64> {
+        let learned = self.learned.lock().unwrap_or_else(|p| p.into_inner());
+        learned
+            .get(&(message.recipient.customer_id, message.channel))
+            .copied()
     }
 }
 

@@ -33,11 +33,24 @@ pub struct Outbound<'a> {
     pub address: &'a str,
     /// 1 for the first attempt.
     pub attempt: i64,
-    /// The last error of the previous attempt, if any (e.g. a timeout, after
-    /// which a provider without idempotency must be asked before resending).
+    /// The last error of the previous attempt, if any.
     pub previous_error: Option<&'a str>,
+    /// The previous attempt may have reached the provider without our
+    /// learning its answer: the dispatcher died while sending it, or the
+    /// sender returned an error marked with [`in_doubt`]. A sender whose
+    /// provider has no idempotency key but can be asked (Aliyun, Twilio)
+    /// must ask before sending again.
+    pub in_doubt: bool,
     /// When the message is being sent (the dispatcher's clock).
     pub now: DateTime<Utc>,
+}
+
+/// The error of an attempt that may have reached the provider (the request
+/// went out, the answer was lost): marked so that the next attempt of the
+/// message comes with [`Outbound::in_doubt`] set. The one marker of that
+/// state ([`crate::store::outbox::IN_DOUBT`]), shared with crash recovery.
+pub fn in_doubt(error: &str) -> String {
+    crate::store::outbox::mark_in_doubt(error)
 }
 
 /// What became of one send.

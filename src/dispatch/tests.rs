@@ -20,6 +20,8 @@ struct Scripted {
     outcomes: Mutex<VecDeque<SendOutcome>>,
     polls: Mutex<VecDeque<PollOutcome>>,
     seen: Mutex<Vec<(i64, String)>>,
+    /// `Outbound::in_doubt` of each send, in order.
+    doubts: Mutex<Vec<bool>>,
 }
 
 impl Scripted {
@@ -32,6 +34,7 @@ impl Scripted {
             outcomes: Mutex::new(outcomes.into()),
             polls: Mutex::new(polls.into()),
             seen: Mutex::new(Vec::new()),
+            doubts: Mutex::new(Vec::new()),
         })
     }
 
@@ -51,6 +54,7 @@ impl Sender for Scripted {
             .lock()
             .unwrap()
             .push((message.id, message.address.to_string()));
+        self.doubts.lock().unwrap().push(message.in_doubt);
         self.outcomes
             .lock()
             .unwrap()
@@ -359,6 +363,52 @@ async fn messages_interrupted_while_sending_are_requeued_on_start() {
     assert_eq!(report.sent, 1);
 }
 
+#[tokio::test]
+async fn a_message_requeued_after_a_crash_stays_in_doubt_through_a_deferral() {
+    let f = fixture(
+        vec![phone_customer("C1"), phone_customer("C2")],
+        Channel::Sms,
+    );
+    let late = shanghai("2026-06-01 22:30");
+    {
+        let mut store = f.store.lock().unwrap();
+        // Only C1's message was being sent when the process died.
+        assert_eq!(store.claim_due(T0, &[Channel::Sms], 1).unwrap().len(), 1);
+        assert_eq!(store.requeue_interrupted(late).unwrap(), 1);
+    }
+    let sender = Scripted::new(vec![]);
+    let policy = ChannelPolicy {
+        quiet_hours: Some(QuietHours::parse("21:00-09:00").unwrap()),
+        ..ChannelPolicy::plain("test")
+    };
+    let d = with_policies(vec![(Channel::Sms, sender.clone(), policy)], settings(3));
+    let night = d.drain(&f.store, at(late), &|| false).await.unwrap();
+    assert_eq!(night.deferred, 2);
+    let first = &log(&f.store)[0];
+    let waiting = first.last_error.as_deref().unwrap();
+    assert!(
+        waiting.starts_with(crate::store::outbox::IN_DOUBT) && waiting.contains("quiet hours"),
+        "{waiting}"
+    );
+    let morning = d
+        .drain(&f.store, at(shanghai("2026-06-02 09:00")), &|| false)
+        .await
+        .unwrap();
+    assert_eq!(morning.sent, 2);
+    let mut seen: Vec<(i64, bool)> = sender
+        .seen()
+        .iter()
+        .map(|(id, _)| *id)
+        .zip(sender.doubts.lock().unwrap().iter().copied())
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        [(1, true), (2, false)],
+        "only the interrupted one is in doubt"
+    );
+}
+
 #[test]
 fn backoff_doubles_and_is_capped() {
     let s = settings(10);
@@ -369,6 +419,47 @@ fn backoff_doubles_and_is_capped() {
         assert!((48.0..=72.0).contains(&first), "{first}");
         assert!((192.0..=288.0).contains(&third), "{third}");
         assert!(huge <= 3600.0 * 1.2, "{huge}");
+    }
+}
+
+/// Without jitter every retry of a batch that failed together (a provider
+/// outage) would come back at the same second. 500 draws per attempt must
+/// land in every fifth of the ±20% range (about 100 in each; fewer than 50
+/// in one is a chance beyond 1e-9) and average near the base.
+#[test]
+fn backoff_jitter_spreads_retries_across_the_range() {
+    let s = settings(10);
+    for (attempt, base) in [(1, 60.0), (3, 240.0)] {
+        let samples: Vec<f64> = (0..500)
+            .map(|_| backoff(&s, attempt).as_secs_f64())
+            .collect();
+        let (low, high) = (base * 0.8, base * 1.2);
+        assert!(
+            samples.iter().all(|x| (low..=high).contains(x)),
+            "attempt {attempt}: outside {low}..={high}"
+        );
+        let mut buckets = [0usize; 5];
+        for x in &samples {
+            let i = (((x - low) / (high - low)) * 5.0) as usize;
+            buckets[i.min(4)] += 1;
+        }
+        assert!(
+            buckets.iter().all(|&n| n >= 50),
+            "attempt {attempt}: not spread over {low}..{high}: {buckets:?}"
+        );
+        let mean = samples.iter().sum::<f64>() / samples.len() as f64;
+        assert!(
+            (mean - base).abs() < base * 0.03,
+            "attempt {attempt}: mean {mean}"
+        );
+        let mut distinct = samples.clone();
+        distinct.sort_by(f64::total_cmp);
+        distinct.dedup();
+        assert!(
+            distinct.len() > 450,
+            "attempt {attempt}: {} distinct",
+            distinct.len()
+        );
     }
 }
 
@@ -711,4 +802,90 @@ async fn a_stop_lets_sends_in_flight_finish_and_hands_back_the_rest() {
             .filter(|e| e.status != "sent")
             .all(|e| e.status == "queued" && e.attempts == 0)
     );
+}
+
+#[tokio::test]
+async fn an_opt_out_suppresses_the_customers_later_messages_on_that_channel_in_the_same_round() {
+    // Messages 1 (C1), 2 (C2) and 3 (C1 again), all on SMS, claimed together.
+    let f = fixture(
+        vec![phone_customer("C1"), phone_customer("C2")],
+        Channel::Sms,
+    );
+    queue_more(&f, Channel::Sms, T0);
+    let sender = Scripted::new(vec![SendOutcome::OptedOut {
+        reason: "replied TD".into(),
+    }]);
+    let report = dispatcher(sender.clone(), Channel::Sms, 3)
+        .round(&f.store, at(T0), &|| false)
+        .await
+        .unwrap();
+    assert_eq!(report.claimed, 3);
+    assert_eq!(
+        (report.opted_out, report.sent, report.suppressed),
+        (1, 1, 1)
+    );
+    let ids: Vec<i64> = sender.seen().iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, [1, 2], "message 3 must not reach the sender");
+    let third = log(&f.store).into_iter().find(|e| e.id == 3).unwrap();
+    assert_eq!(third.status, "suppressed");
+    assert_eq!(
+        third.last_error.as_deref(),
+        Some("opted out of sms (the provider's answer to message 1 in this dispatch round)")
+    );
+}
+
+/// Answers message 1 "opted out" after a while; sends the others.
+struct OptsOutSlowly {
+    seen: Mutex<Vec<i64>>,
+}
+
+#[async_trait]
+impl Sender for OptsOutSlowly {
+    fn kind(&self) -> &'static str {
+        "opts-out-slowly"
+    }
+
+    async fn send(&self, message: &Outbound<'_>) -> SendOutcome {
+        self.seen.lock().unwrap().push(message.id);
+        if message.id == 1 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            SendOutcome::OptedOut {
+                reason: "blacklisted".into(),
+            }
+        } else {
+            SendOutcome::Sent {
+                provider_id: format!("p-{}", message.id),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_opt_out_answered_while_a_later_message_waits_for_the_rate_limit_stops_it() {
+    // Message 2 (same customer, same channel) starts while message 1 is at
+    // the provider, passes the consent check, and waits for the pacer; the
+    // opt-out arrives during that wait.
+    let f = fixture(vec![phone_customer("C1")], Channel::Sms);
+    queue_more(&f, Channel::Sms, T0);
+    let sender = Arc::new(OptsOutSlowly {
+        seen: Mutex::new(Vec::new()),
+    });
+    let mut route = Route::new("paced", sender.clone(), ChannelPolicy::plain("paced"));
+    route.pacer = Some(Arc::new(Pacer::new(crate::dispatch::sender::RateLimit {
+        count: 1,
+        per: Duration::from_millis(1500),
+    })));
+    let d = Dispatcher::with_routes(
+        BTreeMap::from([(Channel::Sms, route)]),
+        settings(3),
+        chrono_tz::Asia::Shanghai,
+    );
+    let report = d.round(&f.store, at(T0), &|| false).await.unwrap();
+    assert_eq!(
+        (report.opted_out, report.suppressed, report.sent),
+        (1, 1, 0)
+    );
+    assert_eq!(*sender.seen.lock().unwrap(), [1]);
+    let second = log(&f.store).into_iter().find(|e| e.id == 2).unwrap();
+    assert_eq!(second.status, "suppressed");
 }

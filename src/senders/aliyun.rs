@@ -7,10 +7,12 @@
 //! Every send carries `OutId` = the outreach id.
 //!
 //! `SendSms` is not idempotent. When an attempt ends without knowing whether
-//! Aliyun took the message (a timeout, a 5xx, a broken answer), its error
-//! says "result unknown"; the next attempt first asks `QuerySendDetails` for
-//! that number on the China send dates it could have gone out on, and if a
-//! message with our `OutId` is there, reports it sent instead of sending
+//! Aliyun took the message (a timeout, a 5xx, a broken answer), its error is
+//! marked in doubt (`dispatch::sender::in_doubt`, saying "result unknown");
+//! so is a message the dispatcher was sending when it died. The next attempt
+//! of a message in doubt (`Outbound::in_doubt`) first asks `QuerySendDetails`
+//! for that number on the China send dates it could have gone out on, and if
+//! a message with our `OutId` is there, reports it sent instead of sending
 //! again.
 //!
 //! This module must never log or format the AccessKey secret, never log
@@ -29,7 +31,7 @@ use serde_json::Value;
 
 use super::cloud_sign::{self, hmac_sha256, rfc3986, sha256_hex};
 use super::{BuildError, Context};
-use crate::dispatch::sender::{Outbound, SendOutcome, Sender};
+use crate::dispatch::sender::{Outbound, SendOutcome, Sender, in_doubt};
 use crate::mask;
 
 /// The `kind` of this sender in `recall.toml`.
@@ -37,8 +39,9 @@ pub const KIND: &str = "aliyun_sms";
 /// The dysmsapi API version both actions belong to.
 const VERSION: &str = "2017-05-25";
 const ALGORITHM: &str = "ACS3-HMAC-SHA256";
-/// In the error of an attempt whose outcome at Aliyun is unknown; the next
-/// attempt recognises it and asks `QuerySendDetails` before sending again.
+/// In the error of an attempt whose outcome at Aliyun is unknown, for the
+/// reader; the error is also marked in doubt, which is what the next attempt
+/// goes by (it asks `QuerySendDetails` before sending again).
 pub const RESULT_UNKNOWN: &str = "result unknown";
 /// `QuerySendDetails` returns at most 50 records a page.
 const PAGE_SIZE: usize = 50;
@@ -677,9 +680,9 @@ impl AliyunSms {
                 ]
                 .map(|(k, v)| (k.to_string(), v));
                 let doubt = |why: String, retry_after: Option<Duration>| SendOutcome::Retryable {
-                    error: format!(
+                    error: in_doubt(&format!(
                         "cannot tell whether the earlier SendSms went through ({RESULT_UNKNOWN}; not sending again until Aliyun can be asked): {why}"
-                    ),
+                    )),
                     retry_after,
                 };
                 let answer = self
@@ -769,9 +772,9 @@ impl AliyunSms {
             }
             Err(CallError::Unknown(error)) => {
                 return SendOutcome::Retryable {
-                    error: format!(
+                    error: in_doubt(&format!(
                         "{error} ({RESULT_UNKNOWN}: the next attempt asks QuerySendDetails before sending again)"
-                    ),
+                    )),
                     retry_after: None,
                 };
             }
@@ -787,10 +790,10 @@ impl AliyunSms {
         );
         if answer.status >= 500 || (answer.status < 300 && code.is_empty()) {
             return SendOutcome::Retryable {
-                error: format!(
+                error: in_doubt(&format!(
                     "Aliyun answered SendSms with HTTP {} {code} {text} ({RESULT_UNKNOWN}: the next attempt asks QuerySendDetails before sending again)",
                     answer.status
-                ),
+                )),
                 retry_after: answer.retry_after,
             };
         }
@@ -873,11 +876,7 @@ impl Sender for AliyunSms {
             Err(error) => return SendOutcome::Permanent { error },
         };
         let phone = phone_number(message.address);
-        let unknown_before = message.attempt > 1
-            && message
-                .previous_error
-                .is_some_and(|e| e.contains(RESULT_UNKNOWN));
-        if unknown_before {
+        if message.in_doubt {
             match self.went_through(message, &phone, mapping).await {
                 Ok(true) => {
                     // QuerySendDetails does not return the BizId; the OutId
@@ -1058,6 +1057,7 @@ mod tests {
             address: "+8613812345678",
             attempt: 1,
             previous_error: None,
+            in_doubt: false,
             now: now(),
         }
     }
@@ -1404,10 +1404,15 @@ mod tests {
         let first = sender.send(&outbound(&recipient, "warning_offer")).await;
         let previous = error_text(&first).to_string();
         assert!(previous.contains(RESULT_UNKNOWN), "{first:?}");
+        assert!(
+            crate::store::outbox::is_in_doubt(Some(&previous)),
+            "{first:?}"
+        );
         sender
             .send(&Outbound {
                 attempt: 2,
                 previous_error: Some(&previous),
+                in_doubt: true,
                 ..outbound(&recipient, "warning_offer")
             })
             .await
@@ -1516,6 +1521,126 @@ mod tests {
             .map(|r| action(r).to_string())
             .collect();
         assert_eq!(actions, ["SendSms", "QuerySendDetails"]);
+    }
+
+    /// The dispatcher dies while message 1 is being sent; at the next start
+    /// it is requeued and dispatched again through a real store and
+    /// dispatcher. Returns the report, Aliyun's requests (action, SendDate)
+    /// and the message's (status, provider id, last error).
+    async fn dispatch_after_a_crash(
+        server: &TestServer,
+    ) -> (
+        crate::dispatch::DispatchReport,
+        Vec<(String, Option<String>)>,
+        (String, Option<String>, Option<String>),
+    ) {
+        use crate::clock::Clock;
+        use crate::config::{ChannelPolicy, DispatchSettings};
+        use crate::dispatch::{Dispatcher, Route};
+        use crate::store::ingest::NewCustomer;
+        use crate::store::queries::LogFilter;
+        use crate::testing::{T0, outbox};
+
+        let f = outbox(
+            vec![NewCustomer {
+                phone: Some("13812345678".into()),
+                ..NewCustomer::named("C1", "王丽")
+            }],
+            Channel::Sms,
+            None,
+        );
+        {
+            let mut store = f.store.lock().unwrap();
+            let claimed = store.claim_due(T0, &[Channel::Sms], 10).unwrap();
+            assert_eq!(claimed.len(), 1);
+            assert_eq!(claimed[0].id, 1);
+            // The process dies here, SendSms maybe out, its answer unwritten.
+            assert_eq!(store.requeue_interrupted(T0 + 60).unwrap(), 1);
+        }
+        let config: Config = toml::from_str(&format!(
+            "sign_name = \"美丽诊所\"\nendpoint = \"{}\"\n[templates.t]\ncode = \"SMS_154950909\"\n",
+            server.url
+        ))
+        .unwrap();
+        let sender = build("aliyun", &config, &secrets())
+            .map_err(|e| e.to_string())
+            .unwrap();
+        let dispatcher = Dispatcher::with_routes(
+            BTreeMap::from([(
+                Channel::Sms,
+                Route::new("aliyun", sender, ChannelPolicy::plain("aliyun")),
+            )]),
+            DispatchSettings::default(),
+            chrono_tz::Asia::Shanghai,
+        );
+        let now = DateTime::from_timestamp(T0 + 60, 0).unwrap();
+        let report = dispatcher
+            .drain(&f.store, Clock::Fixed(now), &|| false)
+            .await
+            .unwrap();
+        let requests = server
+            .requests()
+            .iter()
+            .map(|r| (action(r).to_string(), query(r, "SendDate")))
+            .collect();
+        let entry = f
+            .store
+            .lock()
+            .unwrap()
+            .log(&LogFilter::default())
+            .unwrap()
+            .remove(0);
+        (
+            report,
+            requests,
+            (entry.status, entry.provider_id, entry.last_error),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_message_requeued_after_a_crash_that_aliyun_has_is_not_sent_again() {
+        // T0 is 2026-05-29 04:27 in Beijing.
+        let server = TestServer::start(|request, _| match action(request) {
+            "QuerySendDetails" => details(json!([
+                {"PhoneNum": "13812345678", "SendStatus": 1, "TemplateCode": "SMS_154950909",
+                 "OutId": "1", "SendDate": "2026-05-29 04:26:41"}
+            ])),
+            _ => ok("second-send"),
+        })
+        .await;
+        let (report, requests, entry) = dispatch_after_a_crash(&server).await;
+        assert_eq!(report.sent, 1);
+        assert_eq!(
+            requests,
+            [("QuerySendDetails".to_string(), Some("20260529".to_string()))]
+        );
+        assert_eq!(
+            entry,
+            ("sent".to_string(), Some("OutId:1".to_string()), None)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_message_requeued_after_a_crash_is_looked_up_before_it_is_sent() {
+        let server = TestServer::start(|request, _| match action(request) {
+            "QuerySendDetails" => details(json!([])),
+            _ => ok("after-lookup"),
+        })
+        .await;
+        let (report, requests, entry) = dispatch_after_a_crash(&server).await;
+        assert_eq!(report.sent, 1);
+        assert_eq!(
+            requests,
+            [
+                ("QuerySendDetails".to_string(), Some("20260529".to_string())),
+                ("QuerySendDetails".to_string(), Some("20260528".to_string())),
+                ("SendSms".to_string(), None),
+            ]
+        );
+        assert_eq!(
+            entry,
+            ("sent".to_string(), Some("after-lookup".to_string()), None)
+        );
     }
 
     #[tokio::test]

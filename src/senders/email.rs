@@ -742,6 +742,7 @@ class Handler:
             address,
             attempt: 1,
             previous_error: None,
+            in_doubt: false,
             now: "2025-03-01T08:00:00Z".parse().unwrap(),
         }
     }

@@ -142,6 +142,7 @@ mod tests {
             address: "13812345678",
             attempt: 1,
             previous_error: None,
+            in_doubt: false,
             now: chrono::Utc::now(),
         };
         assert_eq!(

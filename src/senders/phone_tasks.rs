@@ -414,6 +414,7 @@ impl Sender for PhoneTasks {
             address: "",
             attempt: 1,
             previous_error: None,
+            in_doubt: false,
             now,
         };
         match robot.send(&notice).await {

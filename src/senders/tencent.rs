@@ -875,6 +875,7 @@ mod tests {
             address: "13812345678",
             attempt: 1,
             previous_error: None,
+            in_doubt: false,
             now: now(),
         }
     }

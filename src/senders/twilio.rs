@@ -14,7 +14,9 @@
 //!
 //! Twilio's create-message call takes no idempotency key, so a send whose
 //! answer was lost (a timeout after the request went out) is ambiguous. Such
-//! an error is marked "outcome unknown", and the next attempt first lists the
+//! an error is marked in doubt (`dispatch::sender::in_doubt`, saying "outcome
+//! unknown"), as is a message the dispatcher was sending when it died, and
+//! the next attempt of a message in doubt first lists the
 //! recent messages to that number: if one with the same body was created in
 //! the last two days and has not failed, it is taken as this message's send
 //! and nothing is sent again. Only if that lookup is impossible or a
@@ -31,7 +33,7 @@ use serde::Deserialize;
 
 use super::webhook::{default_timeout, describe, duration, http_client, retry_after, scrub};
 use super::{BuildError, Context};
-use crate::dispatch::sender::{Outbound, SendOutcome, Sender};
+use crate::dispatch::sender::{Outbound, SendOutcome, Sender, in_doubt};
 use crate::mask;
 
 /// `[senders.<name>]` with `kind = "twilio"`.
@@ -75,7 +77,9 @@ fn default_endpoint() -> String {
     "https://api.twilio.com".to_string()
 }
 
-/// Marks an error after which Twilio may have created the message.
+/// In the error of an attempt after which Twilio may have created the
+/// message, for the reader; the error is also marked in doubt, which is what
+/// the next attempt goes by.
 const OUTCOME_UNKNOWN: &str = "outcome unknown";
 
 pub fn build(name: &str, config: &Config, ctx: &Context) -> Result<Arc<dyn Sender>, BuildError> {
@@ -353,10 +357,7 @@ impl Sender for TwilioSender {
             Ok(to) => to,
             Err(error) => return SendOutcome::Permanent { error },
         };
-        if message
-            .previous_error
-            .is_some_and(|e| e.contains(OUTCOME_UNKNOWN))
-        {
+        if message.in_doubt {
             match self.already_created(message, &to).await {
                 Ok(Some(sid)) => {
                     tracing::info!(sender = %self.name, id = message.id, to = %mask::phone(&to), %sid,
@@ -366,9 +367,9 @@ impl Sender for TwilioSender {
                 Ok(None) => {}
                 Err(error) => {
                     return SendOutcome::Retryable {
-                        error: format!(
+                        error: in_doubt(&format!(
                             "the last attempt's {OUTCOME_UNKNOWN}, and Twilio could not be asked: {error}"
-                        ),
+                        )),
                         retry_after: None,
                     };
                 }
@@ -397,10 +398,10 @@ impl Sender for TwilioSender {
             }
             Err(e) => {
                 return SendOutcome::Retryable {
-                    error: format!(
+                    error: in_doubt(&format!(
                         "Twilio: {} ({OUTCOME_UNKNOWN}: the next attempt asks Twilio before sending again)",
                         describe(e, self.timeout)
-                    ),
+                    )),
                     retry_after: None,
                 };
             }
@@ -411,10 +412,10 @@ impl Sender for TwilioSender {
             Ok(body) => body,
             Err(e) => {
                 return SendOutcome::Retryable {
-                    error: format!(
+                    error: in_doubt(&format!(
                         "Twilio answered {status}, then {} ({OUTCOME_UNKNOWN}: the next attempt asks Twilio before sending again)",
                         describe(e, self.timeout)
-                    ),
+                    )),
                     retry_after: None,
                 };
             }
@@ -464,6 +465,7 @@ mod tests {
             address,
             attempt: 1,
             previous_error: None,
+            in_doubt: false,
             now: "2025-03-01T08:00:00Z".parse().unwrap(),
         }
     }
@@ -687,9 +689,11 @@ mod tests {
             error.contains("no answer within 300ms") && error.contains(OUTCOME_UNKNOWN),
             "{error}"
         );
+        assert!(crate::store::outbox::is_in_doubt(Some(&error)), "{error}");
         let retry = Outbound {
             attempt: 2,
             previous_error: Some(&error),
+            in_doubt: true,
             ..message(&recipient, "+14155550123")
         };
         assert_eq!(
@@ -717,6 +721,96 @@ mod tests {
         );
     }
 
+    /// The dispatcher dies while message 1 is being sent; at the next start
+    /// it is requeued and dispatched again through a real store and
+    /// dispatcher. Returns Twilio's requests (method) and the message's
+    /// (status, provider id).
+    async fn dispatch_after_a_crash(
+        server: &TestServer,
+    ) -> (Vec<String>, (String, Option<String>)) {
+        use crate::clock::Clock;
+        use crate::config::{ChannelPolicy, DispatchSettings};
+        use crate::dispatch::{Dispatcher, Route};
+        use crate::store::ingest::NewCustomer;
+        use crate::store::queries::LogFilter;
+        use crate::testing::{T0, outbox};
+
+        let f = outbox(
+            vec![NewCustomer {
+                phone: Some("+14155550123".into()),
+                ..NewCustomer::named("C1", "Lily")
+            }],
+            Channel::Sms,
+            None,
+        );
+        {
+            let mut store = f.store.lock().unwrap();
+            assert_eq!(store.claim_due(T0, &[Channel::Sms], 10).unwrap().len(), 1);
+            // The process dies here, the POST maybe out, its answer unwritten.
+            assert_eq!(store.requeue_interrupted(T0 + 60).unwrap(), 1);
+        }
+        let sender = sender(&server.url, "from = \"+14155550100\"\n");
+        let dispatcher = Dispatcher::with_routes(
+            BTreeMap::from([(
+                Channel::Sms,
+                Route::new("twilio", sender, ChannelPolicy::plain("twilio")),
+            )]),
+            DispatchSettings::default(),
+            chrono_tz::UTC,
+        );
+        let now = DateTime::from_timestamp(T0 + 60, 0).unwrap();
+        let report = dispatcher
+            .drain(&f.store, Clock::Fixed(now), &|| false)
+            .await
+            .unwrap();
+        assert_eq!(report.sent, 1);
+        let methods = server.requests().into_iter().map(|r| r.method).collect();
+        let entry = f
+            .store
+            .lock()
+            .unwrap()
+            .log(&LogFilter::default())
+            .unwrap()
+            .remove(0);
+        (methods, (entry.status, entry.provider_id))
+    }
+
+    #[tokio::test]
+    async fn a_message_requeued_after_a_crash_that_twilio_has_is_not_sent_again() {
+        // The fixture's message says "您好"; T0 is Thu, 28 May 2026 20:26:40 UTC.
+        let server = TestServer::start(|request, _| {
+            if request.method == "GET" {
+                Reply::json(
+                    200,
+                    serde_json::json!({"messages": [
+                    {"sid": "SMcrash", "body": "您好", "status": "sent",
+                     "date_created": "Thu, 28 May 2026 20:26:41 +0000"}]}),
+                )
+            } else {
+                Reply::json(201, serde_json::json!({"sid": "SMtwice"}))
+            }
+        })
+        .await;
+        let (methods, entry) = dispatch_after_a_crash(&server).await;
+        assert_eq!(methods, ["GET"]);
+        assert_eq!(entry, ("sent".to_string(), Some("SMcrash".to_string())));
+    }
+
+    #[tokio::test]
+    async fn a_message_requeued_after_a_crash_is_looked_up_before_it_is_sent() {
+        let server = TestServer::start(|request, _| {
+            if request.method == "GET" {
+                Reply::json(200, serde_json::json!({"messages": []}))
+            } else {
+                Reply::json(201, serde_json::json!({"sid": "SMnew"}))
+            }
+        })
+        .await;
+        let (methods, entry) = dispatch_after_a_crash(&server).await;
+        assert_eq!(methods, ["GET", "POST"]);
+        assert_eq!(entry, ("sent".to_string(), Some("SMnew".to_string())));
+    }
+
     #[tokio::test]
     async fn a_retry_that_finds_nothing_sends_again() {
         let server = TestServer::start(|request, _| {
@@ -733,7 +827,8 @@ mod tests {
         let recipient = Recipient::default();
         let retry = Outbound {
             attempt: 2,
-            previous_error: Some("Twilio: no answer within 10s (outcome unknown: ...)"),
+            previous_error: Some("[in doubt] Twilio: no answer within 10s (outcome unknown: ...)"),
+            in_doubt: true,
             ..message(&recipient, "+14155550123")
         };
         assert_eq!(

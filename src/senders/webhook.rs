@@ -86,6 +86,49 @@ pub struct Config {
     /// that does not answer in time is retried later.
     #[serde(default = "default_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
+    /// Where the gateway puts its result code in a JSON answer, for gateways
+    /// that answer HTTP 200 to failures too (`200 {"code":"1001","msg":
+    /// "invalid mobile number"}`): a JSON pointer (`/code`) or a dotted path
+    /// (`result.code`). With it, a 2xx answer counts as sent only if the code
+    /// there is one of `success_codes`. Without it (the default), every 2xx
+    /// answer counts as sent, whatever its body says.
+    #[serde(default)]
+    pub code_field: Option<String>,
+    /// The codes at `code_field` that mean the gateway took the message
+    /// (e.g. `["0"]`, `["OK"]`; numbers, strings and booleans are compared
+    /// as text: `0`, `"0"` both match `"0"`). Required with `code_field`.
+    #[serde(default)]
+    pub success_codes: Vec<String>,
+    /// Where the gateway explains its code (`/msg`), quoted in the error.
+    #[serde(default)]
+    pub message_field: Option<String>,
+    /// Codes worth trying again later (throttling, a busy gateway). Checked on
+    /// every answer that has a code, whatever its HTTP status.
+    #[serde(default)]
+    pub retryable_codes: Vec<String>,
+    /// Codes that will never succeed (bad number, unapproved text). Checked
+    /// on every answer that has a code, whatever its HTTP status.
+    #[serde(default)]
+    pub permanent_codes: Vec<String>,
+    /// Codes that mean the recipient opted out (blacklisted, unsubscribed):
+    /// the customer's SMS consent is withdrawn and the message never retried.
+    /// Checked on every answer that has a code, whatever its HTTP status.
+    #[serde(default)]
+    pub opted_out_codes: Vec<String>,
+    /// What a 2xx answer whose code is not a success and in no list above
+    /// (or that has no code at `code_field`) means: `"permanent"` (the
+    /// default) or `"retryable"`.
+    #[serde(default)]
+    pub other_codes: OtherCodes,
+}
+
+/// What an unlisted, unsuccessful code means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OtherCodes {
+    #[default]
+    Permanent,
+    Retryable,
 }
 
 fn default_method() -> String {
@@ -213,6 +256,8 @@ pub fn build(name: &str, config: &Config, ctx: &Context) -> Result<Arc<dyn Sende
         }
     };
 
+    let codes = answer_codes(config).map_err(error)?;
+
     let client = http_client(config.timeout).map_err(error)?;
     Ok(Arc::new(WebhookSender {
         name: name.to_string(),
@@ -225,7 +270,63 @@ pub fn build(name: &str, config: &Config, ctx: &Context) -> Result<Arc<dyn Sende
         secrets,
         id_pointer,
         opted_out,
+        codes,
         timeout: config.timeout,
+    }))
+}
+
+/// The result-code settings, checked: a code field needs its success codes,
+/// code lists need a code field, and no code may mean two things.
+fn answer_codes(config: &Config) -> Result<Option<AnswerCodes>, String> {
+    let lists = [
+        ("success_codes", &config.success_codes),
+        ("retryable_codes", &config.retryable_codes),
+        ("permanent_codes", &config.permanent_codes),
+        ("opted_out_codes", &config.opted_out_codes),
+    ];
+    let Some(field) = config.code_field.as_deref() else {
+        if let Some((list, _)) = lists.iter().find(|(_, codes)| !codes.is_empty()) {
+            return Err(format!(
+                "{list} needs code_field: where in the answer the gateway puts its code (e.g. code_field = \"/code\")"
+            ));
+        }
+        if config.message_field.is_some() || config.other_codes != OtherCodes::Permanent {
+            return Err(
+                "message_field and other_codes need code_field: where in the answer the gateway puts its code (e.g. code_field = \"/code\")"
+                    .to_string(),
+            );
+        }
+        return Ok(None);
+    };
+    if field.trim().is_empty() {
+        return Err("code_field must not be empty".to_string());
+    }
+    if config.success_codes.is_empty() {
+        return Err(format!(
+            "code_field = {field:?} needs success_codes: the code(s) with which the gateway says it took the message (e.g. success_codes = [\"0\"])"
+        ));
+    }
+    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    for (list, codes) in lists {
+        for code in codes.iter() {
+            if let Some(other) = seen.insert(code.as_str(), list)
+                && other != list
+            {
+                return Err(format!(
+                    "code {code:?} is in both {other} and {list}; keep it in one"
+                ));
+            }
+        }
+    }
+    let set = |codes: &Vec<String>| codes.iter().cloned().collect::<BTreeSet<String>>();
+    Ok(Some(AnswerCodes {
+        field: json_pointer(field),
+        message: config.message_field.as_deref().map(json_pointer),
+        success: set(&config.success_codes),
+        retryable: set(&config.retryable_codes),
+        permanent: set(&config.permanent_codes),
+        opted_out: set(&config.opted_out_codes),
+        other: config.other_codes,
     }))
 }
 
@@ -331,6 +432,31 @@ impl OptOut {
     }
 }
 
+/// How the gateway's result code in the answer body is read.
+#[derive(Debug)]
+struct AnswerCodes {
+    /// JSON pointer to the code.
+    field: String,
+    /// JSON pointer to the explanation.
+    message: Option<String>,
+    success: BTreeSet<String>,
+    retryable: BTreeSet<String>,
+    permanent: BTreeSet<String>,
+    opted_out: BTreeSet<String>,
+    other: OtherCodes,
+}
+
+/// A scalar JSON value as text: strings as they are, numbers and booleans
+/// as JSON writes them.
+fn scalar_text(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
 pub struct WebhookSender {
     name: String,
     client: reqwest::Client,
@@ -342,6 +468,7 @@ pub struct WebhookSender {
     secrets: BTreeMap<String, String>,
     id_pointer: Option<String>,
     opted_out: Option<OptOut>,
+    codes: Option<AnswerCodes>,
     timeout: Duration,
 }
 
@@ -385,6 +512,79 @@ impl WebhookSender {
         Ok(body)
     }
 
+    /// What the result code in an answer means, when it decides: a listed
+    /// code (any status), or a 2xx answer without a success code. `None`
+    /// leaves the answer to the HTTP status (a 2xx with a success code is
+    /// sent).
+    fn classify_code(
+        &self,
+        codes: &AnswerCodes,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &str,
+        message: &Outbound<'_>,
+    ) -> Option<SendOutcome> {
+        let answer: Option<serde_json::Value> = serde_json::from_str(body).ok();
+        let at = |pointer: &str| {
+            answer
+                .as_ref()
+                .and_then(|a| a.pointer(pointer))
+                .and_then(scalar_text)
+        };
+        let code = at(&codes.field);
+        let said = || match (&code, codes.message.as_deref().and_then(at)) {
+            (Some(code), Some(text)) => format!(
+                "the gateway answered {status} with code {code}: {}",
+                scrub(&text, message)
+            ),
+            (Some(code), None) => format!(
+                "the gateway answered {status} with code {code}: {}",
+                scrub(body, message)
+            ),
+            (None, _) => format!(
+                "the gateway answered {status} without a code at {}: {}",
+                codes.field,
+                scrub(body, message)
+            ),
+        };
+        if let Some(code) = &code {
+            if codes.opted_out.contains(code) {
+                return Some(SendOutcome::OptedOut {
+                    reason: format!("{} (the recipient opted out)", said()),
+                });
+            }
+            if codes.retryable.contains(code) {
+                return Some(SendOutcome::Retryable {
+                    error: said(),
+                    retry_after: retry_after(headers, message.now),
+                });
+            }
+            if codes.permanent.contains(code) {
+                return Some(SendOutcome::Permanent { error: said() });
+            }
+        }
+        if !status.is_success() || code.as_ref().is_some_and(|c| codes.success.contains(c)) {
+            return None;
+        }
+        let error = format!(
+            "{}; the success codes are {}",
+            said(),
+            codes
+                .success
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Some(match codes.other {
+            OtherCodes::Permanent => SendOutcome::Permanent { error },
+            OtherCodes::Retryable => SendOutcome::Retryable {
+                error,
+                retry_after: retry_after(headers, message.now),
+            },
+        })
+    }
+
     /// What an answer from the gateway means.
     fn classify(
         &self,
@@ -404,6 +604,11 @@ impl WebhookSender {
                     scrub(body, message)
                 ),
             };
+        }
+        if let Some(codes) = &self.codes
+            && let Some(outcome) = self.classify_code(codes, status, headers, body, message)
+        {
+            return outcome;
         }
         if status.is_success() {
             let found = self.id_pointer.as_deref().and_then(|pointer| {
@@ -589,6 +794,7 @@ mod tests {
             address: "+8613812345678",
             attempt: 1,
             previous_error: None,
+            in_doubt: false,
             now: "2025-03-01T08:00:00Z".parse().unwrap(),
         }
     }
@@ -773,6 +979,128 @@ mod tests {
             send_to(&server, "opted_out_match = \"BLACKLISTED\"\n").await,
             SendOutcome::OptedOut { .. }
         ));
+    }
+
+    /// Gateways (many Chinese SMS gateways among them) that answer HTTP 200
+    /// with an error code in the body.
+    fn coded(code: serde_json::Value, msg: &str) -> Reply {
+        Reply::json(
+            200,
+            serde_json::json!({"code": code, "msg": msg, "data": {"msgid": "G-1"}}),
+        )
+    }
+
+    const CODES: &str = "code_field = \"/code\"\nsuccess_codes = [\"0\"]\nmessage_field = \"msg\"\nid_field = \"data.msgid\"\n";
+
+    #[tokio::test]
+    async fn a_200_with_an_error_code_is_not_sent_when_a_success_check_is_configured() {
+        let server = TestServer::start(|_, index| match index {
+            0 | 1 => coded(serde_json::json!("1001"), "invalid mobile number"),
+            2 => coded(serde_json::json!(0), "ok"),
+            _ => Reply::text(200, "OK"),
+        })
+        .await;
+        // Without a success check, today's behaviour: any 2xx is sent.
+        assert_eq!(
+            send_to(&server, "id_field = \"data.msgid\"\n").await,
+            SendOutcome::Sent {
+                provider_id: "G-1".into()
+            }
+        );
+        assert_eq!(
+            send_to(&server, CODES).await,
+            SendOutcome::Permanent {
+                error: "the gateway answered 200 OK with code 1001: invalid mobile number; \
+                        the success codes are 0"
+                    .into()
+            }
+        );
+        // A numeric success code matches its text.
+        assert_eq!(
+            send_to(&server, CODES).await,
+            SendOutcome::Sent {
+                provider_id: "G-1".into()
+            }
+        );
+        let SendOutcome::Permanent { error } = send_to(&server, CODES).await else {
+            panic!("a 200 without a code must not be sent");
+        };
+        assert_eq!(
+            error,
+            "the gateway answered 200 OK without a code at /code: OK; the success codes are 0"
+        );
+        assert_eq!(server.requests().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn body_codes_map_to_retryable_permanent_and_opted_out() {
+        let server = TestServer::start(|_, index| match index {
+            0 => coded(serde_json::json!("1005"), "too frequent").header("Retry-After", "60"),
+            1 => coded(serde_json::json!(1010), "user in blacklist"),
+            2 => Reply::json(
+                500,
+                serde_json::json!({"code": "1002", "msg": "template not approved"}),
+            ),
+            _ => coded(serde_json::json!("9999"), "system busy"),
+        })
+        .await;
+        let lists = format!(
+            "{CODES}retryable_codes = [\"1005\"]\nopted_out_codes = [\"1010\"]\npermanent_codes = [\"1002\"]\n"
+        );
+        assert_eq!(
+            send_to(&server, &lists).await,
+            SendOutcome::Retryable {
+                error: "the gateway answered 200 OK with code 1005: too frequent".into(),
+                retry_after: Some(Duration::from_secs(60)),
+            }
+        );
+        let SendOutcome::OptedOut { reason } = send_to(&server, &lists).await else {
+            panic!("an opt-out code must be an opt-out");
+        };
+        assert!(reason.contains("code 1010: user in blacklist"), "{reason}");
+        // A listed code wins over the HTTP status (500 alone would be retried).
+        assert_eq!(
+            send_to(&server, &lists).await,
+            SendOutcome::Permanent {
+                error: "the gateway answered 500 Internal Server Error with code 1002: template not approved"
+                    .into()
+            }
+        );
+        let SendOutcome::Retryable { error, .. } =
+            send_to(&server, &format!("{lists}other_codes = \"retryable\"\n")).await
+        else {
+            panic!("other_codes = retryable must retry an unlisted code");
+        };
+        assert!(error.contains("code 9999: system busy"), "{error}");
+    }
+
+    #[test]
+    fn code_settings_are_checked_when_built() {
+        let build_with = |extra: &str| {
+            let config: Config = toml::from_str(&format!(
+                "url = \"https://sms.example.com/\"\nbody = '{{}}'\n{extra}"
+            ))
+            .unwrap();
+            build("gateway", &config, &context())
+                .err()
+                .map(|e| e.to_string())
+        };
+        assert!(build_with(CODES).is_none());
+        let err = build_with("retryable_codes = [\"1005\"]\n").unwrap();
+        assert!(err.contains("retryable_codes needs code_field"), "{err}");
+        let err = build_with("code_field = \"/code\"\n").unwrap();
+        assert!(err.contains("needs success_codes"), "{err}");
+        let err = build_with(&format!("{CODES}permanent_codes = [\"0\"]\n")).unwrap();
+        assert!(
+            err.contains("\"0\" is in both success_codes and permanent_codes"),
+            "{err}"
+        );
+        assert!(
+            toml::from_str::<Config>(
+                "url = \"https://x.example/\"\nbody = '{}'\nother_codes = \"ignore\"\n"
+            )
+            .is_err()
+        );
     }
 
     #[tokio::test]

@@ -689,6 +689,7 @@ mod tests {
             address: CUSTOMER,
             attempt: 1,
             previous_error: None,
+            in_doubt: false,
             now,
         }
     }

@@ -387,6 +387,7 @@ mod tests {
             address: "",
             attempt: 1,
             previous_error: None,
+            in_doubt: false,
             now,
         }
     }

@@ -40,6 +40,10 @@ pub struct Claimed {
     pub params: Option<String>,
     /// The error of the previous attempt, if any.
     pub last_error: Option<String>,
+    /// The previous attempt may have reached the provider (`last_error`
+    /// carries [`IN_DOUBT`]): a sender that can ask its provider asks before
+    /// sending again.
+    pub in_doubt: bool,
     /// Including this one.
     pub attempts: i64,
     pub created_at: Timestamp,
@@ -65,6 +69,7 @@ fn claimed_row(r: &Row<'_>) -> rusqlite::Result<Claimed> {
     let channel: String = r.get(2)?;
     let channel: Channel = channel.parse().unwrap_or(Channel::Sms);
     let consents = [r.get::<_, bool>(18)?, r.get(19)?, r.get(20)?, r.get(21)?];
+    let last_error: Option<String> = r.get(23)?;
     let consent = match channel {
         Channel::Sms => consents[0],
         Channel::Phone => consents[1],
@@ -80,7 +85,8 @@ fn claimed_row(r: &Row<'_>) -> rusqlite::Result<Claimed> {
         content: r.get(5)?,
         html: r.get(6)?,
         params: r.get(22)?,
-        last_error: r.get(23)?,
+        in_doubt: is_in_doubt(last_error.as_deref()),
+        last_error,
         attempts: r.get(7)?,
         created_at: r.get(8)?,
         due_at: r.get(9)?,
@@ -98,6 +104,33 @@ fn claimed_row(r: &Row<'_>) -> rusqlite::Result<Claimed> {
         do_not_contact: r.get(17)?,
         consent,
     })
+}
+
+/// Starts the `last_error` of a message whose previous attempt may have
+/// reached its provider without us learning the answer: the dispatcher died
+/// while it was being sent ([`Store::requeue_interrupted`]), or the sender
+/// lost the answer (a timeout after the request went out). It is the one
+/// marker of that state, whoever set it; the next claim reads it as
+/// [`Claimed::in_doubt`], and senders whose provider can be asked (Aliyun's
+/// QuerySendDetails, Twilio's message list) ask before sending again.
+/// Deferring a message keeps it.
+pub const IN_DOUBT: &str = "[in doubt] ";
+
+/// What crash recovery writes on a message left in `sending`.
+pub const INTERRUPTED: &str = "[in doubt] interrupted while sending; requeued";
+
+/// Whether an outreach's `last_error` says its previous attempt is in doubt.
+pub fn is_in_doubt(last_error: Option<&str>) -> bool {
+    last_error.is_some_and(|e| e.starts_with(IN_DOUBT))
+}
+
+/// An error marked with [`IN_DOUBT`] (once).
+pub fn mark_in_doubt(error: &str) -> String {
+    if error.starts_with(IN_DOUBT) {
+        error.to_string()
+    } else {
+        format!("{IN_DOUBT}{error}")
+    }
 }
 
 /// A message rendered for a fallback channel, stored on the message.
@@ -130,14 +163,15 @@ fn placeholders(first: usize, count: usize) -> String {
 
 impl Store {
     /// Puts messages left in `sending` by a dispatcher that died back in the
-    /// queue. Call once when a dispatcher starts, holding the dispatch lock.
+    /// queue, marked in doubt ([`INTERRUPTED`]): the provider may have taken
+    /// them before the crash, so senders that can ask do so before sending
+    /// again. Call once when a dispatcher starts, holding the dispatch lock.
     /// Returns how many were requeued.
     pub fn requeue_interrupted(&self, now: Timestamp) -> Result<usize> {
         Ok(self.conn.execute(
-            "UPDATE outreach SET status = 'queued', updated_at = ?1,
-                last_error = 'interrupted while sending; requeued'
+            "UPDATE outreach SET status = 'queued', updated_at = ?1, last_error = ?2
              WHERE status = 'sending'",
-            [now],
+            params![now, INTERRUPTED],
         )?)
     }
 
@@ -277,7 +311,8 @@ impl Store {
     }
 
     /// Not now, not a failure: back to the queue until `retry_at`, the
-    /// attempt undone, the reason kept for the log.
+    /// attempt undone, the reason kept for the log (behind [`IN_DOUBT`] if
+    /// the previous attempt was in doubt: waiting does not settle the doubt).
     pub fn mark_deferred(
         &self,
         id: i64,
@@ -610,11 +645,12 @@ fn write_deferred(
     now: Timestamp,
 ) -> Result<()> {
     conn.prepare_cached(
-        "UPDATE outreach SET status = 'queued', attempts = max(attempts - 1, 0), last_error = ?2,
+        "UPDATE outreach SET status = 'queued', attempts = max(attempts - 1, 0),
+            last_error = CASE WHEN instr(coalesce(last_error, ''), ?5) = 1 THEN ?5 || ?2 ELSE ?2 END,
             due_at = ?3, updated_at = ?4
          WHERE id = ?1 AND status = 'sending'",
     )?
-    .execute(params![id, reason, retry_at, now])?;
+    .execute(params![id, reason, retry_at, now, IN_DOUBT])?;
     Ok(())
 }
 
