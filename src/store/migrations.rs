@@ -273,4 +273,20 @@ WHEN (OLD.status = 'sent') <> (NEW.status = 'sent')
 BEGIN INSERT INTO attribution_queue (customer_id) SELECT c FROM (SELECT OLD.customer_id AS c UNION SELECT NEW.customer_id)
     WHERE c NOT IN (SELECT customer_id FROM attribution_queue); END;
 "#,
+    // 5: a visit or order corrected (time, amount, customer) or removed
+    // queues its customers for attribution too, old and new, so a corrected
+    // import (an amount, a visit that was before the contact after all)
+    // never leaves a stale credit. Needs the queue of migration 4.
+    r#"
+CREATE TRIGGER attribution_visit_update AFTER UPDATE OF customer_id, at ON visits
+BEGIN INSERT INTO attribution_queue (customer_id) SELECT c FROM (SELECT OLD.customer_id AS c UNION SELECT NEW.customer_id)
+    WHERE c NOT IN (SELECT customer_id FROM attribution_queue); END;
+CREATE TRIGGER attribution_visit_delete AFTER DELETE ON visits
+BEGIN INSERT INTO attribution_queue (customer_id) SELECT OLD.customer_id WHERE NOT EXISTS (SELECT 1 FROM attribution_queue WHERE customer_id = OLD.customer_id); END;
+CREATE TRIGGER attribution_order_update AFTER UPDATE OF customer_id, at, amount_cents ON orders
+BEGIN INSERT INTO attribution_queue (customer_id) SELECT c FROM (SELECT OLD.customer_id AS c UNION SELECT NEW.customer_id)
+    WHERE c NOT IN (SELECT customer_id FROM attribution_queue); END;
+CREATE TRIGGER attribution_order_delete AFTER DELETE ON orders
+BEGIN INSERT INTO attribution_queue (customer_id) SELECT OLD.customer_id WHERE NOT EXISTS (SELECT 1 FROM attribution_queue WHERE customer_id = OLD.customer_id); END;
+"#,
 ];
