@@ -352,3 +352,75 @@ fn correcting_an_imported_visit_or_order_corrects_its_credit() {
         .unwrap();
     assert_eq!(revenue["value"], "0.00");
 }
+
+#[test]
+fn a_visit_or_order_is_the_clinics_by_its_id_and_moves_between_customers() {
+    let clinic = Clinic::new();
+    import(&clinic, "customers", "customers.csv", CUSTOMERS);
+    sms_sent(&clinic, "C2", "2026-02-20 09:00");
+    let visits = "到院编号,客户编号,到院时间\nVX1,C1,2026-03-01 10:00\n";
+    let orders = "订单编号,客户编号,下单时间,金额\nOX1,C1,2026-03-01 10:30,2980\n";
+    let followups = "回访编号,客户编号,回访时间,结果\nFX1,C1,2026-03-02 10:00,顺畅\n";
+    for (kind, text) in [
+        ("visits", visits),
+        ("orders", orders),
+        ("followups", followups),
+    ] {
+        import(&clinic, kind, &format!("{kind}.csv"), text);
+    }
+    // C1 had no contact: nothing credited. A re-import changes nothing.
+    assert_eq!(credits(&clinic), []);
+    let before = dump(&clinic);
+    for (kind, text) in [
+        ("visits", visits),
+        ("orders", orders),
+        ("followups", followups),
+    ] {
+        let out = import(&clinic, kind, &format!("{kind}.csv"), text);
+        assert!(out.contains("0 new, 0 updated, 1 unchanged"), "{out}");
+    }
+    assert_eq!(dump(&clinic), before, "a re-import changes nothing");
+
+    // The HIS filed them under the wrong customer: they were C2's.
+    for (kind, text) in [
+        ("visits", visits),
+        ("orders", orders),
+        ("followups", followups),
+    ] {
+        let out = import(
+            &clinic,
+            kind,
+            &format!("{kind}.csv"),
+            &text.replace(",C1,", ",C2,"),
+        );
+        assert!(out.contains("0 new, 1 updated, 0 unchanged"), "{out}");
+    }
+    for table in ["visits", "orders", "followups"] {
+        assert_eq!(
+            clinic.count(&format!(
+                "SELECT count(*) FROM {table} t JOIN customers c ON c.id = t.customer_id
+                 WHERE t.external_id LIKE '_X1' AND c.external_id = 'C2'"
+            )),
+            1,
+            "{table}: one row, now C2's"
+        );
+        assert_eq!(
+            clinic.count(&format!("SELECT count(*) FROM {table}")),
+            1,
+            "{table}"
+        );
+    }
+    // C2 had an SMS on 02-20: the visit and the order are now recalls of it.
+    assert_eq!(
+        credits(&clinic),
+        [
+            ("C2".into(), "purchased".into(), 298_000),
+            ("C2".into(), "visited".into(), 0)
+        ]
+    );
+    // Back to C1: the credits go with them.
+    for (kind, text) in [("visits", visits), ("orders", orders)] {
+        import(&clinic, kind, &format!("{kind}.csv"), text);
+    }
+    assert_eq!(credits(&clinic), []);
+}

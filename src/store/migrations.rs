@@ -289,4 +289,12 @@ BEGIN INSERT INTO attribution_queue (customer_id) SELECT c FROM (SELECT OLD.cust
 CREATE TRIGGER attribution_order_delete AFTER DELETE ON orders
 BEGIN INSERT INTO attribution_queue (customer_id) SELECT OLD.customer_id WHERE NOT EXISTS (SELECT 1 FROM attribution_queue WHERE customer_id = OLD.customer_id); END;
 "#,
+    // 6: imports key visits, orders and follow-ups on the clinic and the
+    // row's external id (not the customer), so they look rows up by the
+    // external id alone.
+    r#"
+CREATE INDEX visits_external_id ON visits (external_id) WHERE external_id IS NOT NULL;
+CREATE INDEX orders_external_id ON orders (external_id) WHERE external_id IS NOT NULL;
+CREATE INDEX followups_external_id ON followups (external_id) WHERE external_id IS NOT NULL;
+"#,
 ];
