@@ -733,7 +733,7 @@ impl Report {
         } else {
             let mut uplift = Rows::new(&[
                 w.t("rule", "规则"),
-                w.t("contacted returned", "触达组回流"),
+                w.t("treated returned", "干预组回流"),
                 w.t("control returned", "对照组回流"),
                 w.t("uplift", "增量"),
                 w.t("95% interval", "95%置信区间"),

@@ -16,7 +16,20 @@ fn t(text: &str) -> i64 {
     at(text).timestamp()
 }
 
-/// Seven customers, A to G, with their moves, visits and orders, and four
+/// What became of a fixture's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Handed over and sent at this time.
+    Sent(&'static str),
+    /// In the rule's control group.
+    HeldOut,
+    /// Never handed over: no consent.
+    Suppressed,
+    /// Never handed over: a permanent failure.
+    Failed,
+}
+
+/// Seven customers, A to G, with their moves, visits and orders, and six
 /// messages in March 2026 (see the test for the arithmetic).
 fn fixture() -> Clinic {
     let clinic = Clinic::new();
@@ -81,46 +94,60 @@ fn fixture() -> Clinic {
         }
         ingest.commit().unwrap();
     }
-    // Messages: (customer, rule, channel, created, sent, cost in 1/1000 yuan, held out)
+    // Messages: (customer, rule, channel, created, what became of it, cost in 1/1000 yuan)
     let messages = [
         (
             "A",
             "r_warn",
             Channel::Sms,
             "2026-03-03 09:00",
-            Some("2026-03-03 10:00"),
+            Fate::Sent("2026-03-03 10:00"),
             100,
-            false,
         ),
         (
             "C",
             "r_recall",
             Channel::Sms,
             "2026-03-05 09:00",
-            None,
+            Fate::HeldOut,
             0,
-            true,
         ),
         (
             "D",
             "r_warn",
             Channel::Sms,
             "2026-03-12 09:00",
-            Some("2026-03-12 10:00"),
+            Fate::Sent("2026-03-12 10:00"),
             100,
-            false,
+        ),
+        // r_recall fired for G and B too, but nothing reached them: G had
+        // withdrawn consent, B's message failed before any hand-over.
+        (
+            "G",
+            "r_recall",
+            Channel::Sms,
+            "2026-03-14 09:00",
+            Fate::Suppressed,
+            0,
+        ),
+        (
+            "B",
+            "r_recall",
+            Channel::Sms,
+            "2026-03-16 09:00",
+            Fate::Failed,
+            0,
         ),
         (
             "E",
             "r_recall",
             Channel::Phone,
             "2026-03-20 09:00",
-            Some("2026-03-20 15:00"),
+            Fate::Sent("2026-03-20 15:00"),
             2000,
-            false,
         ),
     ];
-    for (who, rule, channel, created, sent, cost, held_out) in messages {
+    for (who, rule, channel, created, fate, cost) in messages {
         let created = t(created);
         let TickStart::New(tick) = store
             .begin_tick(created, created, |x| x.to_string())
@@ -144,19 +171,36 @@ fn fixture() -> Clinic {
                 fallback: None,
                 due_at: created,
                 failure: None,
-                held_out,
+                held_out: fate == Fate::HeldOut,
                 attribution_days: 30,
             }],
             ..TickBatch::default()
         };
         store.commit_batch(&tick, &batch).unwrap();
         store.finish_tick(tick.id, created).unwrap();
-        if let Some(sent) = sent {
-            let claimed = store.claim_due(t(sent), &[channel], 10).unwrap();
+        let claim = |store: &mut Store, at: i64| {
+            let claimed = store.claim_due(at, &[channel], 10).unwrap();
             assert_eq!(claimed.len(), 1);
-            store
-                .mark_sent(claimed[0].id, "test", "p", cost, t(sent))
-                .unwrap();
+            claimed[0].id
+        };
+        match fate {
+            Fate::Sent(sent) => {
+                let id = claim(&mut store, t(sent));
+                store.mark_sent(id, "test", "p", cost, t(sent)).unwrap();
+            }
+            Fate::Suppressed => {
+                let id = claim(&mut store, created);
+                store
+                    .mark_suppressed(id, "no consent for sms", created)
+                    .unwrap();
+            }
+            Fate::Failed => {
+                let id = claim(&mut store, created);
+                store
+                    .mark_failed(id, "test", "invalid number", created)
+                    .unwrap();
+            }
+            Fate::HeldOut => {}
         }
     }
     // The call to E reached them and they booked.
@@ -315,11 +359,17 @@ fn march_numbers_match_the_hand_computed_ones() {
     assert_eq!(g("recall", "total", "cost_per_recalled"), "1.10");
     assert_eq!(g("recall", "total", "roi"), "362.6364");
 
-    // Uplift for r_recall: treated E returned (order 03-25); control C returned (visit 03-20):
-    // 1/1 against 1/1, difference 0; far too few to tell.
-    assert_eq!(g("uplift", "r_recall", "treated"), "1");
+    // Uplift for r_recall, by intention to treat, each customer from the time the rule fired
+    // for them (window 30 days): treated are everyone not held out, whatever became of the
+    // message: E (fired 03-20 09:00, order 03-25: returned), G (suppressed, fired 03-14 09:00,
+    // visit 03-15: returned) and B (failed, fired 03-16: nothing since 02-10: not returned)
+    // -> 2/3. Control: C (fired 03-05 09:00, visit 03-20: returned) -> 1/1.
+    // Uplift 2/3 - 1 = -0.3333; far too few to tell.
+    assert_eq!(g("uplift", "r_recall", "treated"), "3");
+    assert_eq!(g("uplift", "r_recall", "treated_returned"), "2");
+    assert_eq!(g("uplift", "r_recall", "control"), "1");
     assert_eq!(g("uplift", "r_recall", "control_returned"), "1");
-    assert_eq!(g("uplift", "r_recall", "uplift"), "0.0000");
+    assert_eq!(g("uplift", "r_recall", "uplift"), "-0.3333");
     assert_eq!(g("uplift", "r_recall", "verdict"), "too_few");
 }
 
