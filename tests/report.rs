@@ -306,20 +306,42 @@ fn march_numbers_match_the_hand_computed_ones() {
     assert_eq!(g("customers", "", "new_customer_growth"), "0.0000");
     // Churn: E moved to churned; not churned at the start: A, E, F, G -> 1/4.
     assert_eq!(g("customers", "", "churn_rate"), "0.2500");
-    // Retention at 1 month: first visits in March: C (03-01, mature: 03-31 10:00 < 04-01) and D
-    // (03-10, not mature). C came back on 03-20 -> 1/1. 3 and 6 months: nobody mature.
+    // Retention at N months: the cohort whose first visit is in [03-01 - N*30 days,
+    // 04-01 - N*30 days). 1 month: [01-30, 03-02): B (02-10), E (02-20), C (03-01 10:00); not A
+    // (01-10) nor D (03-10). Another visit within 30 days: C (03-20) only -> 1/3.
     assert_eq!(
         (
             g("retention", "1m", "cohort"),
             g("retention", "1m", "retained")
         ),
-        ("1".into(), "1".into())
+        ("3".into(), "1".into())
     );
-    assert_eq!(g("retention", "1m", "rate"), "1.0000");
+    assert_eq!(g("retention", "1m", "rate"), "0.3333");
+    // 3 months (90 days): [2025-12-01, 2026-01-01): no first visit in December -> blank.
     assert_eq!(
         (g("retention", "3m", "cohort"), g("retention", "3m", "rate")),
         ("0".into(), String::new())
     );
+    // 6 months (180 days): [2025-09-02, 2025-10-03): F (09-05) and G (10-01). F came back
+    // 09-20; G on 03-15, 165 days after 10-01 (<= 180) -> 2/2.
+    assert_eq!(
+        (
+            g("retention", "6m", "cohort"),
+            g("retention", "6m", "retained")
+        ),
+        ("2".into(), "2".into())
+    );
+    assert_eq!(g("retention", "6m", "rate"), "1.0000");
+    // Repurchase: first orders in [2025-09-02, 2025-10-03): F (09-05 10:30), G (10-01 10:30).
+    // F's second order (01-10) is 127 days later; G has none -> 1/2.
+    assert_eq!(
+        (
+            g("customers", "", "repurchase_eligible"),
+            g("customers", "", "repurchased")
+        ),
+        ("2".into(), "1".into())
+    );
+    assert_eq!(g("customers", "", "repurchase_rate"), "0.5000");
     // Active: visits in [03-02, 04-01): A, C, D, G = 4; in the year before: all 7.
     assert_eq!(
         (
@@ -378,7 +400,8 @@ fn retention_and_repurchase_over_a_longer_period() {
     let clinic = fixture();
     let r = report(&clinic, "2025-09-01", "2026-04-01");
     let g = |section, group, metric| get(&r, section, group, metric).to_string();
-    // 1 month (30 days), mature if first visit + 30 days <= 04-01: F, G, A, B, E, C (not D).
+    // 1 month: cohort first visits in [2025-09-01 - 30 days, 04-01 - 30 days) =
+    // [2025-08-02, 2026-03-02): F, G, A, B, E, C (not D, 03-10).
     // Came back within 30 days: F (09-20), C (03-20) -> 2/6.
     assert_eq!(
         (
@@ -387,8 +410,8 @@ fn retention_and_repurchase_over_a_longer_period() {
         ),
         ("6".into(), "2".into())
     );
-    // 3 months (90 days): mature F (09-05), G (10-01). F came back 11-20 (76 days); G not until
-    // 03-15 (165 days) -> 1/2.
+    // 3 months (90 days): [2025-06-03, 2026-01-01): F (09-05), G (10-01). F came back 09-20
+    // (15 days); G not until 03-15 (165 days) -> 1/2.
     assert_eq!(
         (
             g("retention", "3m", "cohort"),
@@ -396,10 +419,10 @@ fn retention_and_repurchase_over_a_longer_period() {
         ),
         ("2".into(), "1".into())
     );
-    // 6 months (180 days): F and G both came back within 180 days -> 2/2.
+    // 6 months (180 days): [2025-03-05, 2025-10-03): F and G, both back within 180 days -> 2/2.
     assert_eq!(g("retention", "6m", "rate"), "1.0000");
-    // Repurchase: first order + 180 days <= 04-01: F (09-05), G (10-01). F's second order
-    // 01-10 is 127 days later; G has none -> 1/2.
+    // Repurchase: first orders in [2025-03-05, 2025-10-03): F (09-05), G (10-01). F's second
+    // order 01-10 is 127 days later; G has none -> 1/2.
     assert_eq!(
         (
             g("customers", "", "repurchase_eligible"),
@@ -514,4 +537,46 @@ fn staff_record_replies_and_bookings_that_count_in_the_funnel() {
         .stderr(predicates::str::contains("never sent"));
     let r = report(&clinic, "2026-03-01", "2026-04-01");
     assert_eq!(get(&r, "funnel", "r_warn", "booked"), "1");
+}
+
+#[test]
+fn the_default_report_on_the_demo_shows_retention_and_repurchase() {
+    let clinic = Clinic::demo(150);
+    let out = clinic
+        .recall()
+        .args(["report", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let value = |section: &str, group: &str, metric: &str| {
+        rows.iter()
+            .find(|r| {
+                r["section"] == section
+                    && r["group"].as_str().unwrap_or_default() == group
+                    && r["metric"] == metric
+            })
+            .map(|r| match &r["value"] {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .unwrap_or_else(|| panic!("no {section}/{group}/{metric}"))
+    };
+    // The last 30 days: each cohort is the customers first seen N*30 days before that.
+    for months in ["1m", "3m", "6m"] {
+        let cohort: i64 = value("retention", months, "cohort").parse().unwrap();
+        assert!(cohort > 0, "{months}: an empty cohort");
+        let rate: f64 = value("retention", months, "rate").parse().unwrap();
+        assert!((0.0..=1.0).contains(&rate), "{months}: {rate}");
+    }
+    let eligible: i64 = value("customers", "", "repurchase_eligible")
+        .parse()
+        .unwrap();
+    assert!(eligible > 0, "an empty repurchase cohort");
+    let rate: f64 = value("customers", "", "repurchase_rate").parse().unwrap();
+    assert!((0.0..=1.0).contains(&rate), "{rate}");
 }

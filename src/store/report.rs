@@ -76,14 +76,16 @@ impl Store {
         )?)
     }
 
-    /// (mature, retained): customers whose first visit is in `[from, to)`
-    /// and `days` before `to`, and those of them with another visit within
-    /// `days` after it.
+    /// (cohort, retained): customers whose `days`-day window after their
+    /// first visit closes in the period, i.e. whose first visit is in
+    /// `[from - days, to - days)`, and those of them with another visit
+    /// within `days` after the first (all of it before `to`).
     pub fn retention(&self, from: Timestamp, to: Timestamp, days: i64) -> Result<(i64, i64)> {
         self.second_within("visits", from, to, days)
     }
 
-    /// (eligible, repeated) for orders: the repurchase rate's parts.
+    /// (cohort, repeated) for orders: the repurchase rate's parts, the
+    /// cohort taken as for [`Store::retention`] on first orders.
     pub fn repurchase(&self, from: Timestamp, to: Timestamp, days: i64) -> Result<(i64, i64)> {
         self.second_within("orders", from, to, days)
     }
@@ -102,7 +104,7 @@ impl Store {
                  SELECT count(*), coalesce(sum(EXISTS (
                      SELECT 1 FROM {table} e WHERE e.customer_id = f.customer_id
                        AND e.at > f.first_at AND e.at <= f.first_at + ?3)), 0)
-                 FROM first f WHERE f.first_at >= ?1 AND f.first_at < ?2 AND f.first_at + ?3 <= ?2"
+                 FROM first f WHERE f.first_at >= ?1 - ?3 AND f.first_at < ?2 - ?3"
             ),
             params![from, to, window],
             |r| Ok((r.get(0)?, r.get(1)?)),
