@@ -580,3 +580,104 @@ fn the_default_report_on_the_demo_shows_retention_and_repurchase() {
     let rate: f64 = value("customers", "", "repurchase_rate").parse().unwrap();
     assert!((0.0..=1.0).contains(&rate), "{rate}");
 }
+
+#[test]
+fn a_visit_recorded_before_the_call_is_marked_reached_is_still_a_recall() {
+    // Phone messages become call tasks for the front desk.
+    let clinic = Clinic::new();
+    let config = std::fs::read_to_string(clinic.config()).unwrap().replace(
+        "[channels.phone]\nsender = \"log\"\ncost = 2.0",
+        "[senders.calls]\nkind = \"phone_tasks\"\nstaff = [{ name = \"小林\", daily_capacity = 10 }]\nworking_hours = \"10:00-19:00\"\n\n[channels.phone]\nsender = \"calls\"\ncost = 2.5",
+    );
+    assert!(config.contains("kind = \"phone_tasks\""));
+    std::fs::write(clinic.config(), config).unwrap();
+    let import = |kind: &str, text: &str| {
+        let file = clinic.path().join(format!("{kind}.csv"));
+        std::fs::write(&file, text).unwrap();
+        clinic
+            .recall()
+            .args(["import", kind, file.to_str().unwrap()])
+            .assert()
+            .success();
+    };
+    import("customers", "客户编号,姓名,手机\nC1,王丽,13812345678\n");
+
+    // A rule queues a call to C1 on Monday 2099-01-05 at 09:00; dispatch hands it to the
+    // front desk at 11:00 (awaiting a person).
+    let created = t("2099-01-05 09:00");
+    let customer_id = clinic.count("SELECT id FROM customers WHERE external_id = 'C1'");
+    {
+        let mut store = Store::open(&clinic.database()).unwrap();
+        let TickStart::New(tick) = store
+            .begin_tick(created, created, |x| x.to_string())
+            .unwrap()
+        else {
+            panic!("a new tick")
+        };
+        let batch = TickBatch {
+            cursor: customer_id,
+            messages: vec![NewMessage {
+                customer_id,
+                rule_id: "r_call".into(),
+                action_index: 0,
+                pool: Pool::Warning,
+                channel: Channel::Phone,
+                template: "t".into(),
+                subject: None,
+                content: "回访".into(),
+                html: None,
+                params: None,
+                fallback: None,
+                due_at: created,
+                failure: None,
+                held_out: false,
+                attribution_days: 30,
+            }],
+            ..TickBatch::default()
+        };
+        store.commit_batch(&tick, &batch).unwrap();
+        store.finish_tick(tick.id, created).unwrap();
+    }
+    clinic
+        .recall()
+        .args(["dispatch", "--at", "2099-01-05 11:00"])
+        .assert()
+        .success();
+    assert_eq!(
+        clinic.count("SELECT count(*) FROM outreach WHERE status = 'awaiting'"),
+        1
+    );
+
+    // C1 comes in on Tuesday. The HIS export is imported, and a report run (which credits
+    // returns), before the front desk records the call as reached.
+    import(
+        "visits",
+        "到院编号,客户编号,到院时间\nV1,C1,2099-01-06 15:00\n",
+    );
+    let r = report(&clinic, "2099-01-01", "2099-02-01");
+    assert_eq!(get(&r, "recall", "total", "recalled_customers"), "0");
+    let task = clinic.count("SELECT id FROM call_tasks");
+    clinic
+        .recall()
+        .args([
+            "tasks",
+            "done",
+            &task.to_string(),
+            "--outcome",
+            "reached_booked",
+            "--at",
+            "2099-01-05 14:00",
+        ])
+        .assert()
+        .success();
+    // The call reached C1 (handed over Monday 11:00) and C1 came back the next day.
+    let r = report(&clinic, "2099-01-01", "2099-02-01");
+    assert_eq!(get(&r, "recall", "total", "contacted_customers"), "1");
+    assert_eq!(get(&r, "recall", "total", "recalled_customers"), "1");
+    assert_eq!(get(&r, "funnel", "r_call", "visited"), "1");
+    assert_eq!(
+        clinic.count("SELECT count(*) FROM outcomes WHERE kind = 'visited'"),
+        1,
+        "credited once"
+    );
+}
