@@ -381,3 +381,60 @@ fn place_new(tx: &Transaction<'_>, customer_id: i64, at: Timestamp) -> rusqlite:
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::VisitIn;
+    use crate::store::ingest::NewCustomer;
+
+    #[test]
+    fn copies_of_one_visit_under_two_customers_become_one_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::create(&dir.path().join("r.db")).unwrap();
+        let clinic = store
+            .ensure_clinic("main", "c", "Asia/Shanghai", 0)
+            .unwrap();
+        let mut ingest = store.ingest().unwrap();
+        for c in ["C1", "C2"] {
+            ingest
+                .add_customer(clinic, &NewCustomer::named(c, c), 0)
+                .unwrap();
+        }
+        ingest.commit().unwrap();
+        // What the old key (customer, external id) let two imports write.
+        for customer in [1, 2] {
+            store
+                .conn
+                .execute(
+                    "INSERT INTO visits (customer_id, external_id, at) VALUES (?1, 'V1', 100)",
+                    [customer],
+                )
+                .unwrap();
+        }
+        let rows = Rows::Visits(vec![VisitIn {
+            line: 2,
+            external_id: "V1".into(),
+            customer: "C1".into(),
+            at: 100,
+            department: None,
+            note: None,
+        }]);
+        let counts = store.import(clinic, &rows, 1000).unwrap();
+        assert_eq!(counts.updated, 1);
+        let left: Vec<(i64, i64)> = store
+            .conn
+            .prepare("SELECT id, customer_id FROM visits")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(left, [(1, 1)], "C1's row stays, the copy is gone");
+        assert_eq!(
+            store.import(clinic, &rows, 1000).unwrap().unchanged,
+            1,
+            "and a re-import changes nothing"
+        );
+    }
+}
