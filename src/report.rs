@@ -103,9 +103,9 @@ pub struct Report {
     pub churned: i64,
     /// Customers not churned at the start.
     pub churn_base: i64,
-    /// (months, mature, retained)
+    /// (months, cohort, retained)
     pub retention: Vec<(i64, i64, i64)>,
-    /// (eligible, repurchased)
+    /// (cohort, repurchased): see `Store::repurchase`
     pub repurchase: (i64, i64),
     /// (visited in 30 days, visited in 365 days)
     pub active: (i64, i64),
@@ -176,7 +176,7 @@ pub fn build(
         .map(|months| {
             store
                 .retention(from, to, months * 30)
-                .map(|(mature, retained)| (months, mature, retained))
+                .map(|(cohort, retained)| (months, cohort, retained))
         })
         .collect::<Result<_, _>>()?;
     let contacts = store.contacts(from, to)?;
@@ -411,15 +411,15 @@ impl Report {
         );
         push("customers", "", "churned", self.churned.to_string());
         push("customers", "", "churn_rate", fraction(self.churn_rate()));
-        for (months, mature, retained) in &self.retention {
+        for (months, cohort, retained) in &self.retention {
             let group = format!("{months}m");
-            push("retention", &group, "cohort", mature.to_string());
+            push("retention", &group, "cohort", cohort.to_string());
             push("retention", &group, "retained", retained.to_string());
             push(
                 "retention",
                 &group,
                 "rate",
-                fraction(ratio(*retained, *mature)),
+                fraction(ratio(*retained, *cohort)),
             );
         }
         push(
@@ -619,7 +619,7 @@ impl Report {
             percent(self.churn_rate()),
             format!("{}/{}", self.churned, self.churn_base),
         ]);
-        for (months, mature, retained) in &self.retention {
+        for (months, cohort, retained) in &self.retention {
             let label = match (lang, months) {
                 (Lang::En, m) => {
                     format!("retention at {m} month{}", if *m == 1 { "" } else { "s" })
@@ -628,8 +628,8 @@ impl Report {
             };
             kpis.push(vec![
                 label,
-                percent(ratio(*retained, *mature)),
-                format!("{retained}/{mature}"),
+                percent(ratio(*retained, *cohort)),
+                format!("{retained}/{cohort}"),
             ]);
         }
         kpis.push(vec![
@@ -733,7 +733,7 @@ impl Report {
         } else {
             let mut uplift = Rows::new(&[
                 w.t("rule", "规则"),
-                w.t("contacted returned", "触达组回流"),
+                w.t("treated returned", "干预组回流"),
                 w.t("control returned", "对照组回流"),
                 w.t("uplift", "增量"),
                 w.t("95% interval", "95%置信区间"),

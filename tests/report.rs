@@ -16,7 +16,20 @@ fn t(text: &str) -> i64 {
     at(text).timestamp()
 }
 
-/// Seven customers, A to G, with their moves, visits and orders, and four
+/// What became of a fixture's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Handed over and sent at this time.
+    Sent(&'static str),
+    /// In the rule's control group.
+    HeldOut,
+    /// Never handed over: no consent.
+    Suppressed,
+    /// Never handed over: a permanent failure.
+    Failed,
+}
+
+/// Seven customers, A to G, with their moves, visits and orders, and six
 /// messages in March 2026 (see the test for the arithmetic).
 fn fixture() -> Clinic {
     let clinic = Clinic::new();
@@ -81,46 +94,60 @@ fn fixture() -> Clinic {
         }
         ingest.commit().unwrap();
     }
-    // Messages: (customer, rule, channel, created, sent, cost in 1/1000 yuan, held out)
+    // Messages: (customer, rule, channel, created, what became of it, cost in 1/1000 yuan)
     let messages = [
         (
             "A",
             "r_warn",
             Channel::Sms,
             "2026-03-03 09:00",
-            Some("2026-03-03 10:00"),
+            Fate::Sent("2026-03-03 10:00"),
             100,
-            false,
         ),
         (
             "C",
             "r_recall",
             Channel::Sms,
             "2026-03-05 09:00",
-            None,
+            Fate::HeldOut,
             0,
-            true,
         ),
         (
             "D",
             "r_warn",
             Channel::Sms,
             "2026-03-12 09:00",
-            Some("2026-03-12 10:00"),
+            Fate::Sent("2026-03-12 10:00"),
             100,
-            false,
+        ),
+        // r_recall fired for G and B too, but nothing reached them: G had
+        // withdrawn consent, B's message failed before any hand-over.
+        (
+            "G",
+            "r_recall",
+            Channel::Sms,
+            "2026-03-14 09:00",
+            Fate::Suppressed,
+            0,
+        ),
+        (
+            "B",
+            "r_recall",
+            Channel::Sms,
+            "2026-03-16 09:00",
+            Fate::Failed,
+            0,
         ),
         (
             "E",
             "r_recall",
             Channel::Phone,
             "2026-03-20 09:00",
-            Some("2026-03-20 15:00"),
+            Fate::Sent("2026-03-20 15:00"),
             2000,
-            false,
         ),
     ];
-    for (who, rule, channel, created, sent, cost, held_out) in messages {
+    for (who, rule, channel, created, fate, cost) in messages {
         let created = t(created);
         let TickStart::New(tick) = store
             .begin_tick(created, created, |x| x.to_string())
@@ -144,19 +171,36 @@ fn fixture() -> Clinic {
                 fallback: None,
                 due_at: created,
                 failure: None,
-                held_out,
+                held_out: fate == Fate::HeldOut,
                 attribution_days: 30,
             }],
             ..TickBatch::default()
         };
         store.commit_batch(&tick, &batch).unwrap();
         store.finish_tick(tick.id, created).unwrap();
-        if let Some(sent) = sent {
-            let claimed = store.claim_due(t(sent), &[channel], 10).unwrap();
+        let claim = |store: &mut Store, at: i64| {
+            let claimed = store.claim_due(at, &[channel], 10).unwrap();
             assert_eq!(claimed.len(), 1);
-            store
-                .mark_sent(claimed[0].id, "test", "p", cost, t(sent))
-                .unwrap();
+            claimed[0].id
+        };
+        match fate {
+            Fate::Sent(sent) => {
+                let id = claim(&mut store, t(sent));
+                store.mark_sent(id, "test", "p", cost, t(sent)).unwrap();
+            }
+            Fate::Suppressed => {
+                let id = claim(&mut store, created);
+                store
+                    .mark_suppressed(id, "no consent for sms", created)
+                    .unwrap();
+            }
+            Fate::Failed => {
+                let id = claim(&mut store, created);
+                store
+                    .mark_failed(id, "test", "invalid number", created)
+                    .unwrap();
+            }
+            Fate::HeldOut => {}
         }
     }
     // The call to E reached them and they booked.
@@ -262,20 +306,42 @@ fn march_numbers_match_the_hand_computed_ones() {
     assert_eq!(g("customers", "", "new_customer_growth"), "0.0000");
     // Churn: E moved to churned; not churned at the start: A, E, F, G -> 1/4.
     assert_eq!(g("customers", "", "churn_rate"), "0.2500");
-    // Retention at 1 month: first visits in March: C (03-01, mature: 03-31 10:00 < 04-01) and D
-    // (03-10, not mature). C came back on 03-20 -> 1/1. 3 and 6 months: nobody mature.
+    // Retention at N months: the cohort whose first visit is in [03-01 - N*30 days,
+    // 04-01 - N*30 days). 1 month: [01-30, 03-02): B (02-10), E (02-20), C (03-01 10:00); not A
+    // (01-10) nor D (03-10). Another visit within 30 days: C (03-20) only -> 1/3.
     assert_eq!(
         (
             g("retention", "1m", "cohort"),
             g("retention", "1m", "retained")
         ),
-        ("1".into(), "1".into())
+        ("3".into(), "1".into())
     );
-    assert_eq!(g("retention", "1m", "rate"), "1.0000");
+    assert_eq!(g("retention", "1m", "rate"), "0.3333");
+    // 3 months (90 days): [2025-12-01, 2026-01-01): no first visit in December -> blank.
     assert_eq!(
         (g("retention", "3m", "cohort"), g("retention", "3m", "rate")),
         ("0".into(), String::new())
     );
+    // 6 months (180 days): [2025-09-02, 2025-10-03): F (09-05) and G (10-01). F came back
+    // 09-20; G on 03-15, 165 days after 10-01 (<= 180) -> 2/2.
+    assert_eq!(
+        (
+            g("retention", "6m", "cohort"),
+            g("retention", "6m", "retained")
+        ),
+        ("2".into(), "2".into())
+    );
+    assert_eq!(g("retention", "6m", "rate"), "1.0000");
+    // Repurchase: first orders in [2025-09-02, 2025-10-03): F (09-05 10:30), G (10-01 10:30).
+    // F's second order (01-10) is 127 days later; G has none -> 1/2.
+    assert_eq!(
+        (
+            g("customers", "", "repurchase_eligible"),
+            g("customers", "", "repurchased")
+        ),
+        ("2".into(), "1".into())
+    );
+    assert_eq!(g("customers", "", "repurchase_rate"), "0.5000");
     // Active: visits in [03-02, 04-01): A, C, D, G = 4; in the year before: all 7.
     assert_eq!(
         (
@@ -315,11 +381,17 @@ fn march_numbers_match_the_hand_computed_ones() {
     assert_eq!(g("recall", "total", "cost_per_recalled"), "1.10");
     assert_eq!(g("recall", "total", "roi"), "362.6364");
 
-    // Uplift for r_recall: treated E returned (order 03-25); control C returned (visit 03-20):
-    // 1/1 against 1/1, difference 0; far too few to tell.
-    assert_eq!(g("uplift", "r_recall", "treated"), "1");
+    // Uplift for r_recall, by intention to treat, each customer from the time the rule fired
+    // for them (window 30 days): treated are everyone not held out, whatever became of the
+    // message: E (fired 03-20 09:00, order 03-25: returned), G (suppressed, fired 03-14 09:00,
+    // visit 03-15: returned) and B (failed, fired 03-16: nothing since 02-10: not returned)
+    // -> 2/3. Control: C (fired 03-05 09:00, visit 03-20: returned) -> 1/1.
+    // Uplift 2/3 - 1 = -0.3333; far too few to tell.
+    assert_eq!(g("uplift", "r_recall", "treated"), "3");
+    assert_eq!(g("uplift", "r_recall", "treated_returned"), "2");
+    assert_eq!(g("uplift", "r_recall", "control"), "1");
     assert_eq!(g("uplift", "r_recall", "control_returned"), "1");
-    assert_eq!(g("uplift", "r_recall", "uplift"), "0.0000");
+    assert_eq!(g("uplift", "r_recall", "uplift"), "-0.3333");
     assert_eq!(g("uplift", "r_recall", "verdict"), "too_few");
 }
 
@@ -328,7 +400,8 @@ fn retention_and_repurchase_over_a_longer_period() {
     let clinic = fixture();
     let r = report(&clinic, "2025-09-01", "2026-04-01");
     let g = |section, group, metric| get(&r, section, group, metric).to_string();
-    // 1 month (30 days), mature if first visit + 30 days <= 04-01: F, G, A, B, E, C (not D).
+    // 1 month: cohort first visits in [2025-09-01 - 30 days, 04-01 - 30 days) =
+    // [2025-08-02, 2026-03-02): F, G, A, B, E, C (not D, 03-10).
     // Came back within 30 days: F (09-20), C (03-20) -> 2/6.
     assert_eq!(
         (
@@ -337,8 +410,8 @@ fn retention_and_repurchase_over_a_longer_period() {
         ),
         ("6".into(), "2".into())
     );
-    // 3 months (90 days): mature F (09-05), G (10-01). F came back 11-20 (76 days); G not until
-    // 03-15 (165 days) -> 1/2.
+    // 3 months (90 days): [2025-06-03, 2026-01-01): F (09-05), G (10-01). F came back 09-20
+    // (15 days); G not until 03-15 (165 days) -> 1/2.
     assert_eq!(
         (
             g("retention", "3m", "cohort"),
@@ -346,10 +419,10 @@ fn retention_and_repurchase_over_a_longer_period() {
         ),
         ("2".into(), "1".into())
     );
-    // 6 months (180 days): F and G both came back within 180 days -> 2/2.
+    // 6 months (180 days): [2025-03-05, 2025-10-03): F and G, both back within 180 days -> 2/2.
     assert_eq!(g("retention", "6m", "rate"), "1.0000");
-    // Repurchase: first order + 180 days <= 04-01: F (09-05), G (10-01). F's second order
-    // 01-10 is 127 days later; G has none -> 1/2.
+    // Repurchase: first orders in [2025-03-05, 2025-10-03): F (09-05), G (10-01). F's second
+    // order 01-10 is 127 days later; G has none -> 1/2.
     assert_eq!(
         (
             g("customers", "", "repurchase_eligible"),
@@ -464,4 +537,147 @@ fn staff_record_replies_and_bookings_that_count_in_the_funnel() {
         .stderr(predicates::str::contains("never sent"));
     let r = report(&clinic, "2026-03-01", "2026-04-01");
     assert_eq!(get(&r, "funnel", "r_warn", "booked"), "1");
+}
+
+#[test]
+fn the_default_report_on_the_demo_shows_retention_and_repurchase() {
+    let clinic = Clinic::demo(150);
+    let out = clinic
+        .recall()
+        .args(["report", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let value = |section: &str, group: &str, metric: &str| {
+        rows.iter()
+            .find(|r| {
+                r["section"] == section
+                    && r["group"].as_str().unwrap_or_default() == group
+                    && r["metric"] == metric
+            })
+            .map(|r| match &r["value"] {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .unwrap_or_else(|| panic!("no {section}/{group}/{metric}"))
+    };
+    // The last 30 days: each cohort is the customers first seen N*30 days before that.
+    for months in ["1m", "3m", "6m"] {
+        let cohort: i64 = value("retention", months, "cohort").parse().unwrap();
+        assert!(cohort > 0, "{months}: an empty cohort");
+        let rate: f64 = value("retention", months, "rate").parse().unwrap();
+        assert!((0.0..=1.0).contains(&rate), "{months}: {rate}");
+    }
+    let eligible: i64 = value("customers", "", "repurchase_eligible")
+        .parse()
+        .unwrap();
+    assert!(eligible > 0, "an empty repurchase cohort");
+    let rate: f64 = value("customers", "", "repurchase_rate").parse().unwrap();
+    assert!((0.0..=1.0).contains(&rate), "{rate}");
+}
+
+#[test]
+fn a_visit_recorded_before_the_call_is_marked_reached_is_still_a_recall() {
+    // Phone messages become call tasks for the front desk.
+    let clinic = Clinic::new();
+    let config = std::fs::read_to_string(clinic.config()).unwrap().replace(
+        "[channels.phone]\nsender = \"log\"\ncost = 2.0",
+        "[senders.calls]\nkind = \"phone_tasks\"\nstaff = [{ name = \"小林\", daily_capacity = 10 }]\nworking_hours = \"10:00-19:00\"\n\n[channels.phone]\nsender = \"calls\"\ncost = 2.5",
+    );
+    assert!(config.contains("kind = \"phone_tasks\""));
+    std::fs::write(clinic.config(), config).unwrap();
+    let import = |kind: &str, text: &str| {
+        let file = clinic.path().join(format!("{kind}.csv"));
+        std::fs::write(&file, text).unwrap();
+        clinic
+            .recall()
+            .args(["import", kind, file.to_str().unwrap()])
+            .assert()
+            .success();
+    };
+    import("customers", "客户编号,姓名,手机\nC1,王丽,13812345678\n");
+
+    // A rule queues a call to C1 on Monday 2099-01-05 at 09:00; dispatch hands it to the
+    // front desk at 11:00 (awaiting a person).
+    let created = t("2099-01-05 09:00");
+    let customer_id = clinic.count("SELECT id FROM customers WHERE external_id = 'C1'");
+    {
+        let mut store = Store::open(&clinic.database()).unwrap();
+        let TickStart::New(tick) = store
+            .begin_tick(created, created, |x| x.to_string())
+            .unwrap()
+        else {
+            panic!("a new tick")
+        };
+        let batch = TickBatch {
+            cursor: customer_id,
+            messages: vec![NewMessage {
+                customer_id,
+                rule_id: "r_call".into(),
+                action_index: 0,
+                pool: Pool::Warning,
+                channel: Channel::Phone,
+                template: "t".into(),
+                subject: None,
+                content: "回访".into(),
+                html: None,
+                params: None,
+                fallback: None,
+                due_at: created,
+                failure: None,
+                held_out: false,
+                attribution_days: 30,
+            }],
+            ..TickBatch::default()
+        };
+        store.commit_batch(&tick, &batch).unwrap();
+        store.finish_tick(tick.id, created).unwrap();
+    }
+    clinic
+        .recall()
+        .args(["dispatch", "--at", "2099-01-05 11:00"])
+        .assert()
+        .success();
+    assert_eq!(
+        clinic.count("SELECT count(*) FROM outreach WHERE status = 'awaiting'"),
+        1
+    );
+
+    // C1 comes in on Tuesday. The HIS export is imported, and a report run (which credits
+    // returns), before the front desk records the call as reached.
+    import(
+        "visits",
+        "到院编号,客户编号,到院时间\nV1,C1,2099-01-06 15:00\n",
+    );
+    let r = report(&clinic, "2099-01-01", "2099-02-01");
+    assert_eq!(get(&r, "recall", "total", "recalled_customers"), "0");
+    let task = clinic.count("SELECT id FROM call_tasks");
+    clinic
+        .recall()
+        .args([
+            "tasks",
+            "done",
+            &task.to_string(),
+            "--outcome",
+            "reached_booked",
+            "--at",
+            "2099-01-05 14:00",
+        ])
+        .assert()
+        .success();
+    // The call reached C1 (handed over Monday 11:00) and C1 came back the next day.
+    let r = report(&clinic, "2099-01-01", "2099-02-01");
+    assert_eq!(get(&r, "recall", "total", "contacted_customers"), "1");
+    assert_eq!(get(&r, "recall", "total", "recalled_customers"), "1");
+    assert_eq!(get(&r, "funnel", "r_call", "visited"), "1");
+    assert_eq!(
+        clinic.count("SELECT count(*) FROM outcomes WHERE kind = 'visited'"),
+        1,
+        "credited once"
+    );
 }

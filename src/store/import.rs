@@ -1,5 +1,6 @@
-//! Writing imported CRM/HIS rows: upserts by the clinic's own ids, all in one
-//! transaction. Rows that point at customers the database does not know
+//! Writing imported CRM/HIS rows: upserts by the clinic's own ids (a visit,
+//! order or follow-up is the clinic's row `external_id`, whichever customer
+//! it is filed under), all in one transaction. Rows that point at customers the database does not know
 //! make the whole import fail with their lines, and nothing is written.
 
 use std::collections::HashMap;
@@ -59,9 +60,8 @@ impl Store {
                         &tx,
                         "visits",
                         &["at", "department", "note"],
-                        ids[&r.line],
-                        &r.external_id,
-                        params![ids[&r.line], r.external_id, r.at, r.department, r.note],
+                        (clinic_id, ids[&r.line], &r.external_id),
+                        params![r.at, r.department, r.note],
                     )?;
                     counts.add(changed);
                 }
@@ -79,16 +79,8 @@ impl Store {
                         &tx,
                         "orders",
                         &["at", "amount_cents", "project", "department"],
-                        ids[&r.line],
-                        &r.external_id,
-                        params![
-                            ids[&r.line],
-                            r.external_id,
-                            r.at,
-                            r.amount_cents,
-                            r.project,
-                            r.department
-                        ],
+                        (clinic_id, ids[&r.line], &r.external_id),
+                        params![r.at, r.amount_cents, r.project, r.department],
                     )?;
                     counts.add(changed);
                 }
@@ -106,16 +98,8 @@ impl Store {
                         &tx,
                         "followups",
                         &["at", "result", "staff", "note"],
-                        ids[&r.line],
-                        &r.external_id,
-                        params![
-                            ids[&r.line],
-                            r.external_id,
-                            r.at,
-                            r.result.as_str(),
-                            r.staff,
-                            r.note
-                        ],
+                        (clinic_id, ids[&r.line], &r.external_id),
+                        params![r.at, r.result.as_str(), r.staff, r.note],
                     )?;
                     counts.add(changed);
                 }
@@ -178,44 +162,71 @@ fn customer_ids<'a>(
     }
 }
 
-/// Inserts or updates one history row keyed by (customer, external id).
-/// `params` are: customer id, external id, then `columns` in order.
+/// Inserts or updates one history row keyed by the clinic and the row's
+/// external id, as the clinic's CRM/HIS identifies it: a row the clinic
+/// already has under another customer is moved to `customer_id` (the
+/// triggers of migration 4 then have attribution redo the credits of both
+/// customers, as for any corrected visit or order). `key` is (clinic id,
+/// customer id, external id); `values` are `columns` in order.
 fn upsert(
     tx: &Transaction<'_>,
     table: &str,
     columns: &[&str],
-    customer_id: i64,
-    external_id: &str,
-    params: &[&dyn rusqlite::ToSql],
+    key: (i64, i64, &str),
+    values: &[&dyn rusqlite::ToSql],
 ) -> rusqlite::Result<Change> {
-    let exists: bool = tx
+    let (clinic_id, customer_id, external_id) = key;
+    // The row already under this customer first, if there is one.
+    let found: Vec<i64> = tx
         .prepare_cached(&format!(
-            "SELECT 1 FROM {table} WHERE customer_id = ?1 AND external_id = ?2"
+            "SELECT e.id FROM {table} e JOIN customers c ON c.id = e.customer_id
+             WHERE e.external_id = ?1 AND c.clinic_id = ?2
+             ORDER BY e.customer_id = ?3 DESC, e.id"
         ))?
-        .exists(params![customer_id, external_id])?;
-    let values: Vec<String> = (3..3 + columns.len()).map(|i| format!("?{i}")).collect();
+        .query_map(params![external_id, clinic_id, customer_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let marks: Vec<String> = (3..3 + columns.len()).map(|i| format!("?{i}")).collect();
+    let mut all: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(values.len() + 2);
+    let Some((&id, copies)) = found.split_first() else {
+        all.extend([&customer_id as &dyn rusqlite::ToSql, &external_id]);
+        all.extend(values);
+        tx.prepare_cached(&format!(
+            "INSERT INTO {table} (customer_id, external_id, {}) VALUES (?1, ?2, {})",
+            columns.join(", "),
+            marks.join(", ")
+        ))?
+        .execute(all.as_slice())?;
+        return Ok(Change::Inserted);
+    };
+    // Earlier imports keyed rows by customer, so the same id imported under
+    // two customers made two rows: they are one row of the clinic's.
+    for copy in copies {
+        tx.prepare_cached(&format!("DELETE FROM {table} WHERE id = ?1"))?
+            .execute([copy])?;
+    }
     let set: Vec<String> = columns
         .iter()
-        .map(|c| format!("{c} = excluded.{c}"))
+        .zip(&marks)
+        .map(|(c, m)| format!("{c} = {m}"))
         .collect();
     let differs: Vec<String> = columns
         .iter()
-        .map(|c| format!("{c} IS NOT excluded.{c}"))
+        .zip(&marks)
+        .map(|(c, m)| format!("{c} IS NOT {m}"))
         .collect();
-    let sql = format!(
-        "INSERT INTO {table} (customer_id, external_id, {}) VALUES (?1, ?2, {})
-         ON CONFLICT (customer_id, external_id) WHERE external_id IS NOT NULL
-         DO UPDATE SET {} WHERE {}",
-        columns.join(", "),
-        values.join(", "),
-        set.join(", "),
-        differs.join(" OR ")
-    );
-    let changed = tx.prepare_cached(&sql)?.execute(params)?;
-    Ok(match (exists, changed) {
-        (false, _) => Change::Inserted,
-        (true, 0) => Change::Unchanged,
-        (true, _) => Change::Updated,
+    all.extend([&customer_id as &dyn rusqlite::ToSql, &id]);
+    all.extend(values);
+    let changed = tx
+        .prepare_cached(&format!(
+            "UPDATE {table} SET customer_id = ?1, {} WHERE id = ?2 AND (customer_id IS NOT ?1 OR {})",
+            set.join(", "),
+            differs.join(" OR ")
+        ))?
+        .execute(all.as_slice())?;
+    Ok(if changed == 0 && copies.is_empty() {
+        Change::Unchanged
+    } else {
+        Change::Updated
     })
 }
 
@@ -369,4 +380,61 @@ fn place_new(tx: &Transaction<'_>, customer_id: i64, at: Timestamp) -> rusqlite:
         params![customer_id, Pool::New.as_str(), at, transition],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::import::VisitIn;
+    use crate::store::ingest::NewCustomer;
+
+    #[test]
+    fn copies_of_one_visit_under_two_customers_become_one_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::create(&dir.path().join("r.db")).unwrap();
+        let clinic = store
+            .ensure_clinic("main", "c", "Asia/Shanghai", 0)
+            .unwrap();
+        let mut ingest = store.ingest().unwrap();
+        for c in ["C1", "C2"] {
+            ingest
+                .add_customer(clinic, &NewCustomer::named(c, c), 0)
+                .unwrap();
+        }
+        ingest.commit().unwrap();
+        // What the old key (customer, external id) let two imports write.
+        for customer in [1, 2] {
+            store
+                .conn
+                .execute(
+                    "INSERT INTO visits (customer_id, external_id, at) VALUES (?1, 'V1', 100)",
+                    [customer],
+                )
+                .unwrap();
+        }
+        let rows = Rows::Visits(vec![VisitIn {
+            line: 2,
+            external_id: "V1".into(),
+            customer: "C1".into(),
+            at: 100,
+            department: None,
+            note: None,
+        }]);
+        let counts = store.import(clinic, &rows, 1000).unwrap();
+        assert_eq!(counts.updated, 1);
+        let left: Vec<(i64, i64)> = store
+            .conn
+            .prepare("SELECT id, customer_id FROM visits")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(left, [(1, 1)], "C1's row stays, the copy is gone");
+        assert_eq!(
+            store.import(clinic, &rows, 1000).unwrap().unchanged,
+            1,
+            "and a re-import changes nothing"
+        );
+    }
 }

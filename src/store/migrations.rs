@@ -239,4 +239,62 @@ ALTER TABLE ticks ADD COLUMN model_fit_id INTEGER REFERENCES model_fits(id);
 DROP INDEX orders_customer_at;
 CREATE INDEX orders_customer_at ON orders (customer_id, at, amount_cents, project, department);
 "#,
+    // 4: attribution by customer. A return's credit depends on the
+    // customer's returns and sent messages, so triggers queue the customer
+    // whenever one of those arrives (a visit or order added; a message
+    // becoming sent, or no longer sent, or its contact time changing), and
+    // `Store::attribute` recomputes every credit of the queued customers.
+    // This replaces the id watermarks in `meta`, which missed messages that
+    // became sent after their customer's returns had been read. Customers
+    // with a sent message are queued once, so earlier credits are put right.
+    // (The triggers insert only what is missing rather than rely on OR
+    // IGNORE, which an UPSERT firing them would override.)
+    r#"
+CREATE TABLE attribution_queue (
+    customer_id  INTEGER PRIMARY KEY
+);
+INSERT OR IGNORE INTO attribution_queue (customer_id)
+    SELECT DISTINCT customer_id FROM outreach WHERE status = 'sent';
+DELETE FROM meta WHERE key IN ('attributed_visit_id', 'attributed_order_id');
+
+CREATE TRIGGER attribution_visit_insert AFTER INSERT ON visits
+BEGIN INSERT INTO attribution_queue (customer_id) SELECT NEW.customer_id WHERE NOT EXISTS (SELECT 1 FROM attribution_queue WHERE customer_id = NEW.customer_id); END;
+CREATE TRIGGER attribution_order_insert AFTER INSERT ON orders
+BEGIN INSERT INTO attribution_queue (customer_id) SELECT NEW.customer_id WHERE NOT EXISTS (SELECT 1 FROM attribution_queue WHERE customer_id = NEW.customer_id); END;
+
+CREATE TRIGGER attribution_outreach_insert AFTER INSERT ON outreach WHEN NEW.status = 'sent'
+BEGIN INSERT INTO attribution_queue (customer_id) SELECT NEW.customer_id WHERE NOT EXISTS (SELECT 1 FROM attribution_queue WHERE customer_id = NEW.customer_id); END;
+CREATE TRIGGER attribution_outreach_update
+AFTER UPDATE OF status, sent_at, attribution_days, customer_id ON outreach
+WHEN (OLD.status = 'sent') <> (NEW.status = 'sent')
+  OR (NEW.status = 'sent' AND (OLD.sent_at IS NOT NEW.sent_at
+                               OR OLD.attribution_days <> NEW.attribution_days
+                               OR OLD.customer_id <> NEW.customer_id))
+BEGIN INSERT INTO attribution_queue (customer_id) SELECT c FROM (SELECT OLD.customer_id AS c UNION SELECT NEW.customer_id)
+    WHERE c NOT IN (SELECT customer_id FROM attribution_queue); END;
+"#,
+    // 5: a visit or order corrected (time, amount, customer) or removed
+    // queues its customers for attribution too, old and new, so a corrected
+    // import (an amount, a visit that was before the contact after all)
+    // never leaves a stale credit. Needs the queue of migration 4.
+    r#"
+CREATE TRIGGER attribution_visit_update AFTER UPDATE OF customer_id, at ON visits
+BEGIN INSERT INTO attribution_queue (customer_id) SELECT c FROM (SELECT OLD.customer_id AS c UNION SELECT NEW.customer_id)
+    WHERE c NOT IN (SELECT customer_id FROM attribution_queue); END;
+CREATE TRIGGER attribution_visit_delete AFTER DELETE ON visits
+BEGIN INSERT INTO attribution_queue (customer_id) SELECT OLD.customer_id WHERE NOT EXISTS (SELECT 1 FROM attribution_queue WHERE customer_id = OLD.customer_id); END;
+CREATE TRIGGER attribution_order_update AFTER UPDATE OF customer_id, at, amount_cents ON orders
+BEGIN INSERT INTO attribution_queue (customer_id) SELECT c FROM (SELECT OLD.customer_id AS c UNION SELECT NEW.customer_id)
+    WHERE c NOT IN (SELECT customer_id FROM attribution_queue); END;
+CREATE TRIGGER attribution_order_delete AFTER DELETE ON orders
+BEGIN INSERT INTO attribution_queue (customer_id) SELECT OLD.customer_id WHERE NOT EXISTS (SELECT 1 FROM attribution_queue WHERE customer_id = OLD.customer_id); END;
+"#,
+    // 6: imports key visits, orders and follow-ups on the clinic and the
+    // row's external id (not the customer), so they look rows up by the
+    // external id alone.
+    r#"
+CREATE INDEX visits_external_id ON visits (external_id) WHERE external_id IS NOT NULL;
+CREATE INDEX orders_external_id ON orders (external_id) WHERE external_id IS NOT NULL;
+CREATE INDEX followups_external_id ON followups (external_id) WHERE external_id IS NOT NULL;
+"#,
 ];

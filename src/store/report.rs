@@ -76,14 +76,16 @@ impl Store {
         )?)
     }
 
-    /// (mature, retained): customers whose first visit is in `[from, to)`
-    /// and `days` before `to`, and those of them with another visit within
-    /// `days` after it.
+    /// (cohort, retained): customers whose `days`-day window after their
+    /// first visit closes in the period, i.e. whose first visit is in
+    /// `[from - days, to - days)`, and those of them with another visit
+    /// within `days` after the first (all of it before `to`).
     pub fn retention(&self, from: Timestamp, to: Timestamp, days: i64) -> Result<(i64, i64)> {
         self.second_within("visits", from, to, days)
     }
 
-    /// (eligible, repeated) for orders: the repurchase rate's parts.
+    /// (cohort, repeated) for orders: the repurchase rate's parts, the
+    /// cohort taken as for [`Store::retention`] on first orders.
     pub fn repurchase(&self, from: Timestamp, to: Timestamp, days: i64) -> Result<(i64, i64)> {
         self.second_within("orders", from, to, days)
     }
@@ -102,7 +104,7 @@ impl Store {
                  SELECT count(*), coalesce(sum(EXISTS (
                      SELECT 1 FROM {table} e WHERE e.customer_id = f.customer_id
                        AND e.at > f.first_at AND e.at <= f.first_at + ?3)), 0)
-                 FROM first f WHERE f.first_at >= ?1 AND f.first_at < ?2 AND f.first_at + ?3 <= ?2"
+                 FROM first f WHERE f.first_at >= ?1 - ?3 AND f.first_at < ?2 - ?3"
             ),
             params![from, to, window],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -153,9 +155,13 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// For rules with a control group in `[from, to)`: each customer's first
-    /// entry into the rule's treated (contacted) or control group in the
-    /// period, and whether they returned within the window after it.
+    /// For rules with a control group in `[from, to)`: each customer the
+    /// rule fired for in the period, once per rule, in the treated group
+    /// (intention to treat: every message of the rule that was not held out,
+    /// whatever became of it: sent, awaiting, suppressed, failed, opted out
+    /// or still queued) or the control group (held out), and whether they
+    /// returned within the attribution window after the first time the rule
+    /// fired for them in the period (`created_at`, for both groups alike).
     pub fn holdout_groups(
         &self,
         from: Timestamp,
@@ -163,13 +169,13 @@ impl Store {
     ) -> Result<BTreeMap<String, Vec<GroupMember>>> {
         let mut stmt = self.conn.prepare(
             "WITH entries AS (
-                SELECT rule_id, customer_id, status = 'sent' AS treated,
-                       min(CASE WHEN status = 'sent' THEN sent_at ELSE created_at END) AS at,
-                       attribution_days
+                SELECT rule_id, customer_id, status <> 'held_out' AS treated,
+                       min(created_at) AS at, attribution_days
                 FROM outreach
-                WHERE (status = 'sent' AND sent_at >= ?1 AND sent_at < ?2)
-                   OR (status = 'held_out' AND created_at >= ?1 AND created_at < ?2)
-                GROUP BY rule_id, customer_id, status = 'sent'
+                WHERE created_at >= ?1 AND created_at < ?2
+                  AND rule_id IN (SELECT DISTINCT rule_id FROM outreach
+                                  WHERE status = 'held_out' AND created_at >= ?1 AND created_at < ?2)
+                GROUP BY rule_id, customer_id, status <> 'held_out'
              )
              SELECT e.rule_id, e.treated,
                     EXISTS (SELECT 1 FROM visits v WHERE v.customer_id = e.customer_id
@@ -177,8 +183,6 @@ impl Store {
                  OR EXISTS (SELECT 1 FROM orders d WHERE d.customer_id = e.customer_id
                               AND d.at > e.at AND d.at <= e.at + e.attribution_days * 86400)
              FROM entries e
-             WHERE e.rule_id IN (SELECT DISTINCT rule_id FROM outreach
-                                 WHERE status = 'held_out' AND created_at >= ?1 AND created_at < ?2)
              ORDER BY e.rule_id",
         )?;
         let mut groups: BTreeMap<String, Vec<GroupMember>> = BTreeMap::new();
@@ -197,5 +201,60 @@ impl Store {
                 .push(GroupMember { treated, returned });
         }
         Ok(groups)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::Channel;
+    use crate::store::ingest::NewCustomer;
+    use crate::testing::{T0, outbox};
+
+    use super::GroupMember;
+
+    #[test]
+    fn both_groups_are_followed_from_the_time_the_rule_fired() {
+        // Rule `r` fired for C1 and C2 at T0; C2 was held out. C1's message
+        // waited two days (quiet hours, caps) before it went out; C1 came
+        // back the day after the rule fired, before the hand-over.
+        let f = outbox(
+            vec![
+                NewCustomer::named("C1", "王丽"),
+                NewCustomer::named("C2", "李雷"),
+            ],
+            Channel::Sms,
+            None,
+        );
+        let mut store = f.store.lock().unwrap();
+        store
+            .conn
+            .execute("UPDATE outreach SET status = 'held_out' WHERE id = 2", [])
+            .unwrap();
+        let claimed = store
+            .claim_due(T0 + 2 * 86_400, &[Channel::Sms], 10)
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        store
+            .mark_sent(claimed[0].id, "log", "p", 0, T0 + 2 * 86_400)
+            .unwrap();
+        let mut ingest = store.ingest().unwrap();
+        ingest.add_visit(1, T0 + 86_400, None).unwrap();
+        ingest.commit().unwrap();
+        let groups = store.holdout_groups(T0 - 86_400, T0 + 30 * 86_400).unwrap();
+        let mut r = groups["r"].clone();
+        r.sort_by_key(|m| !m.treated);
+        assert_eq!(
+            r,
+            [
+                GroupMember {
+                    treated: true,
+                    returned: true
+                },
+                GroupMember {
+                    treated: false,
+                    returned: false
+                },
+            ]
+        );
     }
 }
