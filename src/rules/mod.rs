@@ -10,6 +10,7 @@ pub mod eval;
 pub mod file;
 mod lint;
 pub mod typecheck;
+pub mod values;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -600,6 +601,28 @@ impl Checker<'_> {
                     diagnostic = diagnostic.hint2(en, zh);
                 }
                 report.push(diagnostic);
+                ok = false;
+            }
+        }
+        if ok {
+            for bad in values::check(program.expression()) {
+                let span = info
+                    .offset_for(bad.expr_id)
+                    .map(|(s, e)| to_file(s as usize..e as usize));
+                let (fact, given) = (bad.fact, &bad.given);
+                report.push(
+                    Diagnostic::error(
+                        self.path,
+                        span.or(Some(when.span())),
+                        format!("`{fact}` is never \"{given}\": this comparison can never hold"),
+                    )
+                    .zh(format!("`{fact}` 不会等于 \"{given}\"：这个比较永远不成立"))
+                    .suggest(given, bad.known.iter().copied())
+                    .hint2(
+                        format!("`{fact}` is one of: {}", bad.known.join(", ")),
+                        format!("`{fact}` 只会是：{}", bad.known.join("、")),
+                    ),
+                );
                 ok = false;
             }
         }

@@ -429,3 +429,44 @@ fn diagnostics_speak_chinese() {
         "{rendered}"
     );
 }
+
+#[test]
+fn misspelled_values_of_fixed_facts_are_errors_with_a_suggestion() {
+    let rule = |when: &str| {
+        format!("[[rule]]\nid = \"r\"\nfrom = \"customer\"\nto = \"warning\"\nwhen = \"{when}\"\n")
+    };
+    for (when, suggestion) in [
+        ("churn_band == 'hihg'", "did you mean `high`?"),
+        (
+            "last_followup_result == 'notsmooth'",
+            "did you mean `not_smooth`?",
+        ),
+        ("pool != 'warnig'", "did you mean `warning`?"),
+        ("'femal' == gender", "did you mean `female`?"),
+        (
+            "visit_count > 1 && pool in ['new', 'custmer']",
+            "did you mean `customer`?",
+        ),
+    ] {
+        let report = load_str(&rule(when)).expect_err(when);
+        let lines = report.to_lines();
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        assert!(lines[0].contains("can never hold"), "{lines:#?}");
+        assert!(lines[0].contains(suggestion), "{when}: {lines:#?}");
+    }
+    let report = load_str(&rule("churn_band == 'hihg'")).unwrap_err();
+    // The caret is under the literal: column of `'hihg'` in the file.
+    assert!(
+        report.to_lines()[0].starts_with("rules/test.toml:5:23:"),
+        "{report}"
+    );
+    for when in [
+        "churn_band == 'high'",
+        "pool in ['new', 'customer'] && gender != 'male'",
+        "last_followup_result == null",
+        "city == 'hihg'",
+        "tags.exists(pool, pool == 'vip')",
+    ] {
+        assert!(load_str(&rule(when)).is_ok(), "{when}");
+    }
+}
