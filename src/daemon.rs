@@ -76,17 +76,28 @@ impl Loaded {
                             report.push(
                                 crate::diag::Diagnostic::warning(
                                     &rule.origin.file,
-                                    None,
+                                    Some(action.span.clone()),
                                     format!(
-                                        "rule `{}` (line {}) sends on {}, which has no sender: its messages will wait in the queue",
-                                        rule.id, rule.origin.line, action.channel
+                                        "rule `{}` sends on {}, which has no sender: its messages will wait in the queue",
+                                        rule.id, action.channel
                                     ),
                                 )
-                                .hint(format!(
-                                    "add [channels.{}] with a sender to {}",
-                                    action.channel,
-                                    config.path.display()
-                                )),
+                                .zh(format!(
+                                    "规则 `{}` 通过 {} 渠道发送，但该渠道没有配置发送方：消息会一直留在队列里",
+                                    rule.id, action.channel
+                                ))
+                                .hint2(
+                                    format!(
+                                        "add [channels.{}] with a sender to {}",
+                                        action.channel,
+                                        config.path.display()
+                                    ),
+                                    format!(
+                                        "请在 {} 中添加带发送方的 [channels.{}]",
+                                        config.path.display(),
+                                        action.channel
+                                    ),
+                                ),
                             );
                         }
                         let fallback = config
@@ -96,16 +107,24 @@ impl Loaded {
                         if let Some(fallback) = fallback
                             && !templates.has(fallback, &action.template)
                         {
+                            let template = &action.template;
                             report.push(
                                 crate::diag::Diagnostic::warning(
                                     &rule.origin.file,
-                                    None,
+                                    Some(action.span.clone()),
                                     format!(
-                                        "rule `{}` (line {}) sends {} on {}, which falls back to {}, but there is no templates/{}/{}.txt: its messages cannot fall back",
-                                        rule.id, rule.origin.line, action.template, action.channel, fallback, fallback, action.template
+                                        "rule `{}` sends {template} on {}, which falls back to {fallback}, but there is no templates/{fallback}/{template}.txt: its messages cannot fall back",
+                                        rule.id, action.channel
                                     ),
                                 )
-                                .hint(format!("write templates/{fallback}/{}.txt", action.template)),
+                                .zh(format!(
+                                    "规则 `{}` 通过 {} 发送 {template}，该渠道的备用渠道是 {fallback}，但没有 templates/{fallback}/{template}.txt：消息无法改用备用渠道",
+                                    rule.id, action.channel
+                                ))
+                                .hint2(
+                                    format!("write templates/{fallback}/{template}.txt"),
+                                    format!("请编写 templates/{fallback}/{template}.txt"),
+                                ),
                             );
                         }
                     }

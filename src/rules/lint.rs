@@ -70,14 +70,26 @@ pub fn lint(set: &RuleSet) -> Vec<Diagnostic> {
             .any(|r| r.enabled && r.moves() && r.from.contains(pool));
         let entered =
             *pool == Pool::New || set.rules.iter().any(|r| r.enabled && r.to == Some(*pool));
+        // Point at a rule that brings customers in (for `new`, where
+        // customers arrive on import, at a rule that watches it).
+        let culprit = set
+            .rules
+            .iter()
+            .find(|r| r.enabled && r.to == Some(*pool))
+            .or_else(|| {
+                set.rules
+                    .iter()
+                    .find(|r| r.enabled && r.from.contains(pool))
+            })
+            .or_else(|| set.rules.first());
         if entered
             && !leaves
-            && let Some(first) = set.rules.first()
+            && let Some(first) = culprit
         {
             warnings.push(
                 Diagnostic::warning(
                     &first.origin.file,
-                    None,
+                    Some(first.origin.id_span.clone()),
                     format!(
                         "no rule moves customers out of `{pool}`: once there, they stay for good"
                     ),

@@ -96,6 +96,8 @@ pub struct Action {
     pub template: String,
     /// How long after the tick the message is due.
     pub delay: Duration,
+    /// The byte range of the action's `channel` value, for pointing at it.
+    pub span: Range<usize>,
 }
 
 /// File and line of a rule.
@@ -503,6 +505,7 @@ impl Checker<'_> {
             channel,
             template,
             delay,
+            span: raw.channel.span(),
         })
     }
 
@@ -534,6 +537,7 @@ impl Checker<'_> {
         let program = match env.compile(&source) {
             Ok(program) => program,
             Err(errors) => {
+                let plain = syntax_hints(&source);
                 for e in errors.errors.iter() {
                     let span = e
                         .source_info
@@ -545,9 +549,17 @@ impl Checker<'_> {
                             let (line, col) = e.pos;
                             (line == 1 && col >= 0).then(|| to_file(col as usize..col as usize + 1))
                         });
+                    let mut diagnostic = Diagnostic::error(
+                        self.path,
+                        span.or(Some(when.span())),
+                        format!("condition does not parse: {}", e.msg),
+                    )
+                    .zh(format!("条件写法有误：{}", e.msg));
+                    for (en, zh) in &plain {
+                        diagnostic = diagnostic.hint2(*en, *zh);
+                    }
                     report.push(
-                        Diagnostic::error(self.path, span.or(Some(when.span())), format!("condition does not parse: {}", e.msg))
-                            .zh(format!("条件写法有误：{}", e.msg))
+                        diagnostic
                             .hint2(
                                 "conditions are CEL: `visit_count >= 2 && days_since_last_visit > 60`; text in quotes: `city == \"上海\"`",
                                 "条件的写法如 `visit_count >= 2 && days_since_last_visit > 60`；文本要加引号：`city == \"上海\"`",
@@ -634,6 +646,56 @@ impl Checker<'_> {
             facts: used,
         })
     }
+}
+
+/// Plain hints for the usual slips in a condition the CEL parser rejects:
+/// words for `&&`/`||`/`!`, a single `=`.
+fn syntax_hints(source: &str) -> Vec<(&'static str, &'static str)> {
+    let mut hints = Vec::new();
+    // Outside quoted text only.
+    let mut outside = String::new();
+    let mut quote: Option<char> = None;
+    for c in source.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => outside.push(' '),
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None => outside.push(c),
+        }
+    }
+    let words: Vec<String> = outside
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .map(str::to_lowercase)
+        .collect();
+    let has = |w: &str| words.iter().any(|x| x == w);
+    if has("and") {
+        hints.push(("use && not and", "“并且”请写 &&，不要写 and"));
+    }
+    if has("or") {
+        hints.push(("use || not or", "“或者”请写 ||，不要写 or"));
+    }
+    if has("not") {
+        hints.push((
+            "use ! not not, e.g. !visited_in_pool",
+            "“不”请写 !，不要写 not，例如 !visited_in_pool",
+        ));
+    }
+    let bytes = outside.as_bytes();
+    let single_equals = bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'='
+            && !matches!(bytes.get(i + 1), Some(b'='))
+            && !matches!(
+                i.checked_sub(1).map(|j| bytes[j]),
+                Some(b'=' | b'!' | b'<' | b'>')
+            )
+    });
+    if single_equals {
+        hints.push(("to compare, write == not =", "判断相等请写 ==，不要写 ="));
+    }
+    if outside.contains("<>") {
+        hints.push(("“not equal” is != not <>", "“不等于”请写 !=，不要写 <>"));
+    }
+    hints
 }
 
 /// Calls `f(id, name)` for every free identifier in an expression (names bound
@@ -730,7 +792,7 @@ fn check_unique_ids(rules: &[Rule], report: &mut Report) {
             report.push(
                 Diagnostic::error(
                     &rule.origin.file,
-                    None,
+                    Some(rule.origin.id_span.clone()),
                     format!(
                         "rule id `{}` (line {}) is already used at {first}",
                         rule.id, rule.origin.line

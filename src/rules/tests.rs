@@ -470,3 +470,21 @@ fn misspelled_values_of_fixed_facts_are_errors_with_a_suggestion() {
         assert!(load_str(&rule(when)).is_ok(), "{when}");
     }
 }
+
+#[test]
+fn parser_errors_come_with_plain_hints() {
+    let rule = |when: &str| {
+        format!("[[rule]]\nid = \"r\"\nfrom = \"customer\"\nto = \"warning\"\nwhen = \"{when}\"\n")
+    };
+    for (when, hint) in [
+        ("visit_count > 1 and days_in_pool > 3", "use && not and"),
+        ("visit_count > 1 or days_in_pool > 3", "use || not or"),
+        ("pool = 'new'", "to compare, write == not ="),
+    ] {
+        let report = load_str(&rule(when)).expect_err(when);
+        let text = report.to_lines().join("\n");
+        assert!(text.contains(hint), "{when}: {text}");
+    }
+    let report = load_str(&rule("city == 'a and b' &&")).expect_err("trailing &&");
+    assert!(!report.to_lines().join("\n").contains("use && not and"));
+}
