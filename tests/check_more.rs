@@ -1,6 +1,6 @@
 //! `recall check` through the real binary: values a fact never takes,
 //! shadowed rules, pools nobody leaves, channels without a sender, unknown
-//! templates, and errors that point at their line in zh and en.
+//! templates and filters, and errors that point at their line in zh and en.
 
 mod common;
 
@@ -145,6 +145,26 @@ fn an_unknown_template_in_a_rule_is_an_error_with_a_suggestion() {
     );
     assert!(text.contains("--> rules/03-warning.toml:"), "{text}");
     assert!(text.contains("did you mean `warning_offer`?"), "{text}");
+}
+
+#[test]
+fn an_unknown_template_filter_fails_check_not_the_tick() {
+    let clinic = Clinic::new();
+    let file = clinic.path().join("templates/sms/warning_offer.txt");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str("{{ clinic.phone | upcase }}\n");
+    let line = text.lines().count();
+    std::fs::write(&file, text).unwrap();
+    let (code, out) = check(&clinic, "en");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("unknown template filter `upcase`"), "{out}");
+    assert!(
+        out.contains(&format!("templates/sms/warning_offer.txt:{line}:19")),
+        "{out}"
+    );
+    assert!(out.contains("did you mean `upper`?"), "{out}");
+    let (_, zh) = check(&clinic, "zh");
+    assert!(zh.contains("未知的模板过滤器 `upcase`"), "{zh}");
 }
 
 #[test]
