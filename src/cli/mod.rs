@@ -903,18 +903,18 @@ fn rule_tests(config_path: &Path, path: Option<&Path>) -> Result<ExitCode> {
     let zh = lang() == Lang::Zh;
     let (mut passed, mut failed) = (0, 0);
     let mut fired = std::collections::BTreeSet::new();
-    let mut broken = false;
+    let mut broken = Vec::new();
     for file in &files {
         println!("{}", file.display());
         let tests = match crate::ruletest::parse(file) {
             Ok(tests) => tests,
             Err(report) => {
                 print!("{}", report.render_in(lang(), color()));
-                broken = true;
+                broken.push(file.display().to_string());
                 continue;
             }
         };
-        for case in crate::ruletest::run_file(&loaded, file, &tests).cases {
+        for case in crate::ruletest::run_file(&loaded, file, &tests, lang()).cases {
             fired.extend(case.fired.iter().cloned());
             if case.failures.is_empty() {
                 passed += 1;
@@ -953,7 +953,23 @@ fn rule_tests(config_path: &Path, path: Option<&Path>) -> Result<ExitCode> {
     } else {
         println!("\n{passed} passed, {failed} failed");
     }
-    Ok(if failed > 0 || broken {
+    if !broken.is_empty() {
+        // Its cases did not run: "0 failed" alone would read as a pass.
+        if zh {
+            println!(
+                "{} 个测试文件无法读取，其中的用例都没有运行：{}（见上面的错误）",
+                broken.len(),
+                broken.join("、")
+            );
+        } else {
+            println!(
+                "{} test file(s) could not be read, so none of their cases ran: {} (see the errors above)",
+                broken.len(),
+                broken.join(", ")
+            );
+        }
+    }
+    Ok(if failed > 0 || !broken.is_empty() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
