@@ -73,7 +73,7 @@ pub enum Command {
     },
     /// Replay the rules over a past period on a copy of the history, sending
     /// nothing: moves per rule, messages per channel, estimated cost. With
-    /// --against, compare two rule folders.
+    /// --against, compare a proposed rules folder with the current one.
     Simulate {
         /// Start of the period (clinic time).
         #[arg(long)]
@@ -81,10 +81,11 @@ pub enum Command {
         /// End of the period (exclusive).
         #[arg(long)]
         to: String,
-        /// The rules to replay; default the clinic's rules folder.
+        /// The current rules to replay; default the clinic's rules folder.
         #[arg(long)]
         rules: Option<PathBuf>,
-        /// A second rules folder to compare with.
+        /// A proposed rules folder to compare with the current one; every Δ
+        /// is proposal minus current (+3: the proposal does 3 more).
         #[arg(long)]
         against: Option<PathBuf>,
     },
@@ -792,17 +793,50 @@ fn simulate(
     if let Some(b) = &b {
         rule_ids.extend(b.rules.keys());
     }
+    // `--rules` is the current rule set and `--against` the proposal;
+    // every Δ is proposal minus current.
+    let (current, proposal) = if zh {
+        ("当前", "提案")
+    } else {
+        ("current", "proposal")
+    };
+    let col = |what_en: &str, what_zh: &str, tag: &str, dir: &str| {
+        if zh {
+            format!("{what_zh}（{tag}：{dir}）")
+        } else {
+            format!("{what_en} ({tag}: {dir})")
+        }
+    };
+    let delta = |what_en: &str, what_zh: &str| {
+        if zh {
+            format!("Δ {what_zh}（提案 − 当前）")
+        } else {
+            format!("Δ {what_en} (proposal − current)")
+        }
+    };
+    let tag_a = if name_b.is_some() { current } else { "" };
+    let col_a = |what_en: &str, what_zh: &str| {
+        if tag_a.is_empty() {
+            if zh {
+                format!("{what_zh}（{name_a}）")
+            } else {
+                format!("{what_en} ({name_a})")
+            }
+        } else {
+            col(what_en, what_zh, tag_a, &name_a)
+        }
+    };
     let mut headers = vec![
-        "rule".to_string(),
-        format!("moves ({name_a})"),
-        format!("messages ({name_a})"),
+        if zh { "规则" } else { "rule" }.to_string(),
+        col_a("moves", "流转"),
+        col_a("messages", "消息"),
     ];
     if let Some(nb) = &name_b {
         headers.extend([
-            format!("moves ({nb})"),
-            format!("messages ({nb})"),
-            "Δ moves".into(),
-            "Δ messages".into(),
+            col("moves", "流转", proposal, nb),
+            col("messages", "消息", proposal, nb),
+            delta("moves", "流转"),
+            delta("messages", "消息"),
         ]);
     }
     let mut table = Rows {
@@ -825,16 +859,16 @@ fn simulate(
     }
     table.write(Format::Table, &mut out, None)?;
     let mut headers = vec![
-        "channel".to_string(),
-        format!("messages ({name_a})"),
-        format!("held out ({name_a})"),
-        format!("est. cost ({name_a})"),
+        if zh { "渠道" } else { "channel" }.to_string(),
+        col_a("messages", "消息"),
+        col_a("held out", "对照组留出"),
+        col_a("est. cost", "预计成本"),
     ];
     if let Some(nb) = &name_b {
         headers.extend([
-            format!("messages ({nb})"),
-            format!("est. cost ({nb})"),
-            "Δ cost".into(),
+            col("messages", "消息", proposal, nb),
+            col("est. cost", "预计成本", proposal, nb),
+            delta("cost", "成本"),
         ]);
     }
     let mut table = Rows {
