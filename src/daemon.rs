@@ -275,8 +275,9 @@ pub async fn run(loaded: Loaded) -> Result<()> {
                 while reload_rx.try_recv().is_ok() {}
                 match live.reload(&config_path) {
                     Ok(reloaded) => {
-                        for line in reloaded.warnings.to_lines() {
-                            tracing::warn!("{line}");
+                        let lang = crate::cli::lang();
+                        if reloaded.warnings.warnings() > 0 {
+                            tracing::warn!("{}", reloaded.warnings.render_in(lang, false).trim_end());
                         }
                         if let Some(ticks) = &reloaded.schedule {
                             for job in jobs.drain(..) {
@@ -284,18 +285,26 @@ pub async fn run(loaded: Loaded) -> Result<()> {
                             }
                             jobs = schedule(&scheduler, ticks, live.loaded().config.clinic.timezone, &trigger_tx).await?;
                         }
-                        if reloaded.changes.is_empty() {
-                            tracing::info!(cause, "reloaded: nothing changed");
-                        } else {
-                            tracing::info!(cause, changes = %reloaded.changes.join("; "), "reloaded: the new rules apply from the next tick");
+                        let changes: Vec<&str> =
+                            reloaded.changes.iter().map(|c| c.text(lang)).collect();
+                        match (changes.is_empty(), lang) {
+                            (true, crate::diag::Lang::En) => tracing::info!(cause, "reloaded: nothing changed"),
+                            (true, crate::diag::Lang::Zh) => tracing::info!(cause, "已重新加载：没有任何改动"),
+                            (false, crate::diag::Lang::En) => tracing::info!(cause, changes = %changes.join("; "), "reloaded: the new rules apply from the next tick"),
+                            (false, crate::diag::Lang::Zh) => tracing::info!(cause, changes = %changes.join("；"), "已重新加载：新规则从下一次评估起生效"),
                         }
                     }
                     Err(Refused::Invalid(report)) => {
-                        for line in report.to_lines() {
-                            tracing::error!("{line}");
+                        // The same text `recall check` prints: place, the
+                        // line with a caret, hints, in the chosen language.
+                        let lang = crate::cli::lang();
+                        tracing::error!("\n{}", report.render_in(lang, false).trim_end());
+                        match lang {
+                            crate::diag::Lang::En => tracing::error!(cause, errors = report.errors(),
+                                "the edit has errors; the rules that were running keep running (`recall check` shows the same errors)"),
+                            crate::diag::Lang::Zh => tracing::error!(cause, errors = report.errors(),
+                                "改动有错误：正在运行的规则继续运行（`recall check` 显示同样的错误）"),
                         }
-                        tracing::error!(cause, errors = report.errors(),
-                            "the edit has errors; the rules that were running keep running (`recall check` shows the same errors)");
                     }
                     Err(Refused::Other(why)) => {
                         tracing::error!(cause, %why, "the change was not applied; the running configuration stays");
