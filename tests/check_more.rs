@@ -217,3 +217,22 @@ fn raw_parser_errors_come_with_a_plain_hint() {
         "{text}"
     );
 }
+
+#[test]
+fn a_reader_that_leaves_early_ends_check_quietly() {
+    // `recall check | head -0`: the reader is gone before check writes.
+    let clinic = Clinic::new();
+    let mut child = clinic
+        .process()
+        .arg("check")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

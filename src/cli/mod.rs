@@ -1010,8 +1010,22 @@ fn rule_tests(config_path: &Path, path: Option<&Path>) -> Result<ExitCode> {
     })
 }
 
-/// `recall check`.
+/// `recall check`. Writes its report in one go; a reader that leaves early
+/// (`recall check | head`) ends it quietly, with the same exit code.
 pub fn check(config: &Path) -> ExitCode {
+    let mut text = String::new();
+    let code = check_into(config, &mut text);
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: {e}");
+    }
+    code
+}
+
+fn check_into(config: &Path, out: &mut String) -> ExitCode {
+    let zh = lang() == crate::diag::Lang::Zh;
     match Loaded::load(config) {
         Ok((loaded, mut warnings)) => {
             // Building the senders checks their settings and that their
@@ -1022,7 +1036,7 @@ pub fn check(config: &Path) -> ExitCode {
                         .hint("the service cannot dispatch until this is fixed in its environment"),
                 );
             }
-            print!("{}", warnings.render_in(lang(), color()));
+            out.push_str(&warnings.render_in(lang(), color()));
             let c = &loaded.config;
             let (rules, enabled, templates) = (
                 loaded.rules.rules.len(),
@@ -1030,38 +1044,30 @@ pub fn check(config: &Path) -> ExitCode {
                 loaded.templates.len(),
             );
             let schedule = c.schedule.ticks.join(", ");
-            match lang() {
-                crate::diag::Lang::En => println!(
-                    "ok: {rules} rules ({enabled} enabled), {templates} templates, schedule {schedule} in {}",
-                    c.clinic.timezone
-                ),
-                crate::diag::Lang::Zh => println!(
-                    "检查通过：{rules} 条规则（{enabled} 条启用），{templates} 个模板，定时 {schedule}（{}）",
-                    c.clinic.timezone
-                ),
-            }
-            if warnings.warnings() > 0 {
-                match lang() {
-                    crate::diag::Lang::En => println!("{} warning(s)", warnings.warnings()),
-                    crate::diag::Lang::Zh => println!("{} 个警告", warnings.warnings()),
-                }
+            let tz = c.clinic.timezone;
+            out.push_str(&if zh {
+                format!("检查通过：{rules} 条规则（{enabled} 条启用），{templates} 个模板，定时 {schedule}（{tz}）\n")
+            } else {
+                format!("ok: {rules} rules ({enabled} enabled), {templates} templates, schedule {schedule} in {tz}\n")
+            });
+            let count = warnings.warnings();
+            if count > 0 {
+                out.push_str(&if zh {
+                    format!("{count} 个警告\n")
+                } else {
+                    format!("{count} warning(s)\n")
+                });
             }
             ExitCode::SUCCESS
         }
         Err(report) => {
-            print!("{}", report.render_in(lang(), color()));
-            match lang() {
-                crate::diag::Lang::En => println!(
-                    "{} error(s), {} warning(s): fix the errors above; the running service keeps its current rules until then",
-                    report.errors(),
-                    report.warnings()
-                ),
-                crate::diag::Lang::Zh => println!(
-                    "{} 个错误，{} 个警告：请改正上面的错误；正在运行的服务会继续使用当前的规则，直到改正为止",
-                    report.errors(),
-                    report.warnings()
-                ),
-            }
+            out.push_str(&report.render_in(lang(), color()));
+            let (errors, warnings) = (report.errors(), report.warnings());
+            out.push_str(&if zh {
+                format!("{errors} 个错误，{warnings} 个警告：请改正上面的错误；正在运行的服务会继续使用当前的规则，直到改正为止\n")
+            } else {
+                format!("{errors} error(s), {warnings} warning(s): fix the errors above; the running service keeps its current rules until then\n")
+            });
             ExitCode::FAILURE
         }
     }
