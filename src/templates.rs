@@ -278,7 +278,11 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
         Err(e) => {
             report.push(
                 Diagnostic::error(dir, None, format!("cannot read the templates folder: {e}"))
-                    .hint("`paths.templates` in recall.toml names it"),
+                    .zh(format!("无法读取模板文件夹：{e}"))
+                    .hint2(
+                        "`paths.templates` in recall.toml names it",
+                        "它由 recall.toml 中的 `paths.templates` 指定",
+                    ),
             );
             return Err(report);
         }
@@ -307,11 +311,10 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
         let files = match sorted_entries(&channel_dir) {
             Ok(files) => files,
             Err(e) => {
-                report.push(Diagnostic::error(
-                    &channel_dir,
-                    None,
-                    format!("cannot read: {e}"),
-                ));
+                report.push(
+                    Diagnostic::error(&channel_dir, None, format!("cannot read: {e}"))
+                        .zh(format!("无法读取：{e}")),
+                );
                 continue;
             }
         };
@@ -330,25 +333,34 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
             } else if let Some(name) = file_name.strip_suffix(".html") {
                 (name, Part::Html)
             } else {
-                report.push(Diagnostic::warning(
-                    &file,
-                    None,
-                    "ignored: templates end in .txt, .subject.txt, .html or .params.toml",
-                ));
+                report.push(
+                    Diagnostic::warning(
+                        &file,
+                        None,
+                        "ignored: templates end in .txt, .subject.txt, .html or .params.toml",
+                    )
+                    .zh("已忽略：模板文件名以 .txt、.subject.txt、.html 或 .params.toml 结尾"),
+                );
                 continue;
             };
             if matches!(part, Part::Subject | Part::Html) && channel != Channel::Email {
-                report.push(Diagnostic::warning(
-                    &file,
-                    None,
-                    format!("ignored: only email templates have a subject or HTML part, this is a {channel} template"),
-                ));
+                report.push(
+                    Diagnostic::warning(
+                        &file,
+                        None,
+                        format!("ignored: only email templates have a subject or HTML part, this is a {channel} template"),
+                    )
+                    .zh(format!("已忽略：只有邮件模板才有标题或 HTML 部分，这是 {channel} 模板")),
+                );
                 continue;
             }
             let text = match std::fs::read_to_string(&file) {
                 Ok(text) => text,
                 Err(e) => {
-                    report.push(Diagnostic::error(&file, None, format!("cannot read: {e}")));
+                    report.push(
+                        Diagnostic::error(&file, None, format!("cannot read: {e}"))
+                            .zh(format!("无法读取：{e}")),
+                    );
                     continue;
                 }
             };
@@ -377,13 +389,18 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
     }
     index.retain(|(channel, name), parts| {
         if parts.body.is_empty() {
-            report.push(Diagnostic::error(
-                dir.join(channel.as_str()),
-                None,
-                format!(
-                    "template `{name}` has a subject, HTML or params part but no `{name}.txt` body"
-                ),
-            ));
+            report.push(
+                Diagnostic::error(
+                    dir.join(channel.as_str()),
+                    None,
+                    format!(
+                        "template `{name}` has a subject, HTML or params part but no `{name}.txt` body"
+                    ),
+                )
+                .zh(format!(
+                    "模板 `{name}` 有标题、HTML 或参数部分，但没有正文 `{name}.txt`"
+                )),
+            );
             false
         } else {
             true
@@ -425,7 +442,10 @@ fn load_params(
         Err(e) => {
             report.push(
                 crate::diag::from_toml_error(file, &e)
-                    .hint("each line is a provider parameter and its text, e.g. name = \"{{ customer.salutation }}\""),
+                    .hint2(
+                        "each line is a provider parameter and its text, e.g. name = \"{{ customer.salutation }}\"",
+                        "每行是一个服务商参数及其文本，例如 name = \"{{ customer.salutation }}\"",
+                    ),
             );
             return Vec::new();
         }
@@ -918,6 +938,27 @@ mod tests {
             lines[0].contains("a.params.toml:1:28: error: unknown template filter `shout`"),
             "{lines:#?}"
         );
+    }
+
+    #[test]
+    fn load_warnings_and_errors_speak_chinese() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "sms/a.txt", "hi");
+        write(dir.path(), "sms/notes.md", "x");
+        write(dir.path(), "sms/b.subject.txt", "x");
+        write(dir.path(), "email/c.subject.txt", "x");
+        let report = load(dir.path()).unwrap_err();
+        let zh = report.render_in(crate::diag::Lang::Zh, false);
+        assert!(zh.contains("已忽略：模板文件名以 .txt"), "{zh}");
+        assert!(
+            zh.contains("已忽略：只有邮件模板才有标题或 HTML 部分"),
+            "{zh}"
+        );
+        assert!(
+            zh.contains("模板 `c` 有标题、HTML 或参数部分，但没有正文 `c.txt`"),
+            "{zh}"
+        );
+        assert!(!zh.contains("ignored:"), "{zh}");
     }
 
     #[test]

@@ -1033,7 +1033,11 @@ fn check_into(config: &Path, out: &mut String) -> ExitCode {
             if let Err(e) = Dispatcher::build(&loaded.config) {
                 warnings.push(
                     crate::diag::Diagnostic::warning(&loaded.config.path, None, e.to_string())
-                        .hint("the service cannot dispatch until this is fixed in its environment"),
+                        .zh(format!("发送器无法创建：{e}"))
+                        .hint2(
+                            "the service cannot dispatch until this is fixed in its environment",
+                            "在服务的运行环境中修正之前，服务无法发送消息",
+                        ),
                 );
             }
             out.push_str(&warnings.render_in(lang(), color()));

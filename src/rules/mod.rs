@@ -206,7 +206,10 @@ pub fn load(dir: &Path, templates: Option<&TemplateSet>) -> Checked<RuleSet> {
     for path in &paths {
         match std::fs::read_to_string(path) {
             Ok(text) => rules.extend(load_text(path, &text, &env, templates, &mut report)),
-            Err(e) => report.push(Diagnostic::error(path, None, format!("cannot read: {e}"))),
+            Err(e) => report.push(
+                Diagnostic::error(path, None, format!("cannot read: {e}"))
+                    .zh(format!("无法读取：{e}")),
+            ),
         }
     }
     check_unique_ids(&rules, &mut report);
@@ -256,11 +259,14 @@ pub fn load_text(
         }
     };
     if file.rule.is_empty() {
-        report.push(Diagnostic::warning(
-            path,
-            None,
-            "this file has no [[rule]] tables",
-        ));
+        report.push(
+            Diagnostic::warning(path, None, "this file has no [[rule]] tables")
+                .zh("这个文件里没有任何 [[rule]] 表")
+                .hint2(
+                    "a rule starts with a line [[rule]]",
+                    "每条规则以一行 [[rule]] 开始",
+                ),
+        );
     }
     let mut rules = Vec::new();
     for raw in file.rule {
@@ -396,11 +402,14 @@ impl Checker<'_> {
                             ),
                     );
                 } else if raw.action.is_empty() {
-                    report.push(Diagnostic::warning(
-                        self.path,
-                        Some(h.span()),
-                        "`holdout` has no effect on a rule that sends nothing",
-                    ));
+                    report.push(
+                        Diagnostic::warning(
+                            self.path,
+                            Some(h.span()),
+                            "`holdout` has no effect on a rule that sends nothing",
+                        )
+                        .zh("`holdout` 对不发送任何消息的规则无效"),
+                    );
                 }
                 share
             }

@@ -488,3 +488,19 @@ fn parser_errors_come_with_plain_hints() {
     let report = load_str(&rule("city == 'a and b' &&")).expect_err("trailing &&");
     assert!(!report.to_lines().join("\n").contains("use && not and"));
 }
+
+#[test]
+fn file_level_warnings_speak_chinese() {
+    let mut report = Report::default();
+    let text = "# nothing here yet\n";
+    load_text(
+        Path::new("rules/empty.toml"),
+        text,
+        &cel_env(),
+        None,
+        &mut report,
+    );
+    let zh = report.render_in(crate::diag::Lang::Zh, false);
+    assert!(zh.contains("这个文件里没有任何 [[rule]] 表"), "{zh}");
+    assert!(zh.contains("每条规则以一行 [[rule]] 开始"), "{zh}");
+}
