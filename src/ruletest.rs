@@ -231,13 +231,25 @@ pub fn parse(path: &Path) -> Result<TestFile, Report> {
     })?;
     // A case that expects nothing passes whatever the rules do: it would
     // count as "ok" and mark rules as tested without testing them.
-    for case in &file.cases {
+    // serde gives tables in arrays no useful place: find the headers.
+    let case_headers = headers(&text, 0..text.len(), "[[case]]");
+    let region = |i: usize| -> Option<std::ops::Range<usize>> {
+        let start = case_headers.get(i)?.start;
+        let end = case_headers.get(i + 1).map_or(text.len(), |h| h.start);
+        Some(start..end)
+    };
+    for (i, case) in file.cases.iter().enumerate() {
         let name = &case.get_ref().name;
+        let case_region = region(i);
+        let tick_headers = case_region
+            .clone()
+            .map(|r| headers(&text, r, "[[case.tick]]"))
+            .unwrap_or_default();
         if case.get_ref().ticks.is_empty() {
             report.push(
                 Diagnostic::error(
                     path,
-                    Some(case.span()),
+                    case_headers.get(i).cloned(),
                     format!("case `{name}` checks nothing: it has no [[case.tick]]"),
                 )
                 .zh(format!("用例 `{name}` 什么也没检查：它没有 [[case.tick]]"))
@@ -247,13 +259,13 @@ pub fn parse(path: &Path) -> Result<TestFile, Report> {
                 ),
             );
         }
-        for tick in &case.get_ref().ticks {
+        for (j, tick) in case.get_ref().ticks.iter().enumerate() {
             let t = tick.get_ref();
             if t.moves.is_none() && t.messages.is_none() && t.pools.is_none() {
                 report.push(
                     Diagnostic::error(
                         path,
-                        Some(tick.span()),
+                        tick_headers.get(j).cloned(),
                         format!(
                             "this tick of case `{name}` checks nothing: it expects no moves, messages or pools"
                         ),
@@ -269,10 +281,128 @@ pub fn parse(path: &Path) -> Result<TestFile, Report> {
             }
         }
     }
+    for (i, case) in file.cases.iter().enumerate() {
+        check_values(path, &text, region(i), case.get_ref(), &mut report);
+    }
     if report.has_errors() {
         Err(report)
     } else {
         Ok(file)
+    }
+}
+
+/// The byte ranges of lines in `within` that are exactly `header` (spaces
+/// and a trailing comment aside).
+fn headers(
+    text: &str,
+    within: std::ops::Range<usize>,
+    header: &str,
+) -> Vec<std::ops::Range<usize>> {
+    let mut found = Vec::new();
+    let mut offset = within.start;
+    for line in text[within].split_inclusive('\n') {
+        let code = line.split('#').next().unwrap_or("").trim();
+        if code == header {
+            let start = offset + (line.len() - line.trim_start().len());
+            found.push(start..start + header.len());
+        }
+        offset += line.len();
+    }
+    found
+}
+
+/// Times and names in a case that cannot be right, reported at the value
+/// (found as quoted text inside the case) before anything runs.
+fn check_values(
+    path: &Path,
+    text: &str,
+    region: Option<std::ops::Range<usize>>,
+    case: &Case,
+    report: &mut Report,
+) {
+    let place = |value: &str| -> Option<std::ops::Range<usize>> {
+        let span = region.clone()?;
+        let inside = text.get(span.clone())?;
+        let quoted = format!("\"{value}\"");
+        inside
+            .find(&quoted)
+            .map(|at| span.start + at + 1..span.start + at + 1 + value.len())
+            .or(Some(span.start..span.start + 8))
+    };
+    let bad_time = |value: &str, report: &mut Report| {
+        if crate::import::parse_time(value, chrono_tz::UTC).is_none() {
+            report.push(
+                Diagnostic::error(path, place(value), format!("`{value}` is not a time"))
+                    .zh(format!("`{value}` 不是时间"))
+                    .hint2(
+                        "write clinic time like \"2026-03-01 09:00\" or a day like \"2026-03-01\"",
+                        "请写诊所当地时间，例如 \"2026-03-01 09:00\"，或日期 \"2026-03-01\"",
+                    ),
+            );
+        }
+    };
+    let unknown =
+        |what_en: &str, what_zh: &str, value: &str, known: Vec<&str>, report: &mut Report| {
+            report.push(
+                Diagnostic::error(path, place(value), format!("unknown {what_en} `{value}`"))
+                    .zh(format!("未知的{what_zh} `{value}`"))
+                    .suggest(value, known),
+            );
+        };
+    for customer in &case.customers {
+        for at in customer
+            .visits
+            .iter()
+            .chain(&customer.first_seen)
+            .chain(&customer.since)
+            .chain(customer.orders.iter().map(|o| &o.at))
+            .chain(customer.followups.iter().map(|f| &f.at))
+        {
+            bad_time(at, report);
+        }
+        if customer.first_seen.is_none() && customer.visits.is_empty() {
+            let id = &customer.id;
+            report.push(
+                Diagnostic::error(
+                    path,
+                    place(id),
+                    format!(
+                        "customer `{id}` has no visit and no first_seen: when did they arrive?"
+                    ),
+                )
+                .zh(format!(
+                    "顾客 `{id}` 既没有到院记录（visits）也没有 first_seen：不知道何时进入"
+                ))
+                .hint2(
+                    "add visits = [\"2026-03-01 10:00\"] or first_seen = \"2026-03-01\"",
+                    "请添加 visits = [\"2026-03-01 10:00\"] 或 first_seen = \"2026-03-01\"",
+                ),
+            );
+        }
+        if let Some(gender) = &customer.gender
+            && gender.parse::<Gender>().is_err()
+        {
+            unknown("gender", "性别", gender, Gender::names(), report);
+        }
+        if let Some(pool) = &customer.pool
+            && pool.parse::<Pool>().is_err()
+        {
+            unknown("pool", "池", pool, Pool::names(), report);
+        }
+        for followup in &customer.followups {
+            if followup.result.parse::<FollowupResult>().is_err() {
+                unknown(
+                    "follow-up result",
+                    "回访结果",
+                    &followup.result,
+                    FollowupResult::names(),
+                    report,
+                );
+            }
+        }
+    }
+    for tick in &case.ticks {
+        bad_time(&tick.get_ref().at, report);
     }
 }
 

@@ -29,7 +29,12 @@ fn a_case_without_ticks_or_a_tick_without_expectations_is_an_error() {
         text.contains("this tick of case `tick 没有期望` checks nothing"),
         "{text}"
     );
-    assert!(text.contains("--> rules/tests/empty.toml:"), "{text}");
+    assert!(text.contains("--> rules/tests/empty.toml:1:1"), "{text}");
+    assert!(text.contains("--> rules/tests/empty.toml:12:1"), "{text}");
+    assert!(
+        text.contains("^^^^^^^^^^^^^"),
+        "a caret under [[case.tick]]: {text}"
+    );
     assert!(
         !text.contains("  ok "),
         "nothing is reported as passing: {text}"
@@ -89,4 +94,30 @@ fn a_test_file_that_cannot_be_read_is_said_so() {
         &["test", "--lang", "zh", "rules/tests/broken.toml"],
     );
     assert!(zh.contains("1 个测试文件无法读取"), "{zh}");
+}
+
+#[test]
+fn bad_times_and_names_in_a_case_point_at_the_value_before_anything_runs() {
+    let clinic = Clinic::new();
+    std::fs::write(
+        clinic.path().join("rules/tests/typos.toml"),
+        "[[case]]\nname = \"x\"\n[[case.customer]]\nid = \"C1\"\ngender = \"femal\"\nvisits = [\"2026-02-30 10:00\"]\nfollowups = [{ at = \"2026-03-01\", result = \"smoth\" }]\n[[case.customer]]\nid = \"C2\"\n[[case.tick]]\nat = \"2026-03-01 09:00\"\nmoves = []\n",
+    )
+    .unwrap();
+    let (code, text) = run(&clinic, &["test", "--lang", "en", "rules/tests/typos.toml"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("--> rules/tests/typos.toml:5:11"), "{text}");
+    assert!(text.contains("unknown gender `femal`"), "{text}");
+    assert!(text.contains("did you mean `female`?"), "{text}");
+    assert!(text.contains("--> rules/tests/typos.toml:6:12"), "{text}");
+    assert!(text.contains("`2026-02-30 10:00` is not a time"), "{text}");
+    assert!(text.contains("did you mean `smooth`?"), "{text}");
+    assert!(
+        text.contains("customer `C2` has no visit and no first_seen"),
+        "{text}"
+    );
+    assert!(!text.contains("FAIL"), "nothing ran: {text}");
+    let (_, zh) = run(&clinic, &["test", "--lang", "zh", "rules/tests/typos.toml"]);
+    assert!(zh.contains("未知的性别 `femal`"), "{zh}");
+    assert!(zh.contains("`2026-02-30 10:00` 不是时间"), "{zh}");
 }
