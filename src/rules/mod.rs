@@ -251,7 +251,24 @@ pub fn load_text(
     let file: RuleFile = match toml::from_str(text) {
         Ok(file) => file,
         Err(e) => {
-            report.push(diag::from_toml_error(path, &e).hint2(
+            let mut diagnostic = diag::from_toml_error(path, &e);
+            // `when = "pool == "new""`: the inner quotes end the TOML text.
+            let line = e.span().and_then(|span| {
+                let start = text[..span.start.min(text.len())]
+                    .rfind('\n')
+                    .map_or(0, |i| i + 1);
+                text[start..].lines().next()
+            });
+            if let Some(line) = line
+                && line.trim_start().starts_with("when")
+                && line.matches('"').count() > 2
+            {
+                diagnostic = diagnostic.hint2(
+                    "inside when = \"...\" write text in single quotes: pool == 'new'",
+                    "在 when = \"...\" 里面，文本请用单引号：pool == 'new'",
+                );
+            }
+            report.push(diagnostic.hint2(
                 "a rule is a [[rule]] table with id, from, when and optionally to, priority and [[rule.action]]",
                 "一条规则是一个 [[rule]] 表，含 id、from、when，以及可选的 to、priority 和 [[rule.action]]",
             ));

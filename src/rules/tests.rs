@@ -504,3 +504,16 @@ fn file_level_warnings_speak_chinese() {
     assert!(zh.contains("这个文件里没有任何 [[rule]] 表"), "{zh}");
     assert!(zh.contains("每条规则以一行 [[rule]] 开始"), "{zh}");
 }
+
+#[test]
+fn double_quotes_inside_when_get_a_plain_hint() {
+    let report = load_str(
+        "[[rule]]\nid = \"r\"\nfrom = \"customer\"\nto = \"warning\"\nwhen = \"pool == \"new\"\"\n",
+    )
+    .unwrap_err();
+    let text = report.to_lines().join("\n");
+    assert!(
+        text.contains("inside when = \"...\" write text in single quotes: pool == 'new'"),
+        "{text}"
+    );
+}
