@@ -564,7 +564,8 @@ impl Checker<'_> {
             Ok(program) => program,
             Err(errors) => {
                 let plain = syntax_hints(&source);
-                for e in errors.errors.iter() {
+                // The first error is the slip; the rest follow from it.
+                for e in errors.errors.iter().take(1) {
                     let span = e
                         .source_info
                         .as_ref()
@@ -575,12 +576,13 @@ impl Checker<'_> {
                             let (line, col) = e.pos;
                             (line == 1 && col >= 0).then(|| to_file(col as usize..col as usize + 1))
                         });
+                    let (en, zh) = plain_parse_error(&e.msg);
                     let mut diagnostic = Diagnostic::error(
                         self.path,
                         span.or(Some(when.span())),
-                        format!("condition does not parse: {}", e.msg),
+                        format!("condition does not parse: {en}"),
                     )
-                    .zh(format!("条件写法有误：{}", e.msg));
+                    .zh(format!("条件写法有误：{zh}"));
                     for (en, zh) in &plain {
                         diagnostic = diagnostic.hint2(*en, *zh);
                     }
@@ -671,6 +673,40 @@ impl Checker<'_> {
             program,
             facts: used,
         })
+    }
+}
+
+/// The CEL parser's message without its grammar: "Syntax error: mismatched
+/// input 'and' expecting {<EOF>, '==', ...}" becomes "unexpected `and`".
+fn plain_parse_error(message: &str) -> (String, String) {
+    let message = message.trim_start_matches("Syntax error:").trim();
+    let token = [
+        "mismatched input '",
+        "extraneous input '",
+        "token recognition error at: '",
+    ]
+    .iter()
+    .find_map(|prefix| message.strip_prefix(prefix))
+    .and_then(|rest| {
+        rest.rfind('\'')
+            .map(|end| rest[..end].split("' expecting").next().unwrap_or(""))
+    })
+    .map(str::trim)
+    .filter(|token| !token.is_empty());
+    match token {
+        Some("<EOF>") => ("it ends too early".to_string(), "条件没写完".to_string()),
+        Some(token) => (
+            format!("`{token}` is not expected here"),
+            format!("这里不应出现 `{token}`"),
+        ),
+        None => {
+            let short = message
+                .split(" expecting {")
+                .next()
+                .unwrap_or(message)
+                .to_string();
+            (short.clone(), short)
+        }
     }
 }
 

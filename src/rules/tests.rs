@@ -517,3 +517,23 @@ fn double_quotes_inside_when_get_a_plain_hint() {
         "{text}"
     );
 }
+
+#[test]
+fn parser_errors_are_one_plain_message_without_the_grammar() {
+    let rule = |when: &str| {
+        format!("[[rule]]\nid = \"r\"\nfrom = \"customer\"\nto = \"warning\"\nwhen = \"{when}\"\n")
+    };
+    let report = load_str(&rule("visit_count > 1 and days_in_pool > 3")).unwrap_err();
+    let lines = report.to_lines();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].contains("condition does not parse: `and` is not expected here"),
+        "{lines:#?}"
+    );
+    assert!(!lines[0].contains("expecting {"), "{lines:#?}");
+    let report = load_str(&rule("pool = 'new'")).unwrap_err();
+    assert_eq!(report.to_lines().len(), 1, "{report}");
+    let zh = report.render_in(crate::diag::Lang::Zh, false);
+    assert!(zh.contains("条件写法有误：这里不应出现"), "{zh}");
+    assert!(zh.contains("判断相等请写 ==，不要写 ="), "{zh}");
+}
