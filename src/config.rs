@@ -514,7 +514,11 @@ pub fn load(path: &Path) -> Result<Config, Report> {
         Err(e) => {
             report.push(
                 Diagnostic::error(path, None, format!("cannot read the configuration: {e}"))
-                    .hint("create one with `recall init DIR`, or pass `--config PATH`"),
+                    .zh(format!("无法读取配置文件：{e}"))
+                    .hint2(
+                        "create one with `recall init DIR`, or pass `--config PATH`",
+                        "可用 `recall init 目录` 创建，或用 `--config 路径` 指定",
+                    ),
             );
             return Err(report);
         }
@@ -527,7 +531,7 @@ pub fn load(path: &Path) -> Result<Config, Report> {
             return Err(report);
         }
     };
-    let config = validate(path, file, &mut report);
+    let config = validate(path, &text, file, &mut report);
     if report.has_errors() {
         Err(report)
     } else {
@@ -536,7 +540,8 @@ pub fn load(path: &Path) -> Result<Config, Report> {
 }
 
 /// Checks a parsed file and resolves it; problems go to `report`.
-fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
+fn validate(path: &Path, text: &str, file: ConfigFile, report: &mut Report) -> Config {
+    let key = |table: &str, key: &str| find_key(text, table, key);
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let resolve = |p: &Path| {
         if p.is_absolute() {
@@ -606,26 +611,41 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
     let poll_every = duration(&file.dispatch.poll_every, "poll interval");
     if file.dispatch.max_attempts == 0 {
         report.push(
-            Diagnostic::error(path, None, "dispatch.max_attempts must be at least 1")
-                .hint("5 is a good start"),
+            Diagnostic::error(
+                path,
+                key("dispatch", "max_attempts"),
+                "dispatch.max_attempts must be at least 1",
+            )
+            .zh("dispatch.max_attempts 至少为 1")
+            .hint2(
+                "it counts the first try too; 5 is a good start",
+                "它包括第一次发送；5 是个不错的起点",
+            ),
         );
     }
     if file.dispatch.concurrency == 0 || file.dispatch.concurrency > 1024 {
         report.push(
             Diagnostic::error(
                 path,
-                None,
+                key("dispatch", "concurrency"),
                 "dispatch.concurrency must be between 1 and 1024",
             )
-            .hint("32 is the default; it is also how many messages a crash can send twice"),
+            .zh("dispatch.concurrency 必须在 1 到 1024 之间")
+            .hint2(
+                "32 is the default; it is also how many messages a crash can send twice",
+                "默认 32；这也是进程崩溃时最多可能重复发送的消息数",
+            ),
         );
     }
     if file.dispatch.batch_size == 0 {
-        report.push(Diagnostic::error(
-            path,
-            None,
-            "dispatch.batch_size must be at least 1",
-        ));
+        report.push(
+            Diagnostic::error(
+                path,
+                key("dispatch", "batch_size"),
+                "dispatch.batch_size must be at least 1",
+            )
+            .zh("dispatch.batch_size 至少为 1"),
+        );
     }
 
     let mut senders: BTreeMap<String, SenderEntry> = BTreeMap::new();
@@ -637,20 +657,30 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
             Some(toml::Value::String(text)) => match RateLimit::parse(&text) {
                 Ok(rate) => Some(rate),
                 Err(why) => {
-                    report.push(Diagnostic::error(
-                        path,
-                        span.clone(),
-                        format!("[senders.{name}] rate_limit: {why}"),
-                    ));
+                    report.push(
+                        Diagnostic::error(
+                            path,
+                            key(&format!("senders.{name}"), "rate_limit").or(span.clone()),
+                            format!("[senders.{name}] rate_limit: {why}"),
+                        )
+                        .zh(format!("[senders.{name}] rate_limit 写得不对：{why}"))
+                        .hint2(
+                            "write a count per unit of time, e.g. \"10/s\" or \"600/min\"",
+                            "请写成“次数/时间单位”，例如 \"10/s\" 或 \"600/min\"",
+                        ),
+                    );
                     None
                 }
             },
             Some(other) => {
-                report.push(Diagnostic::error(
-                    path,
-                    span.clone(),
-                    format!("[senders.{name}] rate_limit must be text like \"10/s\", not {other}"),
-                ));
+                report.push(
+                    Diagnostic::error(
+                        path,
+                        key(&format!("senders.{name}"), "rate_limit").or(span.clone()),
+                        format!("[senders.{name}] rate_limit must be text like \"10/s\", not {other}"),
+                    )
+                    .zh(format!("[senders.{name}] rate_limit 应写成带引号的文本，例如 \"10/s\"，而不是 {other}")),
+                );
                 None
             }
         };
@@ -661,9 +691,15 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
             Err(e) => {
                 let mut diagnostic = diag::from_toml_error(path, &e);
                 diagnostic.message = format!("[senders.{name}] {}", diagnostic.message);
+                diagnostic.message_zh = diagnostic
+                    .message_zh
+                    .map(|zh| format!("[senders.{name}] {zh}"));
                 diagnostic.span = diagnostic.span.or(span);
                 if !e.message().contains("kind") && diagnostic.hints.is_empty() {
-                    diagnostic = diagnostic.hint("every sender needs `kind`, e.g. kind = \"log\"; README lists the kinds and their keys");
+                    diagnostic = diagnostic.hint2(
+                        "every sender needs `kind`, e.g. kind = \"log\"; README lists the kinds and their keys",
+                        "每个发送器都需要 `kind`，例如 kind = \"log\"；README 列出了所有种类及其设置项",
+                    );
                 }
                 report.push(diagnostic);
             }
@@ -681,6 +717,7 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
                         span_of(&channel_name.span()),
                         format!("unknown channel `{}`", channel_name.get_ref()),
                     )
+                    .zh(format!("未知的渠道 `{}`", channel_name.get_ref()))
                     .suggest(channel_name.get_ref(), Channel::names()),
                 );
                 continue;
@@ -702,11 +739,18 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
         let mut policy = ChannelPolicy::plain(sender);
         if let Some(fallback) = &section.fallback {
             match fallback.get_ref().parse::<Channel>() {
-                Ok(f) if f == channel => report.push(Diagnostic::error(
-                    path,
-                    span_of(&fallback.span()),
-                    format!("channel `{channel}` cannot fall back to itself"),
-                )),
+                Ok(f) if f == channel => report.push(
+                    Diagnostic::error(
+                        path,
+                        span_of(&fallback.span()),
+                        format!("channel `{channel}` cannot fall back to itself"),
+                    )
+                    .zh(format!("渠道 `{channel}` 不能以自己作为备用渠道"))
+                    .hint2(
+                        "name another channel, or remove `fallback`",
+                        "请写另一个渠道，或删除 `fallback`",
+                    ),
+                ),
                 Ok(f) => policy.fallback = Some(f),
                 Err(_) => report.push(
                     Diagnostic::error(
@@ -714,6 +758,7 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
                         span_of(&fallback.span()),
                         format!("unknown channel `{}`", fallback.get_ref()),
                     )
+                    .zh(format!("未知的渠道 `{}`", fallback.get_ref()))
                     .suggest(fallback.get_ref(), Channel::names()),
                 ),
             }
@@ -721,11 +766,15 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
         if let Some(cost) = &section.cost {
             let yuan = *cost.get_ref();
             if yuan < 0.0 || !yuan.is_finite() {
-                report.push(Diagnostic::error(
-                    path,
-                    span_of(&cost.span()),
-                    "cost must be zero or more (yuan per message)",
-                ));
+                report.push(
+                    Diagnostic::error(
+                        path,
+                        span_of(&cost.span()),
+                        "cost must be zero or more (yuan per message)",
+                    )
+                    .zh("cost 必须大于或等于 0（每条消息的费用，单位：元）")
+                    .hint2("e.g. cost = 0.05", "例如 cost = 0.05"),
+                );
             } else {
                 policy.cost_milli = (yuan * 1000.0).round() as i64;
             }
@@ -733,13 +782,20 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
         if let Some(quiet) = &section.quiet_hours {
             match QuietHours::parse(quiet.get_ref()) {
                 Ok(q) => policy.quiet_hours = Some(q),
-                Err(why) => report.push(Diagnostic::error(path, span_of(&quiet.span()), why)),
+                Err(why) => report.push(
+                    Diagnostic::error(path, span_of(&quiet.span()), why.clone())
+                        .zh(format!("免打扰时段写得不对：{why}"))
+                        .hint2(
+                            "write a range of clinic times, e.g. \"21:00-09:00\"",
+                            "请写成诊所当地时间的区间，例如 \"21:00-09:00\"",
+                        ),
+                ),
             }
         }
         if let Some(cap) = &section.max_per_customer {
             match Cap::parse(cap.get_ref()) {
                 Ok(c) => policy.cap = Some(c),
-                Err(why) => report.push(Diagnostic::error(path, span_of(&cap.span()), why)),
+                Err(why) => report.push(cap_error(path, span_of(&cap.span()), why)),
             }
         }
         channels.insert(channel, policy);
@@ -749,8 +805,12 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
             && !channels.contains_key(&fallback)
         {
             report.push(
-                Diagnostic::error(path, None, format!("channel `{channel}` falls back to `{fallback}`, which has no [channels.{fallback}] section"))
-                    .hint(format!("add [channels.{fallback}] with a sender, or remove the fallback")),
+                Diagnostic::error(path, key(&format!("channels.{channel}"), "fallback"), format!("channel `{channel}` falls back to `{fallback}`, which has no [channels.{fallback}] section"))
+                    .zh(format!("渠道 `{channel}` 的备用渠道是 `{fallback}`，但没有 [channels.{fallback}] 这一节"))
+                    .hint2(
+                        format!("add [channels.{fallback}] with a sender, or remove the fallback"),
+                        format!("请添加带发送器的 [channels.{fallback}]，或删除 fallback"),
+                    ),
             );
         }
     }
@@ -764,7 +824,11 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
                         span_of(&text.span()),
                         format!("retention.messages `{}` is shorter than 90 days", text.get_ref()),
                     )
-                    .hint("caps, cooldowns and attribution read months of past messages; keep at least \"90d\", e.g. \"2y\""),
+                    .zh(format!("retention.messages `{}` 短于 90 天", text.get_ref()))
+                    .hint2(
+                        "caps, cooldowns and attribution read months of past messages; keep at least \"90d\", e.g. \"2y\"",
+                        "频次上限、冷却期和效果归因要读取数月的历史消息；至少保留 \"90d\"，例如 \"2y\"",
+                    ),
                 );
                 None
             }
@@ -775,7 +839,11 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
                         span_of(&text.span()),
                         format!("bad retention.messages `{}`: {e}", text.get_ref()),
                     )
-                    .hint("write a duration such as \"2y\" or \"18months\""),
+                    .zh(format!("retention.messages `{}` 写得不对", text.get_ref()))
+                    .hint2(
+                        "write a duration such as \"2y\" or \"18months\"",
+                        "请写成时长，例如 \"2y\"（两年）或 \"18months\"",
+                    ),
                 );
                 None
             }
@@ -792,7 +860,11 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
                         span_of(&m.listen.span()),
                         format!("metrics.listen `{text}` is not a loopback address"),
                     )
-                    .hint("the endpoint has no authentication: listen on 127.0.0.1, or set allow_remote = true behind a firewall"),
+                    .zh(format!("metrics.listen `{text}` 不是本机回环地址"))
+                    .hint2(
+                        "the endpoint has no authentication: listen on 127.0.0.1, or set allow_remote = true behind a firewall",
+                        "该接口没有身份验证：请监听 127.0.0.1，或在防火墙后设置 allow_remote = true",
+                    ),
                 );
                 None
             }
@@ -803,7 +875,11 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
                         span_of(&m.listen.span()),
                         format!("bad metrics.listen `{text}`: {e}"),
                     )
-                    .hint("write an address and port such as \"127.0.0.1:9464\""),
+                    .zh(format!("metrics.listen `{text}` 写得不对"))
+                    .hint2(
+                        "write an address and port such as \"127.0.0.1:9464\"",
+                        "请写成地址加端口，例如 \"127.0.0.1:9464\"",
+                    ),
                 );
                 None
             }
@@ -813,7 +889,7 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
     let (model, scoring) = model(path, &file.model, report);
     let cap = file.dispatch.max_per_customer.as_ref().and_then(|cap| {
         Cap::parse(cap.get_ref())
-            .map_err(|why| report.push(Diagnostic::error(path, span_of(&cap.span()), why)))
+            .map_err(|why| report.push(cap_error(path, span_of(&cap.span()), why)))
             .ok()
     });
 
@@ -849,6 +925,54 @@ fn validate(path: &Path, file: ConfigFile, report: &mut Report) -> Config {
         metrics,
         model,
     }
+}
+
+/// A frequency cap that does not parse.
+fn cap_error(path: &Path, span: Option<std::ops::Range<usize>>, why: String) -> Diagnostic {
+    Diagnostic::error(path, span, why.clone())
+        .zh(format!("频次上限写得不对：{why}"))
+        .hint2(
+            "write messages per period, e.g. \"2/7d\" (at most 2 in 7 days)",
+            "请写成“条数/时长”，例如 \"2/7d\"（7 天内最多 2 条）",
+        )
+}
+
+/// The byte range of `key`'s value in the `[table]` of a TOML text, for
+/// problems found after parsing in values that carry no position.
+fn find_key(text: &str, table: &str, key: &str) -> Option<std::ops::Range<usize>> {
+    let mut current = String::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let trimmed = line.trim();
+        if let Some(header) = trimmed.strip_prefix('[') {
+            let header = header.trim_start_matches('[');
+            current = header
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .split('.')
+                .map(|part| part.trim().trim_matches('"'))
+                .collect::<Vec<_>>()
+                .join(".");
+            continue;
+        }
+        if current != table {
+            continue;
+        }
+        let Some(rest) = trimmed.strip_prefix(key) else {
+            continue;
+        };
+        let Some(value) = rest.trim_start().strip_prefix('=') else {
+            continue;
+        };
+        let value = value.split('#').next().unwrap_or("").trim();
+        let lead = line.len() - line.trim_start().len();
+        let at = start + lead + (trimmed.len() - rest.len()) + rest.find(value.chars().next()?)?;
+        return Some(at..at + value.len());
+    }
+    None
 }
 
 fn span_of(span: &std::ops::Range<usize>) -> Option<std::ops::Range<usize>> {

@@ -76,17 +76,28 @@ impl Loaded {
                             report.push(
                                 crate::diag::Diagnostic::warning(
                                     &rule.origin.file,
-                                    None,
+                                    Some(action.span.clone()),
                                     format!(
-                                        "rule `{}` (line {}) sends on {}, which has no sender: its messages will wait in the queue",
-                                        rule.id, rule.origin.line, action.channel
+                                        "rule `{}` sends on {}, which has no sender: its messages will wait in the queue",
+                                        rule.id, action.channel
                                     ),
                                 )
-                                .hint(format!(
-                                    "add [channels.{}] with a sender to {}",
-                                    action.channel,
-                                    config.path.display()
-                                )),
+                                .zh(format!(
+                                    "规则 `{}` 通过 {} 渠道发送，但该渠道没有配置发送方：消息会一直留在队列里",
+                                    rule.id, action.channel
+                                ))
+                                .hint2(
+                                    format!(
+                                        "add [channels.{}] with a sender to {}",
+                                        action.channel,
+                                        config.path.display()
+                                    ),
+                                    format!(
+                                        "请在 {} 中添加带发送方的 [channels.{}]",
+                                        config.path.display(),
+                                        action.channel
+                                    ),
+                                ),
                             );
                         }
                         let fallback = config
@@ -96,16 +107,24 @@ impl Loaded {
                         if let Some(fallback) = fallback
                             && !templates.has(fallback, &action.template)
                         {
+                            let template = &action.template;
                             report.push(
                                 crate::diag::Diagnostic::warning(
                                     &rule.origin.file,
-                                    None,
+                                    Some(action.span.clone()),
                                     format!(
-                                        "rule `{}` (line {}) sends {} on {}, which falls back to {}, but there is no templates/{}/{}.txt: its messages cannot fall back",
-                                        rule.id, rule.origin.line, action.template, action.channel, fallback, fallback, action.template
+                                        "rule `{}` sends {template} on {}, which falls back to {fallback}, but there is no templates/{fallback}/{template}.txt: its messages cannot fall back",
+                                        rule.id, action.channel
                                     ),
                                 )
-                                .hint(format!("write templates/{fallback}/{}.txt", action.template)),
+                                .zh(format!(
+                                    "规则 `{}` 通过 {} 发送 {template}，该渠道的备用渠道是 {fallback}，但没有 templates/{fallback}/{template}.txt：消息无法改用备用渠道",
+                                    rule.id, action.channel
+                                ))
+                                .hint2(
+                                    format!("write templates/{fallback}/{template}.txt"),
+                                    format!("请编写 templates/{fallback}/{template}.txt"),
+                                ),
                             );
                         }
                     }
@@ -256,8 +275,9 @@ pub async fn run(loaded: Loaded) -> Result<()> {
                 while reload_rx.try_recv().is_ok() {}
                 match live.reload(&config_path) {
                     Ok(reloaded) => {
-                        for line in reloaded.warnings.to_lines() {
-                            tracing::warn!("{line}");
+                        let lang = crate::cli::lang();
+                        if reloaded.warnings.warnings() > 0 {
+                            tracing::warn!("{}", reloaded.warnings.render_in(lang, false).trim_end());
                         }
                         if let Some(ticks) = &reloaded.schedule {
                             for job in jobs.drain(..) {
@@ -265,18 +285,26 @@ pub async fn run(loaded: Loaded) -> Result<()> {
                             }
                             jobs = schedule(&scheduler, ticks, live.loaded().config.clinic.timezone, &trigger_tx).await?;
                         }
-                        if reloaded.changes.is_empty() {
-                            tracing::info!(cause, "reloaded: nothing changed");
-                        } else {
-                            tracing::info!(cause, changes = %reloaded.changes.join("; "), "reloaded: the new rules apply from the next tick");
+                        let changes: Vec<&str> =
+                            reloaded.changes.iter().map(|c| c.text(lang)).collect();
+                        match (changes.is_empty(), lang) {
+                            (true, crate::diag::Lang::En) => tracing::info!(cause, "reloaded: nothing changed"),
+                            (true, crate::diag::Lang::Zh) => tracing::info!(cause, "已重新加载：没有任何改动"),
+                            (false, crate::diag::Lang::En) => tracing::info!(cause, changes = %changes.join("; "), "reloaded: the new rules apply from the next tick"),
+                            (false, crate::diag::Lang::Zh) => tracing::info!(cause, changes = %changes.join("；"), "已重新加载：新规则从下一次评估起生效"),
                         }
                     }
                     Err(Refused::Invalid(report)) => {
-                        for line in report.to_lines() {
-                            tracing::error!("{line}");
+                        // The same text `recall check` prints: place, the
+                        // line with a caret, hints, in the chosen language.
+                        let lang = crate::cli::lang();
+                        tracing::error!("\n{}", report.render_in(lang, false).trim_end());
+                        match lang {
+                            crate::diag::Lang::En => tracing::error!(cause, errors = report.errors(),
+                                "the edit has errors; the rules that were running keep running (`recall check` shows the same errors)"),
+                            crate::diag::Lang::Zh => tracing::error!(cause, errors = report.errors(),
+                                "改动有错误：正在运行的规则继续运行（`recall check` 显示同样的错误）"),
                         }
-                        tracing::error!(cause, errors = report.errors(),
-                            "the edit has errors; the rules that were running keep running (`recall check` shows the same errors)");
                     }
                     Err(Refused::Other(why)) => {
                         tracing::error!(cause, %why, "the change was not applied; the running configuration stays");

@@ -387,13 +387,16 @@ pub fn from_toml_error(file: &Path, error: &toml::de::Error) -> Diagnostic {
     } else if message.starts_with("unknown variant") {
         format!("未知的取值 `{quoted_first}`")
     } else if message.starts_with("invalid type") {
-        format!("类型不对：{message}")
+        type_zh(&message)
     } else if message.contains("duplicate key") {
         format!("重复的键：{message}")
     } else {
         format!("TOML 格式错误：{message}")
     };
     let mut diagnostic = Diagnostic::error(file, error.span(), message.clone()).zh(zh);
+    if message.starts_with("invalid type") {
+        diagnostic = type_hint(diagnostic, &message);
+    }
     let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
     if let Some((given, expected)) = quoted.split_first()
         && (message.starts_with("unknown field") || message.starts_with("unknown variant"))
@@ -402,6 +405,77 @@ pub fn from_toml_error(file: &Path, error: &toml::de::Error) -> Diagnostic {
         diagnostic = diagnostic.suggest(given, expected.iter().copied());
     }
     diagnostic
+}
+
+/// serde's "invalid type: string \"90\", expected i64" in plain Chinese:
+/// "类型不对：这里应写整数，却写成了文本 \"90\"".
+fn type_zh(message: &str) -> String {
+    let rest = message.trim_start_matches("invalid type:").trim();
+    let (given, expected) = rest.split_once(", expected").unwrap_or((rest, ""));
+    let kind = |text: &str| -> Option<&'static str> {
+        let words: [(&[&str], &'static str); 6] = [
+            (&["string", "str", "char"], "文本"),
+            (&["i64", "u64", "u32", "i32", "usize", "integer"], "整数"),
+            (&["f64", "f32", "float"], "数字"),
+            (&["bool", "boolean"], "true/false"),
+            (&["sequence", "array", "list"], "列表"),
+            (&["map", "table", "struct"], "表"),
+        ];
+        // The first word that names a type: "string", "i64", "a sequence".
+        let first = text
+            .split_whitespace()
+            .map(|w| w.trim_matches('`'))
+            .find(|w| !["a", "an"].contains(w))?;
+        words
+            .iter()
+            .find(|(names, _)| names.contains(&first))
+            .map(|(_, zh)| *zh)
+    };
+    match (kind(given), kind(expected)) {
+        (Some(g), Some(e)) => {
+            let value = given
+                .trim()
+                .split_once(' ')
+                .map(|(_, v)| v.trim())
+                .filter(|v| !v.is_empty())
+                .map(|v| format!(" {v}"))
+                .unwrap_or_default();
+            format!("类型不对：这里应写{e}，却写成了{g}{value}")
+        }
+        _ => format!("类型不对：{message}"),
+    }
+}
+
+/// A plain hint for serde's "invalid type: X, expected Y".
+fn type_hint(diagnostic: Diagnostic, message: &str) -> Diagnostic {
+    let expected = message.split("expected").nth(1).unwrap_or("").trim();
+    let given_text = message.contains("invalid type: string");
+    let number = [
+        "i64", "u32", "u64", "usize", "f64", "integer", "float", "number",
+    ]
+    .iter()
+    .any(|word| expected.contains(word));
+    if given_text && number {
+        let value = message.split('"').nth(1).unwrap_or("90");
+        diagnostic.hint2(
+            format!("numbers are written without quotes: {value}, not \"{value}\""),
+            format!("数字不要加引号：写 {value}，而不是 \"{value}\""),
+        )
+    } else if expected.contains("string") || expected.contains("str") {
+        diagnostic.hint2(
+            "text must be in double quotes, e.g. \"warning\"",
+            "文本要加英文双引号，例如 \"warning\"",
+        )
+    } else if expected.contains("bool") {
+        diagnostic.hint2(
+            "write true or false, without quotes",
+            "请写 true 或 false，不加引号",
+        )
+    } else if number {
+        diagnostic.hint2("write a number, e.g. 5", "请写一个数字，例如 5")
+    } else {
+        diagnostic
+    }
 }
 
 #[cfg(test)]
@@ -427,5 +501,28 @@ mod toml_tests {
         );
         assert_eq!(d.hints, ["did you mean `priority`?"]);
         assert_eq!(d.span, Some(0..7));
+    }
+
+    #[test]
+    fn a_quoted_number_gets_a_plain_hint() {
+        let err = toml::from_str::<Shape>("priority = \"90\"\ndescription = \"x\"\n").unwrap_err();
+        let d = from_toml_error(Path::new("a.toml"), &err);
+        assert_eq!(
+            d.hints,
+            ["numbers are written without quotes: 90, not \"90\""],
+            "{}",
+            d.message
+        );
+        assert_eq!(
+            d.hints_zh,
+            [Some("数字不要加引号：写 90，而不是 \"90\"".to_string())]
+        );
+        assert_eq!(
+            d.message_zh.as_deref(),
+            Some("类型不对：这里应写整数，却写成了文本 \"90\"")
+        );
+        let err = toml::from_str::<Shape>("priority = 1\ndescription = 5\n").unwrap_err();
+        let d = from_toml_error(Path::new("a.toml"), &err);
+        assert_eq!(d.hints, ["text must be in double quotes, e.g. \"warning\""]);
     }
 }

@@ -27,8 +27,8 @@ pub struct Live {
 /// A successful reload.
 #[derive(Debug)]
 pub struct Reloaded {
-    /// What changed, one line each ("rule `x` changed", ...).
-    pub changes: Vec<String>,
+    /// What changed, one line each ("rule `x` changed: when", ...).
+    pub changes: Vec<Change>,
     /// The new schedule, when it changed.
     pub schedule: Option<Vec<String>>,
     pub warnings: Report,
@@ -97,19 +97,26 @@ impl Live {
         };
         let mut changes = changes(&old, &new);
         if dispatcher.is_some() {
-            changes.push("senders, channels or dispatch settings changed".into());
+            changes.push(Change::new(
+                "senders, channels or dispatch settings changed",
+                "发送器、渠道或发送设置有改动",
+            ));
         }
         let schedule = (new.config.schedule.ticks != old.config.schedule.ticks).then(|| {
-            changes.push(format!(
-                "schedule is now {}",
-                new.config.schedule.ticks.join(", ")
+            let ticks = new.config.schedule.ticks.join(", ");
+            changes.push(Change::new(
+                format!("schedule is now {ticks}"),
+                format!("定时改为 {ticks}"),
             ));
             new.config.schedule.ticks.clone()
         });
         if new.config.clinic.name != old.config.clinic.name
             || new.config.clinic.phone != old.config.clinic.phone
         {
-            changes.push("clinic name or phone changed".into());
+            changes.push(Change::new(
+                "clinic name or phone changed",
+                "诊所名称或电话有改动",
+            ));
         }
         *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
         if let Some(dispatcher) = dispatcher {
@@ -123,55 +130,159 @@ impl Live {
     }
 }
 
-/// What differs between two loaded sets, in words.
-pub fn changes(old: &Loaded, new: &Loaded) -> Vec<String> {
-    let shape = |r: &Rule| {
-        format!(
-            "{:?}|{:?}|{}|{}|{:?}|{}|{}|{}|{:?}",
-            r.from,
-            r.to,
-            r.priority,
-            r.condition.source,
-            r.cooldown_days,
-            r.holdout,
-            r.attribution_days,
-            r.enabled,
-            r.actions
-        )
-    };
-    let before: BTreeMap<&str, String> = old
-        .rules
-        .rules
+/// One change, in English and Chinese.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub en: String,
+    pub zh: String,
+}
+
+impl Change {
+    fn new(en: impl Into<String>, zh: impl Into<String>) -> Change {
+        Change {
+            en: en.into(),
+            zh: zh.into(),
+        }
+    }
+
+    /// The change in `lang`.
+    pub fn text(&self, lang: crate::diag::Lang) -> &str {
+        match lang {
+            crate::diag::Lang::En => &self.en,
+            crate::diag::Lang::Zh => &self.zh,
+        }
+    }
+}
+
+/// A rule's settings as named fields, for saying which of them changed.
+fn fields(r: &Rule) -> Vec<(&'static str, String)> {
+    let actions: Vec<String> = r
+        .actions
         .iter()
-        .map(|r| (r.id.as_str(), shape(r)))
+        .map(|a| format!("{}/{} +{:?}", a.channel, a.template, a.delay))
         .collect();
-    let after: BTreeMap<&str, String> = new
-        .rules
-        .rules
-        .iter()
-        .map(|r| (r.id.as_str(), shape(r)))
-        .collect();
+    vec![
+        ("description", r.description.clone()),
+        ("from", format!("{:?}", r.from)),
+        ("to", format!("{:?}", r.to)),
+        ("priority", r.priority.to_string()),
+        ("when", r.condition.source.clone()),
+        ("cooldown_days", format!("{:?}", r.cooldown_days)),
+        ("holdout", r.holdout.to_string()),
+        ("attribution_days", r.attribution_days.to_string()),
+        ("enabled", r.enabled.to_string()),
+        ("actions", actions.join(", ")),
+    ]
+}
+
+/// What differs between two loaded sets, in words: rules (and which of
+/// their settings), templates, treatment cycles and the churn model's
+/// settings.
+pub fn changes(old: &Loaded, new: &Loaded) -> Vec<Change> {
+    let before: BTreeMap<&str, &Rule> =
+        old.rules.rules.iter().map(|r| (r.id.as_str(), r)).collect();
+    let after: BTreeMap<&str, &Rule> = new.rules.rules.iter().map(|r| (r.id.as_str(), r)).collect();
     let mut changes = Vec::new();
     for (id, rule) in &after {
         match before.get(id) {
-            None => changes.push(format!("rule `{id}` added")),
-            Some(old) if old != rule => changes.push(format!("rule `{id}` changed")),
-            Some(_) => {}
+            None => changes.push(Change::new(
+                format!("rule `{id}` added"),
+                format!("新增规则 `{id}`"),
+            )),
+            Some(old) => {
+                let which: Vec<&str> = fields(old)
+                    .into_iter()
+                    .zip(fields(rule))
+                    .filter(|(a, b)| a.1 != b.1)
+                    .map(|(a, _)| a.0)
+                    .collect();
+                if !which.is_empty() {
+                    changes.push(Change::new(
+                        format!("rule `{id}` changed: {}", which.join(", ")),
+                        format!("规则 `{id}` 有改动：{}", which.join("、")),
+                    ));
+                }
+            }
         }
     }
     for id in before.keys().filter(|id| !after.contains_key(*id)) {
-        changes.push(format!("rule `{id}` removed"));
+        changes.push(Change::new(
+            format!("rule `{id}` removed"),
+            format!("删除规则 `{id}`"),
+        ));
     }
     let (old_t, new_t) = (old.templates.sources(), new.templates.sources());
     for (key, text) in new_t {
         match old_t.get(key) {
-            None => changes.push(format!("template {key} added")),
-            Some(old) if old != text => changes.push(format!("template {key} changed")),
+            None => changes.push(Change::new(
+                format!("template {key} added"),
+                format!("新增模板 {key}"),
+            )),
+            Some(old) if old != text => changes.push(Change::new(
+                format!("template {key} changed"),
+                format!("模板 {key} 有改动"),
+            )),
             Some(_) => {}
         }
     }
     for key in old_t.keys().filter(|k| !new_t.contains_key(*k)) {
-        changes.push(format!("template {key} removed"));
+        changes.push(Change::new(
+            format!("template {key} removed"),
+            format!("删除模板 {key}"),
+        ));
+    }
+    let (old_c, new_c) = (&old.config.clinic.cycles.0, &new.config.clinic.cycles.0);
+    for (name, days) in new_c {
+        match old_c.get(name) {
+            None => changes.push(Change::new(
+                format!("[cycles] `{name}` added: {days} days"),
+                format!("[cycles] 新增 `{name}`：{days} 天"),
+            )),
+            Some(was) if was != days => changes.push(Change::new(
+                format!("[cycles] `{name}`: {was} → {days} days"),
+                format!("[cycles] `{name}`：{was} → {days} 天"),
+            )),
+            Some(_) => {}
+        }
+    }
+    for name in old_c.keys().filter(|k| !new_c.contains_key(*k)) {
+        changes.push(Change::new(
+            format!("[cycles] `{name}` removed"),
+            format!("[cycles] 删除 `{name}`"),
+        ));
+    }
+    let mut model = Vec::new();
+    let (old_m, new_m) = (&old.config.model, &new.config.model);
+    if old_m.refit != new_m.refit {
+        model.push(format!("refit {:?} → {:?}", old_m.refit, new_m.refit));
+    }
+    if old_m.min_customers != new_m.min_customers {
+        model.push(format!(
+            "min_customers {} → {}",
+            old_m.min_customers, new_m.min_customers
+        ));
+    }
+    let as_map = |c: &crate::predict::score::ScoreConfig| match serde_json::to_value(c) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    let (old_s, new_s) = (
+        as_map(&old.config.clinic.scoring),
+        as_map(&new.config.clinic.scoring),
+    );
+    for (key, value) in &new_s {
+        if old_s.get(key) != Some(value) {
+            let was = old_s
+                .get(key)
+                .map_or_else(|| "-".to_string(), |v| v.to_string());
+            model.push(format!("{key} {was} → {value}"));
+        }
+    }
+    if !model.is_empty() {
+        changes.push(Change::new(
+            format!("[model] changed: {}", model.join(", ")),
+            format!("[model] 有改动：{}", model.join("，")),
+        ));
     }
     changes
 }
@@ -222,4 +333,60 @@ pub fn watch(
         watcher.watch(folder, RecursiveMode::Recursive)?;
     }
     Ok(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edit(path: &Path, from: &str, to: &str) {
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.contains(from), "{} has no {from:?}", path.display());
+        std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+    }
+
+    #[test]
+    fn changes_name_cycles_model_settings_and_rule_descriptions() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::cli::init(&crate::cli::InitArgs {
+            dir: dir.path().to_path_buf(),
+            demo: false,
+            customers: 0,
+            name: "测试诊所".into(),
+            seed: 1,
+        })
+        .unwrap();
+        let config = dir.path().join("recall.toml");
+        let load = || Loaded::load(&config).map(|(l, _)| l).unwrap();
+        let old = load();
+        assert_eq!(changes(&old, &load()), [], "nothing changed");
+
+        edit(&config, "\"水光针\" = 30", "\"水光针\" = 45");
+        edit(&config, "churn_window_days = 90", "churn_window_days = 120");
+        edit(&config, "refit = \"0 3 * * 1\"", "refit = \"0 4 * * 1\"");
+        let rules = dir.path().join("rules/01-new.toml");
+        let text = std::fs::read_to_string(&rules).unwrap();
+        let description = text
+            .lines()
+            .find(|l| l.starts_with("description = "))
+            .unwrap()
+            .to_string();
+        edit(&rules, &description, "description = \"改过的说明\"");
+        let found: Vec<String> = changes(&old, &load()).into_iter().map(|c| c.en).collect();
+        assert!(
+            found.contains(&"rule `new_to_customer` changed: description".to_string()),
+            "{found:#?}"
+        );
+        assert!(
+            found.contains(&"[cycles] `水光针`: 30 → 45 days".to_string()),
+            "{found:#?}"
+        );
+        let model = found
+            .iter()
+            .find(|c| c.starts_with("[model] changed: "))
+            .unwrap_or_else(|| panic!("{found:#?}"));
+        assert!(model.contains("refit"), "{model}");
+        assert!(model.contains("churn_window_days 90"), "{model}");
+        assert_eq!(found.len(), 3, "{found:#?}");
+    }
 }

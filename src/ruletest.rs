@@ -15,7 +15,7 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 
 use crate::daemon::Loaded;
-use crate::diag::{self, Diagnostic, Report};
+use crate::diag::{self, Diagnostic, Lang, Report};
 use crate::engine::{self, Engine, TickOptions};
 use crate::model::{FollowupResult, Gender, Pool};
 use crate::store::Store;
@@ -26,7 +26,7 @@ use crate::store::ingest::NewCustomer;
 #[serde(deny_unknown_fields)]
 pub struct TestFile {
     #[serde(default, rename = "case")]
-    pub cases: Vec<Case>,
+    pub cases: Vec<toml::Spanned<Case>>,
 }
 
 /// One `[[case]]`.
@@ -38,7 +38,7 @@ pub struct Case {
     #[serde(default, rename = "customer")]
     pub customers: Vec<CustomerSpec>,
     #[serde(default, rename = "tick")]
-    pub ticks: Vec<TickSpec>,
+    pub ticks: Vec<toml::Spanned<TickSpec>>,
     /// The churn model the ticks use; without one the churn facts are null.
     #[serde(default)]
     pub model: Option<ModelSpec>,
@@ -222,21 +222,197 @@ pub fn parse(path: &Path) -> Result<TestFile, Report> {
         report.clone()
     })?;
     report.add_source(path, &text);
-    toml::from_str(&text).map_err(|e| {
+    let file: TestFile = toml::from_str(&text).map_err(|e| {
         report.push(diag::from_toml_error(path, &e).hint2(
             "a test file holds [[case]] tables with [[case.customer]] and [[case.tick]]",
             "测试文件由 [[case]] 组成，每个 case 含 [[case.customer]] 和 [[case.tick]]",
         ));
-        report
-    })
+        report.clone()
+    })?;
+    // A case that expects nothing passes whatever the rules do: it would
+    // count as "ok" and mark rules as tested without testing them.
+    // serde gives tables in arrays no useful place: find the headers.
+    let case_headers = headers(&text, 0..text.len(), "[[case]]");
+    let region = |i: usize| -> Option<std::ops::Range<usize>> {
+        let start = case_headers.get(i)?.start;
+        let end = case_headers.get(i + 1).map_or(text.len(), |h| h.start);
+        Some(start..end)
+    };
+    for (i, case) in file.cases.iter().enumerate() {
+        let name = &case.get_ref().name;
+        let case_region = region(i);
+        let tick_headers = case_region
+            .clone()
+            .map(|r| headers(&text, r, "[[case.tick]]"))
+            .unwrap_or_default();
+        if case.get_ref().ticks.is_empty() {
+            report.push(
+                Diagnostic::error(
+                    path,
+                    case_headers.get(i).cloned(),
+                    format!("case `{name}` checks nothing: it has no [[case.tick]]"),
+                )
+                .zh(format!("用例 `{name}` 什么也没检查：它没有 [[case.tick]]"))
+                .hint2(
+                    "add a [[case.tick]] with at = \"...\" and moves, messages or pools to expect",
+                    "请添加 [[case.tick]]，写上 at = \"...\" 以及期望的 moves、messages 或 pools",
+                ),
+            );
+        }
+        for (j, tick) in case.get_ref().ticks.iter().enumerate() {
+            let t = tick.get_ref();
+            if t.moves.is_none() && t.messages.is_none() && t.pools.is_none() {
+                report.push(
+                    Diagnostic::error(
+                        path,
+                        tick_headers.get(j).cloned(),
+                        format!(
+                            "this tick of case `{name}` checks nothing: it expects no moves, messages or pools"
+                        ),
+                    )
+                    .zh(format!(
+                        "用例 `{name}` 的这个 tick 什么也没检查：没有写期望的 moves、messages 或 pools"
+                    ))
+                    .hint2(
+                        "write moves = [] to expect that nobody moves, or list what must happen",
+                        "若期望没有任何流转，请写 moves = []；否则请列出应发生的流转或消息",
+                    ),
+                );
+            }
+        }
+    }
+    for (i, case) in file.cases.iter().enumerate() {
+        check_values(path, &text, region(i), case.get_ref(), &mut report);
+    }
+    if report.has_errors() {
+        Err(report)
+    } else {
+        Ok(file)
+    }
+}
+
+/// The byte ranges of lines in `within` that are exactly `header` (spaces
+/// and a trailing comment aside).
+fn headers(
+    text: &str,
+    within: std::ops::Range<usize>,
+    header: &str,
+) -> Vec<std::ops::Range<usize>> {
+    let mut found = Vec::new();
+    let mut offset = within.start;
+    for line in text[within].split_inclusive('\n') {
+        let code = line.split('#').next().unwrap_or("").trim();
+        if code == header {
+            let start = offset + (line.len() - line.trim_start().len());
+            found.push(start..start + header.len());
+        }
+        offset += line.len();
+    }
+    found
+}
+
+/// Times and names in a case that cannot be right, reported at the value
+/// (found as quoted text inside the case) before anything runs.
+fn check_values(
+    path: &Path,
+    text: &str,
+    region: Option<std::ops::Range<usize>>,
+    case: &Case,
+    report: &mut Report,
+) {
+    let place = |value: &str| -> Option<std::ops::Range<usize>> {
+        let span = region.clone()?;
+        let inside = text.get(span.clone())?;
+        let quoted = format!("\"{value}\"");
+        inside
+            .find(&quoted)
+            .map(|at| span.start + at + 1..span.start + at + 1 + value.len())
+            .or(Some(span.start..span.start + 8))
+    };
+    let bad_time = |value: &str, report: &mut Report| {
+        if crate::import::parse_time(value, chrono_tz::UTC).is_none() {
+            report.push(
+                Diagnostic::error(path, place(value), format!("`{value}` is not a time"))
+                    .zh(format!("`{value}` 不是时间"))
+                    .hint2(
+                        "write clinic time like \"2026-03-01 09:00\" or a day like \"2026-03-01\"",
+                        "请写诊所当地时间，例如 \"2026-03-01 09:00\"，或日期 \"2026-03-01\"",
+                    ),
+            );
+        }
+    };
+    let unknown =
+        |what_en: &str, what_zh: &str, value: &str, known: Vec<&str>, report: &mut Report| {
+            report.push(
+                Diagnostic::error(path, place(value), format!("unknown {what_en} `{value}`"))
+                    .zh(format!("未知的{what_zh} `{value}`"))
+                    .suggest(value, known),
+            );
+        };
+    for customer in &case.customers {
+        for at in customer
+            .visits
+            .iter()
+            .chain(&customer.first_seen)
+            .chain(&customer.since)
+            .chain(customer.orders.iter().map(|o| &o.at))
+            .chain(customer.followups.iter().map(|f| &f.at))
+        {
+            bad_time(at, report);
+        }
+        if customer.first_seen.is_none() && customer.visits.is_empty() {
+            let id = &customer.id;
+            report.push(
+                Diagnostic::error(
+                    path,
+                    place(id),
+                    format!(
+                        "customer `{id}` has no visit and no first_seen: when did they arrive?"
+                    ),
+                )
+                .zh(format!(
+                    "顾客 `{id}` 既没有到院记录（visits）也没有 first_seen：不知道何时进入"
+                ))
+                .hint2(
+                    "add visits = [\"2026-03-01 10:00\"] or first_seen = \"2026-03-01\"",
+                    "请添加 visits = [\"2026-03-01 10:00\"] 或 first_seen = \"2026-03-01\"",
+                ),
+            );
+        }
+        if let Some(gender) = &customer.gender
+            && gender.parse::<Gender>().is_err()
+        {
+            unknown("gender", "性别", gender, Gender::names(), report);
+        }
+        if let Some(pool) = &customer.pool
+            && pool.parse::<Pool>().is_err()
+        {
+            unknown("pool", "池", pool, Pool::names(), report);
+        }
+        for followup in &customer.followups {
+            if followup.result.parse::<FollowupResult>().is_err() {
+                unknown(
+                    "follow-up result",
+                    "回访结果",
+                    &followup.result,
+                    FollowupResult::names(),
+                    report,
+                );
+            }
+        }
+    }
+    for tick in &case.ticks {
+        bad_time(&tick.get_ref().at, report);
+    }
 }
 
 /// Runs every case of a file against the loaded rules and templates.
-pub fn run_file(loaded: &Loaded, path: &Path, file: &TestFile) -> FileResult {
+pub fn run_file(loaded: &Loaded, path: &Path, file: &TestFile, lang: Lang) -> FileResult {
     let cases = file
         .cases
         .iter()
-        .map(|case| match run_case(loaded, case) {
+        .map(|case| case.get_ref())
+        .map(|case| match run_case(loaded, case, lang) {
             Ok(result) => result,
             Err(e) => CaseResult {
                 name: case.name.clone(),
@@ -251,7 +427,8 @@ pub fn run_file(loaded: &Loaded, path: &Path, file: &TestFile) -> FileResult {
     }
 }
 
-fn run_case(loaded: &Loaded, case: &Case) -> Result<CaseResult, String> {
+fn run_case(loaded: &Loaded, case: &Case, lang: Lang) -> Result<CaseResult, String> {
+    let zh = lang == Lang::Zh;
     let tz = loaded.config.clinic.timezone;
     let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temporary folder: {e}"))?;
     let mut store = Store::create(&dir.path().join("test.db")).map_err(|e| e.to_string())?;
@@ -271,7 +448,7 @@ fn run_case(loaded: &Loaded, case: &Case) -> Result<CaseResult, String> {
         failures: Vec::new(),
         fired: BTreeSet::new(),
     };
-    let mut ticks: Vec<&TickSpec> = case.ticks.iter().collect();
+    let mut ticks: Vec<&TickSpec> = case.ticks.iter().map(|t| t.get_ref()).collect();
     ticks.sort_by_key(|t| time(&t.at, tz).unwrap_or(i64::MAX));
     for spec in ticks {
         let at = time(&spec.at, tz)?;
@@ -283,11 +460,15 @@ fn run_case(loaded: &Loaded, case: &Case) -> Result<CaseResult, String> {
                 result.fired.insert(rule.clone());
             }
             if count.errors > 0 {
-                result.failures.push(format!(
-                    "tick {}: rule {rule} could not be evaluated: {}",
-                    spec.at,
-                    count.first_error.clone().unwrap_or_default()
-                ));
+                let why = count.first_error.clone().unwrap_or_default();
+                result.failures.push(if zh {
+                    format!("tick {}：规则 {rule} 无法求值：{why}", spec.at)
+                } else {
+                    format!(
+                        "tick {}: rule {rule} could not be evaluated: {why}",
+                        spec.at
+                    )
+                });
             }
         }
         let Some(tick_id) = report.tick_id else {
@@ -295,6 +476,7 @@ fn run_case(loaded: &Loaded, case: &Case) -> Result<CaseResult, String> {
         };
         let (moves, messages) = store.tick_results(tick_id).map_err(|e| e.to_string())?;
         let label = format!("tick {}", spec.at);
+        let words = if zh { &ZH } else { &EN };
         if let Some(expected) = &spec.moves {
             let got: Vec<(String, String)> = moves
                 .iter()
@@ -325,7 +507,9 @@ fn run_case(loaded: &Loaded, case: &Case) -> Result<CaseResult, String> {
                         .as_ref()
                         .is_none_or(|r| m.rule_id.as_deref() == Some(r.as_str()))
             };
-            if let Some(failure) = compare(&label, "moves", expected, &wanted, &got, matches) {
+            if let Some(failure) =
+                compare(&label, words.moves, words, expected, &wanted, &got, matches)
+            {
                 result.failures.push(failure);
             }
         }
@@ -348,7 +532,7 @@ fn run_case(loaded: &Loaded, case: &Case) -> Result<CaseResult, String> {
                     let contains = e
                         .contains
                         .as_ref()
-                        .map(|c| format!(" containing {c:?}"))
+                        .map(|c| format!(" {} {c:?}", words.containing))
                         .unwrap_or_default();
                     format!("{} {} {}{contains}", e.customer, e.channel, e.template)
                 })
@@ -362,7 +546,15 @@ fn run_case(loaded: &Loaded, case: &Case) -> Result<CaseResult, String> {
                         .as_ref()
                         .is_none_or(|c| m.content.contains(c.as_str()))
             };
-            if let Some(failure) = compare(&label, "messages", expected, &wanted, &got, matches) {
+            if let Some(failure) = compare(
+                &label,
+                words.messages,
+                words,
+                expected,
+                &wanted,
+                &got,
+                matches,
+            ) {
                 result.failures.push(failure);
             }
         }
@@ -370,10 +562,12 @@ fn run_case(loaded: &Loaded, case: &Case) -> Result<CaseResult, String> {
             for (customer, pool) in pools {
                 let actual = store.pool_of(customer).map_err(|e| e.to_string())?;
                 if actual.as_deref() != Some(pool.as_str()) {
-                    result.failures.push(format!(
-                        "{label}: expected {customer} in {pool}, found {}",
-                        actual.unwrap_or_else(|| "no such customer".into())
-                    ));
+                    let found = actual.unwrap_or_else(|| words.no_such_customer.into());
+                    result.failures.push(if zh {
+                        format!("{label}：期望 {customer} 在 {pool}，实际在 {found}")
+                    } else {
+                        format!("{label}: expected {customer} in {pool}, found {found}")
+                    });
                 }
             }
         }
@@ -381,12 +575,53 @@ fn run_case(loaded: &Loaded, case: &Case) -> Result<CaseResult, String> {
     Ok(result)
 }
 
+/// The words of a failure, in one language.
+struct Words {
+    moves: &'static str,
+    messages: &'static str,
+    expected: &'static str,
+    got: &'static str,
+    nothing: &'static str,
+    text_of: &'static str,
+    containing: &'static str,
+    no_such_customer: &'static str,
+    colon: &'static str,
+    comma: &'static str,
+}
+
+const EN: Words = Words {
+    moves: "moves",
+    messages: "messages",
+    expected: "expected: ",
+    got: "got:      ",
+    nothing: "nothing",
+    text_of: "text of",
+    containing: "containing",
+    no_such_customer: "no such customer",
+    colon: ": ",
+    comma: ", ",
+};
+
+const ZH: Words = Words {
+    moves: "流转",
+    messages: "消息",
+    expected: "期望：",
+    got: "实际：",
+    nothing: "无",
+    text_of: "消息内容",
+    containing: "包含",
+    no_such_customer: "没有这位顾客",
+    colon: "：",
+    comma: "，",
+};
+
 /// Matches expected entries to actual ones (each actual at most once) and
 /// describes the difference, or `None` when they agree. `got` holds each
 /// actual entry and, for messages, its text (shown when a text is missing).
 fn compare<E>(
     label: &str,
     what: &str,
+    words: &Words,
     expected: &[E],
     wanted: &[String],
     got: &[(String, String)],
@@ -411,19 +646,26 @@ fn compare<E>(
     }
     let list = |items: Vec<String>| {
         if items.is_empty() {
-            "nothing".to_string()
+            words.nothing.to_string()
         } else {
             items.join("\n                    ")
         }
     };
     let mut text = format!(
-        "{label}, {what}:\n          expected: {}\n          got:      {}",
+        "{label}{}{what}{}\n          {}{}\n          {}{}",
+        words.comma,
+        words.colon.trim_end(),
+        words.expected,
         list(wanted.to_vec()),
+        words.got,
         list(got.iter().map(|(g, _)| g.clone()).collect())
     );
     for (entry, content) in extra {
         if !content.is_empty() {
-            text.push_str(&format!("\n          text of {entry}: {content:?}"));
+            text.push_str(&format!(
+                "\n          {} {entry}{}{content:?}",
+                words.text_of, words.colon
+            ));
         }
     }
     Some(text)

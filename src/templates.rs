@@ -278,7 +278,11 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
         Err(e) => {
             report.push(
                 Diagnostic::error(dir, None, format!("cannot read the templates folder: {e}"))
-                    .hint("`paths.templates` in recall.toml names it"),
+                    .zh(format!("无法读取模板文件夹：{e}"))
+                    .hint2(
+                        "`paths.templates` in recall.toml names it",
+                        "它由 recall.toml 中的 `paths.templates` 指定",
+                    ),
             );
             return Err(report);
         }
@@ -307,11 +311,10 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
         let files = match sorted_entries(&channel_dir) {
             Ok(files) => files,
             Err(e) => {
-                report.push(Diagnostic::error(
-                    &channel_dir,
-                    None,
-                    format!("cannot read: {e}"),
-                ));
+                report.push(
+                    Diagnostic::error(&channel_dir, None, format!("cannot read: {e}"))
+                        .zh(format!("无法读取：{e}")),
+                );
                 continue;
             }
         };
@@ -330,25 +333,34 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
             } else if let Some(name) = file_name.strip_suffix(".html") {
                 (name, Part::Html)
             } else {
-                report.push(Diagnostic::warning(
-                    &file,
-                    None,
-                    "ignored: templates end in .txt, .subject.txt, .html or .params.toml",
-                ));
+                report.push(
+                    Diagnostic::warning(
+                        &file,
+                        None,
+                        "ignored: templates end in .txt, .subject.txt, .html or .params.toml",
+                    )
+                    .zh("已忽略：模板文件名以 .txt、.subject.txt、.html 或 .params.toml 结尾"),
+                );
                 continue;
             };
             if matches!(part, Part::Subject | Part::Html) && channel != Channel::Email {
-                report.push(Diagnostic::warning(
-                    &file,
-                    None,
-                    format!("ignored: only email templates have a subject or HTML part, this is a {channel} template"),
-                ));
+                report.push(
+                    Diagnostic::warning(
+                        &file,
+                        None,
+                        format!("ignored: only email templates have a subject or HTML part, this is a {channel} template"),
+                    )
+                    .zh(format!("已忽略：只有邮件模板才有标题或 HTML 部分，这是 {channel} 模板")),
+                );
                 continue;
             }
             let text = match std::fs::read_to_string(&file) {
                 Ok(text) => text,
                 Err(e) => {
-                    report.push(Diagnostic::error(&file, None, format!("cannot read: {e}")));
+                    report.push(
+                        Diagnostic::error(&file, None, format!("cannot read: {e}"))
+                            .zh(format!("无法读取：{e}")),
+                    );
                     continue;
                 }
             };
@@ -365,6 +377,7 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
                 continue;
             }
             check_variables(&env, &key, &file, &text, &mut report);
+            check_filters(&env, &file, &text, 0, &mut report);
             let parts = index.entry((channel, name.to_string())).or_default();
             match part {
                 Part::Body => parts.body = key,
@@ -376,13 +389,18 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
     }
     index.retain(|(channel, name), parts| {
         if parts.body.is_empty() {
-            report.push(Diagnostic::error(
-                dir.join(channel.as_str()),
-                None,
-                format!(
-                    "template `{name}` has a subject, HTML or params part but no `{name}.txt` body"
-                ),
-            ));
+            report.push(
+                Diagnostic::error(
+                    dir.join(channel.as_str()),
+                    None,
+                    format!(
+                        "template `{name}` has a subject, HTML or params part but no `{name}.txt` body"
+                    ),
+                )
+                .zh(format!(
+                    "模板 `{name}` 有标题、HTML 或参数部分，但没有正文 `{name}.txt`"
+                )),
+            );
             false
         } else {
             true
@@ -424,7 +442,10 @@ fn load_params(
         Err(e) => {
             report.push(
                 crate::diag::from_toml_error(file, &e)
-                    .hint("each line is a provider parameter and its text, e.g. name = \"{{ customer.salutation }}\""),
+                    .hint2(
+                        "each line is a provider parameter and its text, e.g. name = \"{{ customer.salutation }}\"",
+                        "每行是一个服务商参数及其文本，例如 name = \"{{ customer.salutation }}\"",
+                    ),
             );
             return Vec::new();
         }
@@ -439,6 +460,7 @@ fn load_params(
             continue;
         }
         check_variables(env, &param_key, file, text, report);
+        check_filters(env, file, value.get_ref(), offset, report);
         params.push((param, param_key));
     }
     params
@@ -511,6 +533,242 @@ fn check_variables(
             ),
         }
     }
+}
+
+/// Filters minijinja has built in, for suggestions.
+const FILTERS: &[&str] = &[
+    "abs",
+    "attr",
+    "batch",
+    "bool",
+    "capitalize",
+    "count",
+    "default",
+    "dictsort",
+    "escape",
+    "first",
+    "float",
+    "format",
+    "groupby",
+    "indent",
+    "int",
+    "items",
+    "join",
+    "last",
+    "length",
+    "lines",
+    "list",
+    "lower",
+    "map",
+    "max",
+    "min",
+    "pprint",
+    "reject",
+    "rejectattr",
+    "replace",
+    "reverse",
+    "round",
+    "safe",
+    "select",
+    "selectattr",
+    "slice",
+    "sort",
+    "split",
+    "string",
+    "sum",
+    "title",
+    "tojson",
+    "trim",
+    "unique",
+    "upper",
+    "urlencode",
+];
+
+/// Tests minijinja has built in, for suggestions.
+const TESTS: &[&str] = &[
+    "boolean",
+    "defined",
+    "divisibleby",
+    "endingwith",
+    "eq",
+    "even",
+    "false",
+    "filter",
+    "float",
+    "ge",
+    "gt",
+    "in",
+    "integer",
+    "iterable",
+    "le",
+    "lower",
+    "lt",
+    "mapping",
+    "ne",
+    "none",
+    "number",
+    "odd",
+    "safe",
+    "sameas",
+    "sequence",
+    "startingwith",
+    "string",
+    "test",
+    "true",
+    "undefined",
+    "upper",
+];
+
+/// Names from other template languages, and what minijinja calls them.
+const ALIASES: &[(&str, &str)] = &[
+    ("upcase", "upper"),
+    ("uppercase", "upper"),
+    ("downcase", "lower"),
+    ("lowercase", "lower"),
+    ("strip", "trim"),
+    ("size", "length"),
+    ("len", "length"),
+    ("json", "tojson"),
+    ("truncatewords", "truncate"),
+];
+
+/// Every `{{ x | filter }}`, `{% filter name %}` and `x is test` must name a
+/// filter or test the environment has: an unknown one would fail every
+/// message at tick time. `offset` is where `text` starts in the file.
+fn check_filters(
+    env: &Environment<'_>,
+    file: &Path,
+    text: &str,
+    offset: usize,
+    report: &mut Report,
+) {
+    for (kind, name, span) in filter_and_test_names(text) {
+        let probe = match kind {
+            NameKind::Filter => format!("{{{{ 1 | {name} }}}}"),
+            NameKind::Test => format!("{{{{ 1 is {name} }}}}"),
+        };
+        let unknown = match env.render_str(&probe, ()) {
+            Ok(_) => false,
+            Err(e) => matches!(
+                e.kind(),
+                minijinja::ErrorKind::UnknownFilter | minijinja::ErrorKind::UnknownTest
+            ),
+        };
+        if !unknown {
+            continue;
+        }
+        let (word_en, word_zh, known) = match kind {
+            NameKind::Filter => ("filter", "过滤器", FILTERS),
+            NameKind::Test => ("test", "判断", TESTS),
+        };
+        let span = Some(span.start + offset..span.end + offset);
+        let mut diagnostic = Diagnostic::error(
+            file,
+            span,
+            format!(
+                "unknown template {word_en} `{name}`: every message using this template would fail"
+            ),
+        )
+        .zh(format!(
+            "未知的模板{word_zh} `{name}`：使用该模板的每条消息都会发送失败"
+        ));
+        let alias = ALIASES
+            .iter()
+            .find(|(from, _)| *from == name)
+            .map(|(_, to)| *to)
+            .filter(|to| known.contains(to));
+        diagnostic = match alias {
+            Some(to) => diagnostic.hint2(
+                format!("did you mean `{to}`?"),
+                format!("您是不是想写 `{to}`？"),
+            ),
+            None => diagnostic.suggest(&name, known.iter().copied()),
+        };
+        if diagnostic.hints.is_empty() {
+            diagnostic = diagnostic.hint2(
+                format!("known {word_en}s: {}", known.join(", ")),
+                format!("可用的{word_zh}：{}", known.join("、")),
+            );
+        }
+        report.push(diagnostic);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NameKind {
+    Filter,
+    Test,
+}
+
+/// The filter and test names a template uses, with their byte spans:
+/// after `|` and after `is` / `is not` inside `{{ }}` and `{% %}`, and the
+/// name of a `{% filter %}` block. Quoted text and comments are skipped.
+fn filter_and_test_names(text: &str) -> Vec<(NameKind, String, std::ops::Range<usize>)> {
+    let mut found = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        let close = match (bytes[i], bytes[i + 1]) {
+            (b'{', b'{') => "}}",
+            (b'{', b'%') => "%}",
+            (b'{', b'#') => {
+                i = text[i..].find("#}").map_or(bytes.len(), |end| i + end + 2);
+                continue;
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        let start = i + 2;
+        // Words and their spans, quoted text left out.
+        let mut tokens: Vec<(String, std::ops::Range<usize>)> = Vec::new();
+        let mut j = start;
+        while j < bytes.len() && !text[j..].starts_with(close) {
+            let c = bytes[j];
+            if c == b'"' || c == b'\'' {
+                j += 1;
+                while j < bytes.len() && bytes[j] != c {
+                    j += if bytes[j] == b'\\' { 2 } else { 1 };
+                }
+                j += 1;
+            } else if c.is_ascii_alphabetic() || c == b'_' {
+                let word_start = j;
+                while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
+                    j += 1;
+                }
+                tokens.push((text[word_start..j].to_string(), word_start..j));
+            } else {
+                if c == b'|' {
+                    tokens.push(("|".to_string(), j..j + 1));
+                } else if !c.is_ascii_whitespace() {
+                    tokens.push((String::from_utf8_lossy(&[c]).to_string(), j..j + 1));
+                }
+                j += 1;
+            }
+        }
+        for (k, (token, _)) in tokens.iter().enumerate() {
+            let next = |n: usize| tokens.get(k + n);
+            let word = |t: &&(String, std::ops::Range<usize>)| {
+                t.0.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            };
+            if token == "|" || (k == 0 && close == "%}" && token == "filter") {
+                if let Some(name) = next(1).filter(word) {
+                    found.push((NameKind::Filter, name.0.clone(), name.1.clone()));
+                }
+            } else if token == "is" {
+                let name = match next(1) {
+                    Some(t) if t.0 == "not" => next(2),
+                    other => other,
+                };
+                if let Some(name) = name.filter(word) {
+                    found.push((NameKind::Test, name.0.clone(), name.1.clone()));
+                }
+            }
+        }
+        i = j + 2;
+    }
+    found
 }
 
 /// Byte span of the first whole-word occurrence of `word` in `text`.
@@ -636,6 +894,71 @@ mod tests {
                     && l.contains("did you mean `name`?")),
             "{lines:#?}"
         );
+    }
+
+    #[test]
+    fn unknown_filters_and_tests_are_errors_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "sms/a.txt",
+            "您好\n请致电 {{ clinic.phone | upcase }}，{{ 'a|b' | length }}{# x | nope #}\n{% if visit_count is evn %}x{% endif %}{% filter trim %} y {% endfilter %}{{ clinic.name | default('x') | upper }}\n",
+        );
+        let report = load(dir.path()).unwrap_err();
+        let lines = report.to_lines();
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        assert!(
+            lines[0].contains("a.txt:2:23: error: unknown template filter `upcase`")
+                && lines[0].contains("did you mean `upper`?"),
+            "{lines:#?}"
+        );
+        assert!(
+            lines[1].contains("a.txt:3:22: error: unknown template test `evn`")
+                && lines[1].contains("did you mean `even`?"),
+            "{lines:#?}"
+        );
+        let zh = report.render_in(crate::diag::Lang::Zh, false);
+        assert!(zh.contains("未知的模板过滤器 `upcase`"), "{zh}");
+
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "sms/a.txt",
+            "{{ clinic.phone | upper }}{% if pool is not none %}{{ pool | title }}{% endif %}",
+        );
+        write(
+            dir.path(),
+            "sms/a.params.toml",
+            "phone = \"{{ clinic.phone | shout }}\"\n",
+        );
+        let report = load(dir.path()).unwrap_err();
+        let lines = report.to_lines();
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        assert!(
+            lines[0].contains("a.params.toml:1:28: error: unknown template filter `shout`"),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn load_warnings_and_errors_speak_chinese() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "sms/a.txt", "hi");
+        write(dir.path(), "sms/notes.md", "x");
+        write(dir.path(), "sms/b.subject.txt", "x");
+        write(dir.path(), "email/c.subject.txt", "x");
+        let report = load(dir.path()).unwrap_err();
+        let zh = report.render_in(crate::diag::Lang::Zh, false);
+        assert!(zh.contains("已忽略：模板文件名以 .txt"), "{zh}");
+        assert!(
+            zh.contains("已忽略：只有邮件模板才有标题或 HTML 部分"),
+            "{zh}"
+        );
+        assert!(
+            zh.contains("模板 `c` 有标题、HTML 或参数部分，但没有正文 `c.txt`"),
+            "{zh}"
+        );
+        assert!(!zh.contains("ignored:"), "{zh}");
     }
 
     #[test]

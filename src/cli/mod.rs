@@ -73,7 +73,7 @@ pub enum Command {
     },
     /// Replay the rules over a past period on a copy of the history, sending
     /// nothing: moves per rule, messages per channel, estimated cost. With
-    /// --against, compare two rule folders.
+    /// --against, compare a proposed rules folder with the current one.
     Simulate {
         /// Start of the period (clinic time).
         #[arg(long)]
@@ -81,10 +81,11 @@ pub enum Command {
         /// End of the period (exclusive).
         #[arg(long)]
         to: String,
-        /// The rules to replay; default the clinic's rules folder.
+        /// The current rules to replay; default the clinic's rules folder.
         #[arg(long)]
         rules: Option<PathBuf>,
-        /// A second rules folder to compare with.
+        /// A proposed rules folder to compare with the current one; every Δ
+        /// is proposal minus current (+3: the proposal does 3 more).
         #[arg(long)]
         against: Option<PathBuf>,
     },
@@ -792,17 +793,50 @@ fn simulate(
     if let Some(b) = &b {
         rule_ids.extend(b.rules.keys());
     }
+    // `--rules` is the current rule set and `--against` the proposal;
+    // every Δ is proposal minus current.
+    let (current, proposal) = if zh {
+        ("当前", "提案")
+    } else {
+        ("current", "proposal")
+    };
+    let col = |what_en: &str, what_zh: &str, tag: &str, dir: &str| {
+        if zh {
+            format!("{what_zh}（{tag}：{dir}）")
+        } else {
+            format!("{what_en} ({tag}: {dir})")
+        }
+    };
+    let delta = |what_en: &str, what_zh: &str| {
+        if zh {
+            format!("Δ {what_zh}（提案 − 当前）")
+        } else {
+            format!("Δ {what_en} (proposal − current)")
+        }
+    };
+    let tag_a = if name_b.is_some() { current } else { "" };
+    let col_a = |what_en: &str, what_zh: &str| {
+        if tag_a.is_empty() {
+            if zh {
+                format!("{what_zh}（{name_a}）")
+            } else {
+                format!("{what_en} ({name_a})")
+            }
+        } else {
+            col(what_en, what_zh, tag_a, &name_a)
+        }
+    };
     let mut headers = vec![
-        "rule".to_string(),
-        format!("moves ({name_a})"),
-        format!("messages ({name_a})"),
+        if zh { "规则" } else { "rule" }.to_string(),
+        col_a("moves", "流转"),
+        col_a("messages", "消息"),
     ];
     if let Some(nb) = &name_b {
         headers.extend([
-            format!("moves ({nb})"),
-            format!("messages ({nb})"),
-            "Δ moves".into(),
-            "Δ messages".into(),
+            col("moves", "流转", proposal, nb),
+            col("messages", "消息", proposal, nb),
+            delta("moves", "流转"),
+            delta("messages", "消息"),
         ]);
     }
     let mut table = Rows {
@@ -825,16 +859,16 @@ fn simulate(
     }
     table.write(Format::Table, &mut out, None)?;
     let mut headers = vec![
-        "channel".to_string(),
-        format!("messages ({name_a})"),
-        format!("held out ({name_a})"),
-        format!("est. cost ({name_a})"),
+        if zh { "渠道" } else { "channel" }.to_string(),
+        col_a("messages", "消息"),
+        col_a("held out", "对照组留出"),
+        col_a("est. cost", "预计成本"),
     ];
     if let Some(nb) = &name_b {
         headers.extend([
-            format!("messages ({nb})"),
-            format!("est. cost ({nb})"),
-            "Δ cost".into(),
+            col("messages", "消息", proposal, nb),
+            col("est. cost", "预计成本", proposal, nb),
+            delta("cost", "成本"),
         ]);
     }
     let mut table = Rows {
@@ -903,18 +937,18 @@ fn rule_tests(config_path: &Path, path: Option<&Path>) -> Result<ExitCode> {
     let zh = lang() == Lang::Zh;
     let (mut passed, mut failed) = (0, 0);
     let mut fired = std::collections::BTreeSet::new();
-    let mut broken = false;
+    let mut broken = Vec::new();
     for file in &files {
         println!("{}", file.display());
         let tests = match crate::ruletest::parse(file) {
             Ok(tests) => tests,
             Err(report) => {
                 print!("{}", report.render_in(lang(), color()));
-                broken = true;
+                broken.push(file.display().to_string());
                 continue;
             }
         };
-        for case in crate::ruletest::run_file(&loaded, file, &tests).cases {
+        for case in crate::ruletest::run_file(&loaded, file, &tests, lang()).cases {
             fired.extend(case.fired.iter().cloned());
             if case.failures.is_empty() {
                 passed += 1;
@@ -953,15 +987,45 @@ fn rule_tests(config_path: &Path, path: Option<&Path>) -> Result<ExitCode> {
     } else {
         println!("\n{passed} passed, {failed} failed");
     }
-    Ok(if failed > 0 || broken {
+    if !broken.is_empty() {
+        // Its cases did not run: "0 failed" alone would read as a pass.
+        if zh {
+            println!(
+                "{} 个测试文件无法读取，其中的用例都没有运行：{}（见上面的错误）",
+                broken.len(),
+                broken.join("、")
+            );
+        } else {
+            println!(
+                "{} test file(s) could not be read, so none of their cases ran: {} (see the errors above)",
+                broken.len(),
+                broken.join(", ")
+            );
+        }
+    }
+    Ok(if failed > 0 || !broken.is_empty() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
 }
 
-/// `recall check`.
+/// `recall check`. Writes its report in one go; a reader that leaves early
+/// (`recall check | head`) ends it quietly, with the same exit code.
 pub fn check(config: &Path) -> ExitCode {
+    let mut text = String::new();
+    let code = check_into(config, &mut text);
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: {e}");
+    }
+    code
+}
+
+fn check_into(config: &Path, out: &mut String) -> ExitCode {
+    let zh = lang() == crate::diag::Lang::Zh;
     match Loaded::load(config) {
         Ok((loaded, mut warnings)) => {
             // Building the senders checks their settings and that their
@@ -969,10 +1033,14 @@ pub fn check(config: &Path) -> ExitCode {
             if let Err(e) = Dispatcher::build(&loaded.config) {
                 warnings.push(
                     crate::diag::Diagnostic::warning(&loaded.config.path, None, e.to_string())
-                        .hint("the service cannot dispatch until this is fixed in its environment"),
+                        .zh(format!("发送器无法创建：{e}"))
+                        .hint2(
+                            "the service cannot dispatch until this is fixed in its environment",
+                            "在服务的运行环境中修正之前，服务无法发送消息",
+                        ),
                 );
             }
-            print!("{}", warnings.render_in(lang(), color()));
+            out.push_str(&warnings.render_in(lang(), color()));
             let c = &loaded.config;
             let (rules, enabled, templates) = (
                 loaded.rules.rules.len(),
@@ -980,38 +1048,30 @@ pub fn check(config: &Path) -> ExitCode {
                 loaded.templates.len(),
             );
             let schedule = c.schedule.ticks.join(", ");
-            match lang() {
-                crate::diag::Lang::En => println!(
-                    "ok: {rules} rules ({enabled} enabled), {templates} templates, schedule {schedule} in {}",
-                    c.clinic.timezone
-                ),
-                crate::diag::Lang::Zh => println!(
-                    "检查通过：{rules} 条规则（{enabled} 条启用），{templates} 个模板，定时 {schedule}（{}）",
-                    c.clinic.timezone
-                ),
-            }
-            if warnings.warnings() > 0 {
-                match lang() {
-                    crate::diag::Lang::En => println!("{} warning(s)", warnings.warnings()),
-                    crate::diag::Lang::Zh => println!("{} 个警告", warnings.warnings()),
-                }
+            let tz = c.clinic.timezone;
+            out.push_str(&if zh {
+                format!("检查通过：{rules} 条规则（{enabled} 条启用），{templates} 个模板，定时 {schedule}（{tz}）\n")
+            } else {
+                format!("ok: {rules} rules ({enabled} enabled), {templates} templates, schedule {schedule} in {tz}\n")
+            });
+            let count = warnings.warnings();
+            if count > 0 {
+                out.push_str(&if zh {
+                    format!("{count} 个警告\n")
+                } else {
+                    format!("{count} warning(s)\n")
+                });
             }
             ExitCode::SUCCESS
         }
         Err(report) => {
-            print!("{}", report.render_in(lang(), color()));
-            match lang() {
-                crate::diag::Lang::En => println!(
-                    "{} error(s), {} warning(s): fix the errors above; the running service keeps its current rules until then",
-                    report.errors(),
-                    report.warnings()
-                ),
-                crate::diag::Lang::Zh => println!(
-                    "{} 个错误，{} 个警告：请改正上面的错误；正在运行的服务会继续使用当前的规则，直到改正为止",
-                    report.errors(),
-                    report.warnings()
-                ),
-            }
+            out.push_str(&report.render_in(lang(), color()));
+            let (errors, warnings) = (report.errors(), report.warnings());
+            out.push_str(&if zh {
+                format!("{errors} 个错误，{warnings} 个警告：请改正上面的错误；正在运行的服务会继续使用当前的规则，直到改正为止\n")
+            } else {
+                format!("{errors} error(s), {warnings} warning(s): fix the errors above; the running service keeps its current rules until then\n")
+            });
             ExitCode::FAILURE
         }
     }

@@ -10,6 +10,7 @@ pub mod eval;
 pub mod file;
 mod lint;
 pub mod typecheck;
+pub mod values;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -95,6 +96,8 @@ pub struct Action {
     pub template: String,
     /// How long after the tick the message is due.
     pub delay: Duration,
+    /// The byte range of the action's `channel` value, for pointing at it.
+    pub span: Range<usize>,
 }
 
 /// File and line of a rule.
@@ -203,7 +206,10 @@ pub fn load(dir: &Path, templates: Option<&TemplateSet>) -> Checked<RuleSet> {
     for path in &paths {
         match std::fs::read_to_string(path) {
             Ok(text) => rules.extend(load_text(path, &text, &env, templates, &mut report)),
-            Err(e) => report.push(Diagnostic::error(path, None, format!("cannot read: {e}"))),
+            Err(e) => report.push(
+                Diagnostic::error(path, None, format!("cannot read: {e}"))
+                    .zh(format!("无法读取：{e}")),
+            ),
         }
     }
     check_unique_ids(&rules, &mut report);
@@ -245,7 +251,24 @@ pub fn load_text(
     let file: RuleFile = match toml::from_str(text) {
         Ok(file) => file,
         Err(e) => {
-            report.push(diag::from_toml_error(path, &e).hint2(
+            let mut diagnostic = diag::from_toml_error(path, &e);
+            // `when = "pool == "new""`: the inner quotes end the TOML text.
+            let line = e.span().and_then(|span| {
+                let start = text[..span.start.min(text.len())]
+                    .rfind('\n')
+                    .map_or(0, |i| i + 1);
+                text[start..].lines().next()
+            });
+            if let Some(line) = line
+                && line.trim_start().starts_with("when")
+                && line.matches('"').count() > 2
+            {
+                diagnostic = diagnostic.hint2(
+                    "inside when = \"...\" write text in single quotes: pool == 'new'",
+                    "在 when = \"...\" 里面，文本请用单引号：pool == 'new'",
+                );
+            }
+            report.push(diagnostic.hint2(
                 "a rule is a [[rule]] table with id, from, when and optionally to, priority and [[rule.action]]",
                 "一条规则是一个 [[rule]] 表，含 id、from、when，以及可选的 to、priority 和 [[rule.action]]",
             ));
@@ -253,11 +276,14 @@ pub fn load_text(
         }
     };
     if file.rule.is_empty() {
-        report.push(Diagnostic::warning(
-            path,
-            None,
-            "this file has no [[rule]] tables",
-        ));
+        report.push(
+            Diagnostic::warning(path, None, "this file has no [[rule]] tables")
+                .zh("这个文件里没有任何 [[rule]] 表")
+                .hint2(
+                    "a rule starts with a line [[rule]]",
+                    "每条规则以一行 [[rule]] 开始",
+                ),
+        );
     }
     let mut rules = Vec::new();
     for raw in file.rule {
@@ -393,11 +419,14 @@ impl Checker<'_> {
                             ),
                     );
                 } else if raw.action.is_empty() {
-                    report.push(Diagnostic::warning(
-                        self.path,
-                        Some(h.span()),
-                        "`holdout` has no effect on a rule that sends nothing",
-                    ));
+                    report.push(
+                        Diagnostic::warning(
+                            self.path,
+                            Some(h.span()),
+                            "`holdout` has no effect on a rule that sends nothing",
+                        )
+                        .zh("`holdout` 对不发送任何消息的规则无效"),
+                    );
                 }
                 share
             }
@@ -502,6 +531,7 @@ impl Checker<'_> {
             channel,
             template,
             delay,
+            span: raw.channel.span(),
         })
     }
 
@@ -533,7 +563,9 @@ impl Checker<'_> {
         let program = match env.compile(&source) {
             Ok(program) => program,
             Err(errors) => {
-                for e in errors.errors.iter() {
+                let plain = syntax_hints(&source);
+                // The first error is the slip; the rest follow from it.
+                for e in errors.errors.iter().take(1) {
                     let span = e
                         .source_info
                         .as_ref()
@@ -544,9 +576,18 @@ impl Checker<'_> {
                             let (line, col) = e.pos;
                             (line == 1 && col >= 0).then(|| to_file(col as usize..col as usize + 1))
                         });
+                    let (en, zh) = plain_parse_error(&e.msg);
+                    let mut diagnostic = Diagnostic::error(
+                        self.path,
+                        span.or(Some(when.span())),
+                        format!("condition does not parse: {en}"),
+                    )
+                    .zh(format!("条件写法有误：{zh}"));
+                    for (en, zh) in &plain {
+                        diagnostic = diagnostic.hint2(*en, *zh);
+                    }
                     report.push(
-                        Diagnostic::error(self.path, span.or(Some(when.span())), format!("condition does not parse: {}", e.msg))
-                            .zh(format!("条件写法有误：{}", e.msg))
+                        diagnostic
                             .hint2(
                                 "conditions are CEL: `visit_count >= 2 && days_since_last_visit > 60`; text in quotes: `city == \"上海\"`",
                                 "条件的写法如 `visit_count >= 2 && days_since_last_visit > 60`；文本要加引号：`city == \"上海\"`",
@@ -603,6 +644,28 @@ impl Checker<'_> {
                 ok = false;
             }
         }
+        if ok {
+            for bad in values::check(program.expression()) {
+                let span = info
+                    .offset_for(bad.expr_id)
+                    .map(|(s, e)| to_file(s as usize..e as usize));
+                let (fact, given) = (bad.fact, &bad.given);
+                report.push(
+                    Diagnostic::error(
+                        self.path,
+                        span.or(Some(when.span())),
+                        format!("`{fact}` is never \"{given}\": this comparison can never hold"),
+                    )
+                    .zh(format!("`{fact}` 不会等于 \"{given}\"：这个比较永远不成立"))
+                    .suggest(given, bad.known.iter().copied())
+                    .hint2(
+                        format!("`{fact}` is one of: {}", bad.known.join(", ")),
+                        format!("`{fact}` 只会是：{}", bad.known.join("、")),
+                    ),
+                );
+                ok = false;
+            }
+        }
         used.sort_unstable();
         used.dedup();
         ok.then_some(Condition {
@@ -611,6 +674,90 @@ impl Checker<'_> {
             facts: used,
         })
     }
+}
+
+/// The CEL parser's message without its grammar: "Syntax error: mismatched
+/// input 'and' expecting {<EOF>, '==', ...}" becomes "unexpected `and`".
+fn plain_parse_error(message: &str) -> (String, String) {
+    let message = message.trim_start_matches("Syntax error:").trim();
+    let token = [
+        "mismatched input '",
+        "extraneous input '",
+        "token recognition error at: '",
+    ]
+    .iter()
+    .find_map(|prefix| message.strip_prefix(prefix))
+    .and_then(|rest| {
+        rest.rfind('\'')
+            .map(|end| rest[..end].split("' expecting").next().unwrap_or(""))
+    })
+    .map(str::trim)
+    .filter(|token| !token.is_empty());
+    match token {
+        Some("<EOF>") => ("it ends too early".to_string(), "条件没写完".to_string()),
+        Some(token) => (
+            format!("`{token}` is not expected here"),
+            format!("这里不应出现 `{token}`"),
+        ),
+        None => {
+            let short = message
+                .split(" expecting {")
+                .next()
+                .unwrap_or(message)
+                .to_string();
+            (short.clone(), short)
+        }
+    }
+}
+
+/// Plain hints for the usual slips in a condition the CEL parser rejects:
+/// words for `&&`/`||`/`!`, a single `=`.
+fn syntax_hints(source: &str) -> Vec<(&'static str, &'static str)> {
+    let mut hints = Vec::new();
+    // Outside quoted text only.
+    let mut outside = String::new();
+    let mut quote: Option<char> = None;
+    for c in source.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => outside.push(' '),
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None => outside.push(c),
+        }
+    }
+    let words: Vec<String> = outside
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .map(str::to_lowercase)
+        .collect();
+    let has = |w: &str| words.iter().any(|x| x == w);
+    if has("and") {
+        hints.push(("use && not and", "“并且”请写 &&，不要写 and"));
+    }
+    if has("or") {
+        hints.push(("use || not or", "“或者”请写 ||，不要写 or"));
+    }
+    if has("not") {
+        hints.push((
+            "use ! not not, e.g. !visited_in_pool",
+            "“不”请写 !，不要写 not，例如 !visited_in_pool",
+        ));
+    }
+    let bytes = outside.as_bytes();
+    let single_equals = bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'='
+            && !matches!(bytes.get(i + 1), Some(b'='))
+            && !matches!(
+                i.checked_sub(1).map(|j| bytes[j]),
+                Some(b'=' | b'!' | b'<' | b'>')
+            )
+    });
+    if single_equals {
+        hints.push(("to compare, write == not =", "判断相等请写 ==，不要写 ="));
+    }
+    if outside.contains("<>") {
+        hints.push(("“not equal” is != not <>", "“不等于”请写 !=，不要写 <>"));
+    }
+    hints
 }
 
 /// Calls `f(id, name)` for every free identifier in an expression (names bound
@@ -707,7 +854,7 @@ fn check_unique_ids(rules: &[Rule], report: &mut Report) {
             report.push(
                 Diagnostic::error(
                     &rule.origin.file,
-                    None,
+                    Some(rule.origin.id_span.clone()),
                     format!(
                         "rule id `{}` (line {}) is already used at {first}",
                         rule.id, rule.origin.line

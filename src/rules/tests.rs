@@ -429,3 +429,111 @@ fn diagnostics_speak_chinese() {
         "{rendered}"
     );
 }
+
+#[test]
+fn misspelled_values_of_fixed_facts_are_errors_with_a_suggestion() {
+    let rule = |when: &str| {
+        format!("[[rule]]\nid = \"r\"\nfrom = \"customer\"\nto = \"warning\"\nwhen = \"{when}\"\n")
+    };
+    for (when, suggestion) in [
+        ("churn_band == 'hihg'", "did you mean `high`?"),
+        (
+            "last_followup_result == 'notsmooth'",
+            "did you mean `not_smooth`?",
+        ),
+        ("pool != 'warnig'", "did you mean `warning`?"),
+        ("'femal' == gender", "did you mean `female`?"),
+        (
+            "visit_count > 1 && pool in ['new', 'custmer']",
+            "did you mean `customer`?",
+        ),
+    ] {
+        let report = load_str(&rule(when)).expect_err(when);
+        let lines = report.to_lines();
+        assert_eq!(lines.len(), 1, "{lines:#?}");
+        assert!(lines[0].contains("can never hold"), "{lines:#?}");
+        assert!(lines[0].contains(suggestion), "{when}: {lines:#?}");
+    }
+    let report = load_str(&rule("churn_band == 'hihg'")).unwrap_err();
+    // The caret is under the literal: column of `'hihg'` in the file.
+    assert!(
+        report.to_lines()[0].starts_with("rules/test.toml:5:23:"),
+        "{report}"
+    );
+    for when in [
+        "churn_band == 'high'",
+        "pool in ['new', 'customer'] && gender != 'male'",
+        "last_followup_result == null",
+        "city == 'hihg'",
+        "tags.exists(pool, pool == 'vip')",
+    ] {
+        assert!(load_str(&rule(when)).is_ok(), "{when}");
+    }
+}
+
+#[test]
+fn parser_errors_come_with_plain_hints() {
+    let rule = |when: &str| {
+        format!("[[rule]]\nid = \"r\"\nfrom = \"customer\"\nto = \"warning\"\nwhen = \"{when}\"\n")
+    };
+    for (when, hint) in [
+        ("visit_count > 1 and days_in_pool > 3", "use && not and"),
+        ("visit_count > 1 or days_in_pool > 3", "use || not or"),
+        ("pool = 'new'", "to compare, write == not ="),
+    ] {
+        let report = load_str(&rule(when)).expect_err(when);
+        let text = report.to_lines().join("\n");
+        assert!(text.contains(hint), "{when}: {text}");
+    }
+    let report = load_str(&rule("city == 'a and b' &&")).expect_err("trailing &&");
+    assert!(!report.to_lines().join("\n").contains("use && not and"));
+}
+
+#[test]
+fn file_level_warnings_speak_chinese() {
+    let mut report = Report::default();
+    let text = "# nothing here yet\n";
+    load_text(
+        Path::new("rules/empty.toml"),
+        text,
+        &cel_env(),
+        None,
+        &mut report,
+    );
+    let zh = report.render_in(crate::diag::Lang::Zh, false);
+    assert!(zh.contains("这个文件里没有任何 [[rule]] 表"), "{zh}");
+    assert!(zh.contains("每条规则以一行 [[rule]] 开始"), "{zh}");
+}
+
+#[test]
+fn double_quotes_inside_when_get_a_plain_hint() {
+    let report = load_str(
+        "[[rule]]\nid = \"r\"\nfrom = \"customer\"\nto = \"warning\"\nwhen = \"pool == \"new\"\"\n",
+    )
+    .unwrap_err();
+    let text = report.to_lines().join("\n");
+    assert!(
+        text.contains("inside when = \"...\" write text in single quotes: pool == 'new'"),
+        "{text}"
+    );
+}
+
+#[test]
+fn parser_errors_are_one_plain_message_without_the_grammar() {
+    let rule = |when: &str| {
+        format!("[[rule]]\nid = \"r\"\nfrom = \"customer\"\nto = \"warning\"\nwhen = \"{when}\"\n")
+    };
+    let report = load_str(&rule("visit_count > 1 and days_in_pool > 3")).unwrap_err();
+    let lines = report.to_lines();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].contains("condition does not parse: `and` is not expected here"),
+        "{lines:#?}"
+    );
+    assert!(!lines[0].contains("expecting {"), "{lines:#?}");
+    let report = load_str(&rule("pool = 'new'")).unwrap_err();
+    assert_eq!(report.to_lines().len(), 1, "{report}");
+    let zh = report.render_in(crate::diag::Lang::Zh, false);
+    assert!(zh.contains("条件写法有误：这里不应出现"), "{zh}");
+    assert!(zh.contains("判断相等请写 ==，不要写 ="), "{zh}");
+}
