@@ -350,6 +350,119 @@ fn a_provider_outage_is_retried_until_everything_is_delivered() {
     }
 }
 
+#[test]
+fn an_outage_longer_than_the_old_attempt_budget_ends_with_everything_delivered_once() {
+    let provider = Provider::start();
+    let clinic = BASE.copy();
+    // max_attempts = 5 and a 1 m backoff (the shipped defaults) once gave
+    // up after about 15 minutes of failures.
+    configure(&clinic, &provider, "long-outage", "");
+    tick(&clinic, "long-outage");
+    let due = due_ids(&clinic, &WHEN);
+    assert!(!due.is_empty());
+    let at = |minutes: i64| {
+        let t = chrono::DateTime::parse_from_rfc3339(&WHEN).unwrap()
+            + chrono::Duration::minutes(minutes);
+        t.to_rfc3339()
+    };
+    // Six hours of 503s, the service's rounds every 10 minutes (as
+    // `dispatch --at`), then the provider recovers.
+    provider.set_mode(Mode::Status(503));
+    for minutes in (0..=360).step_by(10) {
+        dispatch(&clinic, &at(minutes), "outage");
+    }
+    assert_eq!(
+        clinic.count("SELECT count(*) FROM outreach WHERE status = 'failed'"),
+        0,
+        "an outage of six hours is waited out"
+    );
+    let most = clinic.count("SELECT max(attempts) FROM outreach");
+    assert!(
+        most > 5,
+        "only {most} attempts: the outage was not long enough"
+    );
+    provider.set_mode(Mode::Ok);
+    for minutes in (370..=720).step_by(10) {
+        dispatch(&clinic, &at(minutes), "recovered");
+    }
+    assert_eq!(
+        clinic.count("SELECT count(*) FROM outreach WHERE status IN ('failed', 'sending')"),
+        0
+    );
+    assert_eq!(due_now(&clinic, &at(720)), 0);
+    let statuses = statuses(&clinic);
+    let delivered = provider.delivered("long-outage");
+    let accepted = provider.accepted("long-outage");
+    for id in &due {
+        let status = &statuses[id];
+        assert!(
+            status == "sent" || status == "suppressed",
+            "message {id} is {status}"
+        );
+        if status == "sent" {
+            assert_eq!(delivered.get(id), Some(&1), "message {id} delivered once");
+            assert_eq!(accepted.get(id), Some(&1), "message {id} accepted once");
+        }
+    }
+}
+
+#[test]
+fn failed_messages_are_requeued_by_hand_after_the_retry_budget() {
+    let provider = Provider::start();
+    let clinic = BASE.copy();
+    configure(&clinic, &provider, "requeue", "give_up_after = \"30m\"\n");
+    tick(&clinic, "requeue");
+    let at = |minutes: i64| {
+        let t = chrono::DateTime::parse_from_rfc3339(&WHEN).unwrap()
+            + chrono::Duration::minutes(minutes);
+        t.to_rfc3339()
+    };
+    provider.set_mode(Mode::Status(500));
+    for minutes in (0..=60).step_by(5) {
+        dispatch(&clinic, &at(minutes), "outage");
+    }
+    let failed = clinic.count("SELECT count(*) FROM outreach WHERE status = 'failed'");
+    assert!(failed > 0, "the 30 m budget is spent");
+    assert_eq!(
+        clinic.count(
+            "SELECT count(*) FROM outreach WHERE status = 'failed' \
+             AND last_error NOT LIKE 'gave up after 30m of retries%'"
+        ),
+        0
+    );
+    // A filter that matches nothing requeues nothing.
+    let none = run(
+        &clinic,
+        &["requeue", "--since", &at(24 * 60)],
+        "requeue nothing",
+    );
+    assert!(none.contains("requeued 0 failed messages"), "{none}");
+    provider.set_mode(Mode::Ok);
+    let out = run(
+        &clinic,
+        &["requeue", "--channel", "sms", "--since", &WHEN],
+        "requeue",
+    );
+    let sms_failed = failed
+        - clinic
+            .count("SELECT count(*) FROM outreach WHERE status = 'failed' AND channel != 'sms'");
+    assert!(sms_failed > 0);
+    assert!(
+        out.contains(&format!("requeued {sms_failed} failed messages")),
+        "{out}"
+    );
+    // Due now (wall clock): the next round sends them.
+    let now = chrono::Utc::now() + chrono::Duration::seconds(1);
+    dispatch(&clinic, &now.to_rfc3339(), "after requeue");
+    assert_eq!(
+        clinic.count("SELECT count(*) FROM outreach WHERE status = 'failed' AND channel = 'sms'"),
+        0
+    );
+    let delivered = provider.delivered("requeue");
+    assert!(!delivered.is_empty());
+    assert!(delivered.values().all(|n| *n == 1));
+}
+
 /// Queued messages due at `at`.
 fn due_ids(clinic: &Clinic, at: &str) -> Vec<i64> {
     let at = chrono::DateTime::parse_from_rfc3339(at)

@@ -7,7 +7,8 @@
 //! limit (paced) → send. Up to `[dispatch] concurrency` messages are sent at
 //! once; their outcomes are written in groups, one transaction per group
 //! (group commit). Retryable failures go back to the queue with exponential
-//! backoff and jitter until `max_attempts`; an opt-out withdraws the
+//! backoff and jitter until `give_up_after` has passed since the first one
+//! (a provider's Retry-After uses no attempt); an opt-out withdraws the
 //! customer's consent for that channel; a permanent failure or opt-out falls
 //! back to another channel when one is configured. Messages that await a
 //! person (WeCom confirmations, call tasks) are polled until they settle. A
@@ -551,10 +552,18 @@ impl Dispatcher {
                 defer(id, reason, retry_at.timestamp(), at)
             }
             SendOutcome::Retryable { error, retry_after } => {
-                if message.attempts >= i64::from(self.settings.max_attempts) {
+                // The retry budget runs from the first retryable failure;
+                // outages are waited out, however many attempts they take.
+                let since = message.retrying_since.unwrap_or(at);
+                let budget = self.settings.give_up_after.as_secs() as i64;
+                if at - since >= budget {
                     tracing::warn!(id, channel, to = %mask::address(address), attempts = message.attempts, %error,
                         "giving up");
-                    let error = format!("gave up after {} attempts: {error}", message.attempts);
+                    let error = format!(
+                        "gave up after {} of retries ({} attempts): {error}",
+                        humantime::format_duration(self.settings.give_up_after),
+                        message.attempts
+                    );
                     Settle::Failed {
                         id,
                         sender,
@@ -562,15 +571,21 @@ impl Dispatcher {
                         at,
                     }
                 } else {
+                    // A provider's Retry-After is a deferral: no attempt used.
+                    let counted = retry_after.is_none();
                     let wait =
                         retry_after.unwrap_or_else(|| backoff(&self.settings, message.attempts));
                     tracing::info!(id, channel, attempts = message.attempts, retry_in = ?wait, %error, "will retry");
-                    let retry_at = at + wait.as_secs().max(1) as i64;
+                    // The last try falls at the end of the budget, not after it.
+                    let retry_at = (at + wait.as_secs().max(1) as i64)
+                        .min(since + budget)
+                        .max(at + 1);
                     Settle::Retry {
                         id,
                         sender,
                         error,
                         retry_at,
+                        counted,
                         at,
                     }
                 }

@@ -239,4 +239,10 @@ ALTER TABLE ticks ADD COLUMN model_fit_id INTEGER REFERENCES model_fits(id);
 DROP INDEX orders_customer_at;
 CREATE INDEX orders_customer_at ON orders (customer_id, at, amount_cents, project, department);
 "#,
+    // 4: when a message's sender first failed with a retryable error: the
+    // start of its retry budget (`[dispatch] give_up_after`). NULL while it
+    // has not failed, and again after a fallback or a requeue by hand.
+    r#"
+ALTER TABLE outreach ADD COLUMN retrying_since INTEGER;
+"#,
 ];
