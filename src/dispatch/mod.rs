@@ -530,7 +530,7 @@ impl Dispatcher {
         let sender = route.sender_name.clone();
         let cost_milli = route.policy.cost_milli;
         let at = now.timestamp();
-        match outcome {
+        match redacted(outcome) {
             SendOutcome::Sent { provider_id } => Settle::Sent {
                 id,
                 sender,
@@ -729,7 +729,18 @@ impl Dispatcher {
             report.polled += 1;
             let address = address(&message).unwrap_or_default().to_string();
             let outbound = outbound(&message, &address, clock.now());
-            let answer = route.sender.poll(&provider_id, &outbound).await;
+            let answer = match route.sender.poll(&provider_id, &outbound).await {
+                PollOutcome::Failed { error } => PollOutcome::Failed {
+                    error: senders::redact_secrets(&error),
+                },
+                PollOutcome::OptedOut { reason } => PollOutcome::OptedOut {
+                    reason: senders::redact_secrets(&reason),
+                },
+                PollOutcome::Unknown { error } => PollOutcome::Unknown {
+                    error: senders::redact_secrets(&error),
+                },
+                other => other,
+            };
             let id = message.id;
             let at = clock.now().timestamp();
             let sender_name = route.sender_name.clone();
@@ -780,6 +791,28 @@ fn outbound<'a>(message: &'a Claimed, address: &'a str, now: DateTime<Utc>) -> O
         attempt: message.attempts,
         previous_error: message.last_error.as_deref(),
         now,
+    }
+}
+
+/// A sender's answer with every secret taken out of its text, before it is
+/// logged or stored: providers echo requests, headers and URLs.
+fn redacted(outcome: SendOutcome) -> SendOutcome {
+    match outcome {
+        SendOutcome::Deferred { retry_at, reason } => SendOutcome::Deferred {
+            retry_at,
+            reason: senders::redact_secrets(&reason),
+        },
+        SendOutcome::Retryable { error, retry_after } => SendOutcome::Retryable {
+            error: senders::redact_secrets(&error),
+            retry_after,
+        },
+        SendOutcome::Permanent { error } => SendOutcome::Permanent {
+            error: senders::redact_secrets(&error),
+        },
+        SendOutcome::OptedOut { reason } => SendOutcome::OptedOut {
+            reason: senders::redact_secrets(&reason),
+        },
+        other => other,
     }
 }
 
