@@ -237,6 +237,19 @@ fn all_text(clinic: &Clinic) -> String {
 #[test]
 fn export_shows_a_customers_data_and_forget_erases_it_keeping_the_counts() {
     let clinic = Clinic::demo(80);
+    // The database holds personal data: its owner only, whatever the umask.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(clinic.database())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "recall init made the database {mode:o}"
+        );
+    }
     // The customer with the most messages and moves.
     let conn = rusqlite::Connection::open(clinic.database()).unwrap();
     let (id, external, name, phone): (i64, String, String, String) = conn
@@ -312,6 +325,12 @@ fn export_shows_a_customers_data_and_forget_erases_it_keeping_the_counts() {
         "the log sender's file names the customer"
     );
 
+    // Another connection stays open, as the running service's would: the
+    // write-ahead log is not folded into the database when forget exits.
+    let holder = rusqlite::Connection::open(clinic.database()).unwrap();
+    holder
+        .query_row("SELECT count(*) FROM customers", [], |r| r.get::<_, i64>(0))
+        .unwrap();
     let forget = clinic
         .recall()
         .args(["forget", "--customer", &external])
@@ -323,6 +342,21 @@ fn export_shows_a_customers_data_and_forget_erases_it_keeping_the_counts() {
         String::from_utf8_lossy(&forget.stderr)
     );
     assert!(stdout(&forget).contains("forgot customer"));
+    // Not in the rows, and not in the bytes of the files either (free
+    // space, old page versions in the database or its log).
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{}{suffix}", clinic.database().display());
+        let Ok(bytes) = std::fs::read(&file) else {
+            continue;
+        };
+        for secret in [&name, &phone] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} is still in the bytes of {file}"
+            );
+        }
+    }
+    drop(holder);
     let text = all_text(&clinic);
     for secret in [&name, &phone, &external] {
         assert!(
