@@ -282,7 +282,14 @@ impl Dispatcher {
         if claimed.is_empty() {
             return Ok(DispatchReport::default());
         }
-        let caps = self.cap_book(store, &claimed, now).await?;
+        let claimed_ids: Vec<i64> = claimed.iter().map(|m| m.id).collect();
+        let caps = match self.cap_book(store, &claimed, now).await {
+            Ok(caps) => caps,
+            Err(e) => {
+                release_unsettled(store, claimed_ids, clock, stop).await;
+                return Err(e);
+            }
+        };
         let permits = Arc::new(Semaphore::new(self.concurrency()));
         let (tx, rx) = mpsc::unbounded_channel::<(Settle, OwnedSemaphorePermit)>();
         let mut remaining = claimed.into_iter().peekable();
@@ -316,7 +323,13 @@ impl Dispatcher {
             drop(tx);
             Ok::<_, StoreError>(())
         };
-        let ((), mut report) = tokio::try_join!(sends, self.write_outcomes(store, rx))?;
+        let ((), mut report) = match tokio::try_join!(sends, self.write_outcomes(store, rx)) {
+            Ok(done) => done,
+            Err(e) => {
+                release_unsettled(store, claimed_ids, clock, stop).await;
+                return Err(e);
+            }
+        };
 
         let unsent: Vec<i64> = remaining.map(|m| m.id).collect();
         if !unsent.is_empty() {
@@ -849,6 +862,47 @@ async fn commit(
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// After a round failed (its outcomes could not be committed: the database
+/// held by another process past the busy timeout), gives every message of
+/// the round still in `sending` back to the queue, the attempt undone, so
+/// the next round sends it instead of it waiting for a restart. Those a
+/// provider had accepted are sent again: at most `concurrency`, the same
+/// window as a crash. Tried until it succeeds or the dispatcher stops (a
+/// restart requeues them then).
+async fn release_unsettled(
+    store: &SharedStore,
+    ids: Vec<i64>,
+    clock: Clock,
+    stop: &(dyn Fn() -> bool + Sync),
+) {
+    let ids = Arc::new(ids);
+    let mut wait = Duration::from_secs(1);
+    loop {
+        let round = ids.clone();
+        let now = clock.now().timestamp();
+        match blocking(store, move |s| s.release(&round, now)).await {
+            Ok(()) => {
+                tracing::warn!(
+                    messages = ids.len(),
+                    "dispatch round failed; its unsettled messages are back in the queue"
+                );
+                return;
+            }
+            Err(e) if !stop() => {
+                tracing::warn!(error = %e, retry_in = ?wait,
+                    "cannot give a failed round's messages back to the queue yet; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => {
+                tracing::error!(error = %e,
+                    "stopping with a failed round's messages in sending; the next start requeues them");
+                return;
+            }
         }
     }
 }

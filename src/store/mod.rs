@@ -32,8 +32,15 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::clock::Timestamp;
 
-/// How long a statement waits for another writer before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a statement waits for another writer before giving up, unless
+/// `RECALL_BUSY_TIMEOUT` (a duration such as "5s") says otherwise. Past it,
+/// the service tries again with backoff; one-shot commands fail.
+fn busy_timeout() -> Duration {
+    std::env::var("RECALL_BUSY_TIMEOUT")
+        .ok()
+        .and_then(|text| humantime::parse_duration(text.trim()).ok())
+        .unwrap_or(Duration::from_secs(60))
+}
 
 /// Errors at the store's boundary.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +74,21 @@ pub enum StoreError {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+impl StoreError {
+    /// Another connection held the database past the busy timeout: worth
+    /// trying again later, unlike a broken or missing database.
+    pub fn is_busy(&self) -> bool {
+        let source = match self {
+            StoreError::Sql(e) | StoreError::Open { source: e, .. } => e,
+            _ => return false,
+        };
+        matches!(
+            source.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    }
+}
 
 /// A connection to the database.
 pub struct Store {
@@ -131,7 +153,7 @@ impl Store {
             path: self.path.clone(),
             source,
         })?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.busy_timeout(busy_timeout())?;
         conn.pragma_update(None, "cache_size", -32_768)?;
         Ok(scan::Reader::new(conn))
     }
@@ -198,17 +220,24 @@ impl Store {
         timezone: &str,
         now: Timestamp,
     ) -> Result<i64> {
-        let existing: Option<i64> = self
+        let existing: Option<(i64, String, String)> = self
             .conn
-            .query_row("SELECT id FROM clinics WHERE code = ?1", [code], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT id, name, timezone FROM clinics WHERE code = ?1",
+                [code],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .optional()?;
-        if let Some(id) = existing {
-            self.conn.execute(
-                "UPDATE clinics SET name = ?2, timezone = ?3 WHERE id = ?1 AND (name <> ?2 OR timezone <> ?3)",
-                params![id, name, timezone],
-            )?;
+        if let Some((id, stored_name, stored_timezone)) = existing {
+            // An UPDATE takes the write lock even when it changes nothing:
+            // only write when something changed, so starting on a database
+            // another process is writing needs no lock.
+            if stored_name != name || stored_timezone != timezone {
+                self.conn.execute(
+                    "UPDATE clinics SET name = ?2, timezone = ?3 WHERE id = ?1",
+                    params![id, name, timezone],
+                )?;
+            }
             return Ok(id);
         }
         self.conn.execute(
@@ -357,14 +386,19 @@ fn make_private(path: &Path) {
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.busy_timeout(busy_timeout())?;
     // Deleted and overwritten content is zeroed, not left in free space: a
     // forgotten customer's phone number must not be found in the file.
     conn.pragma_update(None, "secure_delete", "ON")?;
     // 8 KiB pages for new databases (a no-op on existing ones): measured on a
     // 1M-customer clinic, a daily tick takes a fifth less time than with 4 KiB.
     conn.pragma_update(None, "page_size", 8192)?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // Set only when it is not WAL yet: opening a database another process
+    // is writing must not need anything but reads.
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+    }
     // FULL: a committed message status survives power loss, so a restart
     // never sends a message twice because its "sent" was lost.
     conn.pragma_update(None, "synchronous", "FULL")?;
