@@ -174,8 +174,13 @@ impl Default for ScheduleSection {
 pub struct DispatchSection {
     /// Messages claimed per dispatch round.
     pub batch_size: u32,
-    /// Attempts before a retryable failure becomes `failed`.
+    /// Attempts at a phone call nobody answers before the message fails.
+    /// Provider failures are not counted against it: see `give_up_after`.
     pub max_attempts: u32,
+    /// How long a message whose sender keeps failing with a retryable error
+    /// (outage, timeout, throttling) is retried, from its first failure,
+    /// before it becomes `failed`.
+    pub give_up_after: Spanned<String>,
     /// Delay before the first retry; doubled on each further attempt.
     pub retry_backoff: Spanned<String>,
     /// Longest delay between retries.
@@ -196,6 +201,7 @@ impl Default for DispatchSection {
         DispatchSection {
             batch_size: 200,
             max_attempts: 5,
+            give_up_after: Spanned::new(0..0, "48h".to_string()),
             retry_backoff: Spanned::new(0..0, "1m".to_string()),
             max_backoff: Spanned::new(0..0, "6h".to_string()),
             max_per_customer: None,
@@ -441,7 +447,12 @@ pub struct Schedule {
 #[derive(Debug, Clone)]
 pub struct DispatchSettings {
     pub batch_size: u32,
+    /// Attempts at a phone call nobody answers (call tasks).
     pub max_attempts: u32,
+    /// How long retryable sender failures are retried, from the first one;
+    /// deferrals and the provider's Retry-After do not use attempts, and
+    /// nothing retryable fails before this is spent.
+    pub give_up_after: Duration,
     pub retry_backoff: Duration,
     pub max_backoff: Duration,
     /// Messages per customer over all channels in a rolling window.
@@ -461,6 +472,7 @@ impl Default for DispatchSettings {
         DispatchSettings {
             batch_size: 200,
             max_attempts: 5,
+            give_up_after: Duration::from_secs(48 * 3600),
             retry_backoff: Duration::from_secs(60),
             max_backoff: Duration::from_secs(6 * 3600),
             cap: None,
@@ -608,6 +620,7 @@ fn validate(path: &Path, text: &str, file: ConfigFile, report: &mut Report) -> C
     let dispatch_every = duration(&file.schedule.dispatch_every, "dispatch interval");
     let retry_backoff = duration(&file.dispatch.retry_backoff, "retry backoff");
     let max_backoff = duration(&file.dispatch.max_backoff, "maximum backoff");
+    let give_up_after = duration(&file.dispatch.give_up_after, "retry budget");
     let poll_every = duration(&file.dispatch.poll_every, "poll interval");
     if file.dispatch.max_attempts == 0 {
         report.push(
@@ -913,6 +926,7 @@ fn validate(path: &Path, text: &str, file: ConfigFile, report: &mut Report) -> C
         dispatch: DispatchSettings {
             batch_size: file.dispatch.batch_size,
             max_attempts: file.dispatch.max_attempts,
+            give_up_after,
             retry_backoff,
             max_backoff,
             cap,

@@ -10,6 +10,11 @@
 //! - the **dispatcher** drains due messages every `dispatch_every`, and
 //!   right after each tick.
 //!
+//! A database another process holds past the busy timeout is waited out:
+//! start-up steps and the dispatcher's requeue before its first round try
+//! again with backoff, a failed tick is retried with backoff (not left for
+//! the next slot), and a failed dispatch round gives its messages back.
+//!
 //! SIGINT or SIGTERM: the scheduler stops, a running tick stops after its
 //! current batch (it resumes at the next start), the dispatcher finishes the
 //! message in flight and hands the rest of its batch back to the queue.
@@ -31,7 +36,7 @@ use crate::dispatch::{Dispatcher, SharedStore};
 use crate::engine::{self, Engine, TickEnd, TickOptions, TickReport};
 use crate::reload::{self, Live, Refused};
 use crate::rules::RuleSet;
-use crate::store::{LockKind, Store};
+use crate::store::{LockKind, Store, StoreError};
 use crate::templates::TemplateSet;
 
 /// Everything loaded and checked before the service starts.
@@ -149,16 +154,33 @@ pub async fn run(loaded: Loaded) -> Result<()> {
     let config_path = loaded.config.path.clone();
     let config = Arc::new(loaded.config.clone());
     let tz = config.clinic.timezone;
-    let store = Store::open(&config.database)?;
-    let clinic_id = store.ensure_clinic(
-        &config.clinic.code,
-        &config.clinic.name,
-        tz.name(),
-        Utc::now().timestamp(),
-    )?;
+    // Another process holding the database past the busy timeout makes the
+    // service wait and try again, not exit.
+    let Some((store, clinic_id)) = until_free(&mut signals, "opening the database", || {
+        let store = Store::open(&config.database)?;
+        let clinic_id = store.ensure_clinic(
+            &config.clinic.code,
+            &config.clinic.name,
+            tz.name(),
+            Utc::now().timestamp(),
+        )?;
+        Ok((store, clinic_id))
+    })
+    .await?
+    else {
+        tracing::info!("stopped before starting");
+        return Ok(());
+    };
     // One dispatcher per database: a second service on the same database
     // would requeue the first one's messages in flight.
-    let dispatch_store = Store::open(&config.database)?;
+    let Some(dispatch_store) = until_free(&mut signals, "opening the database", || {
+        Store::open(&config.database)
+    })
+    .await?
+    else {
+        tracing::info!("stopped before starting");
+        return Ok(());
+    };
     let mut dispatch_lock = dispatch_store
         .try_lock(LockKind::Dispatch)?
         .ok_or_else(|| {
@@ -190,8 +212,14 @@ pub async fn run(loaded: Loaded) -> Result<()> {
     let ticked = Arc::new(Notify::new());
 
     // Catch-up: a missed slot, or an interrupted tick, means a tick now.
-    let last = store.last_tick()?;
-    let unfinished = store.unfinished_tick()?;
+    let Some((last, unfinished)) = until_free(&mut signals, "reading the last tick", || {
+        Ok((store.last_tick()?, store.unfinished_tick()?))
+    })
+    .await?
+    else {
+        tracing::info!("stopped before starting");
+        return Ok(());
+    };
     let slot = latest_slot(&config, Utc::now());
     if let Some(reason) = catch_up_reason(last.as_ref().map(|t| t.at), unfinished.is_some(), slot) {
         tracing::info!(reason, "catch-up tick");
@@ -216,16 +244,6 @@ pub async fn run(loaded: Loaded) -> Result<()> {
         trigger_rx,
         shutdown_rx.clone(),
     ));
-    let requeued = dispatch_store
-        .lock()
-        .map_err(|_| anyhow::anyhow!("store lock poisoned"))?
-        .requeue_interrupted(Utc::now().timestamp())?;
-    if requeued > 0 {
-        tracing::warn!(
-            requeued,
-            "messages interrupted while sending were put back in the queue"
-        );
-    }
     let dispatch_task = tokio::spawn(dispatch_loop(
         live.clone(),
         dispatch_store,
@@ -329,6 +347,51 @@ pub async fn run(loaded: Loaded) -> Result<()> {
     Ok(())
 }
 
+/// Runs a store step at start-up until it succeeds: while another process
+/// holds the database past the busy timeout, waits (1 s, doubling, at most
+/// a minute apart) and tries again, logging each wait. `None` if SIGINT or
+/// SIGTERM came while waiting; other errors end the start.
+async fn until_free<T>(
+    signals: &mut Signals,
+    what: &'static str,
+    mut step: impl FnMut() -> Result<T, StoreError>,
+) -> Result<Option<T>> {
+    let mut wait = Duration::from_secs(1);
+    let mut tries = 0u32;
+    loop {
+        match step() {
+            Ok(value) => {
+                if tries > 0 {
+                    tracing::info!(what, tries, "the database is free again; going on");
+                }
+                return Ok(Some(value));
+            }
+            Err(e) if e.is_busy() => {
+                tries += 1;
+                tracing::warn!(what, tries, retry_in = ?wait, error = %e,
+                    "another process holds the database; waiting, then trying again");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    signal = signals.next() => if let Signal::Stop = signal {
+                        return Ok(None);
+                    },
+                }
+                wait = (wait * 2).min(MAX_RETRY_WAIT);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The longest wait between tries of a store step at start-up and before
+/// the dispatcher's first round.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(60);
+
+/// A failed tick is tried again after this, doubling up to
+/// [`MAX_TICK_RETRY`], instead of waiting for the next scheduled slot.
+const FIRST_TICK_RETRY: Duration = Duration::from_secs(5);
+const MAX_TICK_RETRY: Duration = Duration::from_secs(30 * 60);
+
 /// Adds a scheduler job per cron expression; each sends a tick trigger.
 async fn schedule(
     scheduler: &JobScheduler,
@@ -414,9 +477,14 @@ async fn tick_worker(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let ctx = Arc::new(ctx);
+    // After a failed tick: when to try again, and the wait after that.
+    let mut retry: Option<(tokio::time::Instant, Duration)> = None;
     loop {
+        let retry_at = retry.map(|(at, _)| at);
         let cause = tokio::select! {
             cause = triggers.recv() => match cause { Some(c) => c, None => return Ok(()) },
+            _ = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)),
+                if retry_at.is_some() => "retry after a failed tick",
             _ = shutdown.changed() => return Ok(()),
         };
         if ctx.stopping.load(Ordering::SeqCst) {
@@ -463,15 +531,22 @@ async fn tick_worker(
         store = returned;
         match result {
             Ok(report) => {
+                retry = None;
                 crate::metrics::global().tick_report(&report);
                 log_tick(&report, cause, tz);
                 ctx.ticked.notify_one();
             }
             // A failed tick (database locked for minutes, disk full) is
-            // logged; the next trigger resumes it from its cursor.
+            // tried again with backoff, resuming from its cursor, rather
+            // than at the next scheduled slot (a day later by default).
             Err(e) => {
                 crate::metrics::global().tick_failed();
-                tracing::error!(error = %e, cause, "tick failed; it will resume at the next trigger")
+                let wait = retry.map_or(FIRST_TICK_RETRY, |(_, wait)| wait);
+                retry = Some((
+                    tokio::time::Instant::now() + wait,
+                    (wait * 2).min(MAX_TICK_RETRY),
+                ));
+                tracing::error!(error = %e, cause, retry_in = ?wait, "tick failed; trying again");
             }
         }
     }
@@ -523,6 +598,32 @@ async fn dispatch_loop(
     ticked: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
+    // Before the first round: messages a dispatcher that died left in
+    // `sending` go back to the queue; a locked database is waited out.
+    let mut wait = Duration::from_secs(1);
+    loop {
+        let now = Utc::now().timestamp();
+        match crate::dispatch::blocking(&store, move |s| s.requeue_interrupted(now)).await {
+            Ok(requeued) => {
+                if requeued > 0 {
+                    tracing::warn!(
+                        requeued,
+                        "messages interrupted while sending were put back in the queue"
+                    );
+                }
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?wait,
+                    "cannot requeue messages left in sending yet; dispatching waits");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+                wait = (wait * 2).min(MAX_RETRY_WAIT);
+            }
+        }
+    }
     loop {
         // Read every round, so a reload's new settings apply at once.
         let loaded = live.loaded();

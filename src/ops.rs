@@ -77,7 +77,24 @@ pub fn prune(config: &Config, store: &mut Store, now: Timestamp) -> Result<Optio
         return Ok(None);
     };
     let before = now - keep.as_secs() as i64;
-    Ok(Some(store.prune_messages(before)?))
+    let pruned = store.prune_messages(before)?;
+    if pruned.messages > 0 {
+        // The deleted rows' old page versions must not linger in the log.
+        checkpoint(store)?;
+    }
+    Ok(Some(pruned))
+}
+
+/// Empties the write-ahead log into the database after erasing data
+/// (secure_delete zeroes what was erased in the database file itself).
+fn checkpoint(store: &Store) -> Result<()> {
+    if !store.checkpoint()? {
+        tracing::warn!(
+            "another process was reading the database: the write-ahead log could not be \
+             emptied now; the next checkpoint will"
+        );
+    }
+    Ok(())
 }
 
 /// The service's daily retention pass: at start, then every 24 hours.
@@ -123,6 +140,7 @@ pub fn forget(
     else {
         return Ok(None);
     };
+    checkpoint(store)?;
     let mut lines = 0;
     for file in log_files(config) {
         lines += scrub_log_file(&file, external_id)

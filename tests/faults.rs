@@ -350,6 +350,119 @@ fn a_provider_outage_is_retried_until_everything_is_delivered() {
     }
 }
 
+#[test]
+fn an_outage_longer_than_the_old_attempt_budget_ends_with_everything_delivered_once() {
+    let provider = Provider::start();
+    let clinic = BASE.copy();
+    // max_attempts = 5 and a 1 m backoff (the shipped defaults) once gave
+    // up after about 15 minutes of failures.
+    configure(&clinic, &provider, "long-outage", "");
+    tick(&clinic, "long-outage");
+    let due = due_ids(&clinic, &WHEN);
+    assert!(!due.is_empty());
+    let at = |minutes: i64| {
+        let t = chrono::DateTime::parse_from_rfc3339(&WHEN).unwrap()
+            + chrono::Duration::minutes(minutes);
+        t.to_rfc3339()
+    };
+    // Six hours of 503s, the service's rounds every 10 minutes (as
+    // `dispatch --at`), then the provider recovers.
+    provider.set_mode(Mode::Status(503));
+    for minutes in (0..=360).step_by(10) {
+        dispatch(&clinic, &at(minutes), "outage");
+    }
+    assert_eq!(
+        clinic.count("SELECT count(*) FROM outreach WHERE status = 'failed'"),
+        0,
+        "an outage of six hours is waited out"
+    );
+    let most = clinic.count("SELECT max(attempts) FROM outreach");
+    assert!(
+        most > 5,
+        "only {most} attempts: the outage was not long enough"
+    );
+    provider.set_mode(Mode::Ok);
+    for minutes in (370..=720).step_by(10) {
+        dispatch(&clinic, &at(minutes), "recovered");
+    }
+    assert_eq!(
+        clinic.count("SELECT count(*) FROM outreach WHERE status IN ('failed', 'sending')"),
+        0
+    );
+    assert_eq!(due_now(&clinic, &at(720)), 0);
+    let statuses = statuses(&clinic);
+    let delivered = provider.delivered("long-outage");
+    let accepted = provider.accepted("long-outage");
+    for id in &due {
+        let status = &statuses[id];
+        assert!(
+            status == "sent" || status == "suppressed",
+            "message {id} is {status}"
+        );
+        if status == "sent" {
+            assert_eq!(delivered.get(id), Some(&1), "message {id} delivered once");
+            assert_eq!(accepted.get(id), Some(&1), "message {id} accepted once");
+        }
+    }
+}
+
+#[test]
+fn failed_messages_are_requeued_by_hand_after_the_retry_budget() {
+    let provider = Provider::start();
+    let clinic = BASE.copy();
+    configure(&clinic, &provider, "requeue", "give_up_after = \"30m\"\n");
+    tick(&clinic, "requeue");
+    let at = |minutes: i64| {
+        let t = chrono::DateTime::parse_from_rfc3339(&WHEN).unwrap()
+            + chrono::Duration::minutes(minutes);
+        t.to_rfc3339()
+    };
+    provider.set_mode(Mode::Status(500));
+    for minutes in (0..=60).step_by(5) {
+        dispatch(&clinic, &at(minutes), "outage");
+    }
+    let failed = clinic.count("SELECT count(*) FROM outreach WHERE status = 'failed'");
+    assert!(failed > 0, "the 30 m budget is spent");
+    assert_eq!(
+        clinic.count(
+            "SELECT count(*) FROM outreach WHERE status = 'failed' \
+             AND last_error NOT LIKE 'gave up after 30m of retries%'"
+        ),
+        0
+    );
+    // A filter that matches nothing requeues nothing.
+    let none = run(
+        &clinic,
+        &["requeue", "--since", &at(24 * 60)],
+        "requeue nothing",
+    );
+    assert!(none.contains("requeued 0 failed messages"), "{none}");
+    provider.set_mode(Mode::Ok);
+    let out = run(
+        &clinic,
+        &["requeue", "--channel", "sms", "--since", &WHEN],
+        "requeue",
+    );
+    let sms_failed = failed
+        - clinic
+            .count("SELECT count(*) FROM outreach WHERE status = 'failed' AND channel != 'sms'");
+    assert!(sms_failed > 0);
+    assert!(
+        out.contains(&format!("requeued {sms_failed} failed messages")),
+        "{out}"
+    );
+    // Due now (wall clock): the next round sends them.
+    let now = chrono::Utc::now() + chrono::Duration::seconds(1);
+    dispatch(&clinic, &now.to_rfc3339(), "after requeue");
+    assert_eq!(
+        clinic.count("SELECT count(*) FROM outreach WHERE status = 'failed' AND channel = 'sms'"),
+        0
+    );
+    let delivered = provider.delivered("requeue");
+    assert!(!delivered.is_empty());
+    assert!(delivered.values().all(|n| *n == 1));
+}
+
 /// Queued messages due at `at`.
 fn due_ids(clinic: &Clinic, at: &str) -> Vec<i64> {
     let at = chrono::DateTime::parse_from_rfc3339(at)
@@ -504,5 +617,231 @@ fn sigterm_during_a_dispatch_burst_finishes_in_flight_sends_and_keeps_the_rest_q
     assert_eq!(
         clinic.count("SELECT count(*) FROM outreach WHERE status = 'sending'"),
         0
+    );
+}
+
+/// Starts `recall run` with a 1 s busy timeout, so "held past the busy
+/// timeout" takes seconds, not minutes; returns it and its log lines.
+fn service_with_short_busy_timeout(clinic: &Clinic) -> (Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = clinic
+        .process()
+        .arg("run")
+        .env("RECALL_BUSY_TIMEOUT", "1s")
+        .env("RECALL_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+/// Waits for a log line containing `text`, failing if the service exits.
+fn wait_for_line(
+    service: &mut Child,
+    lines: &std::sync::mpsc::Receiver<String>,
+    text: &str,
+    within: Duration,
+    seen: &mut Vec<String>,
+) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) {
+            let found = line.contains(text);
+            seen.push(line);
+            if found {
+                return;
+            }
+        }
+        if let Some(exit) = service.try_wait().unwrap() {
+            panic!(
+                "the service exited ({exit}) before logging {text:?}:\n{}",
+                seen.join("\n")
+            );
+        }
+    }
+    panic!("no log line with {text:?}:\n{}", seen.join("\n"));
+}
+
+/// Holds the database's write lock from another connection for `hold`.
+fn hold_write_lock(database: std::path::PathBuf, hold: Duration) -> std::thread::JoinHandle<()> {
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(database).unwrap();
+        conn.busy_timeout(Duration::from_secs(30)).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        locked_tx.send(()).unwrap();
+        std::thread::sleep(hold);
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    locked_rx.recv().unwrap();
+    holder
+}
+
+fn terminate(mut service: Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &service.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = service.wait().unwrap();
+    assert!(exit.success(), "the service did not stop cleanly: {exit}");
+}
+
+#[test]
+fn a_database_locked_past_the_busy_timeout_at_start_is_waited_out() {
+    let clinic = Clinic::new();
+    // The clinic's name changed in recall.toml: starting must write it.
+    let conn = rusqlite::Connection::open(clinic.database()).unwrap();
+    conn.execute("UPDATE clinics SET name = 'old name'", [])
+        .unwrap();
+    drop(conn);
+    let holder = hold_write_lock(clinic.database(), Duration::from_secs(5));
+    let (mut service, lines) = service_with_short_busy_timeout(&clinic);
+    let mut seen = Vec::new();
+    wait_for_line(
+        &mut service,
+        &lines,
+        "another process holds the database",
+        Duration::from_secs(20),
+        &mut seen,
+    );
+    holder.join().unwrap();
+    wait_for_line(
+        &mut service,
+        &lines,
+        "recall is running",
+        Duration::from_secs(30),
+        &mut seen,
+    );
+    assert_eq!(
+        clinic.count("SELECT count(*) FROM clinics WHERE name = '测试诊所'"),
+        1,
+        "the service went on and wrote the clinic's name"
+    );
+    terminate(service);
+}
+
+#[test]
+fn a_tick_that_fails_on_a_locked_database_is_retried_not_left_for_the_next_slot() {
+    // No tick yet: the service ticks at start (the next slot is tomorrow).
+    let clinic = Clinic::new();
+    // Settles the clinic's row, so starting needs no write.
+    run(&clinic, &["status"], "status");
+    let holder = hold_write_lock(clinic.database(), Duration::from_secs(6));
+    let (mut service, lines) = service_with_short_busy_timeout(&clinic);
+    let mut seen = Vec::new();
+    wait_for_line(
+        &mut service,
+        &lines,
+        "tick failed; trying again",
+        Duration::from_secs(20),
+        &mut seen,
+    );
+    holder.join().unwrap();
+    wait_for_line(
+        &mut service,
+        &lines,
+        "tick done",
+        Duration::from_secs(40),
+        &mut seen,
+    );
+    assert_eq!(
+        clinic.count("SELECT count(*) FROM ticks WHERE finished_at IS NOT NULL"),
+        1
+    );
+    terminate(service);
+}
+
+#[test]
+fn a_dispatch_round_whose_outcomes_cannot_be_committed_gives_its_messages_back() {
+    let provider = Provider::start();
+    provider.set_delay(Duration::from_millis(300));
+    let clinic = BASE.copy();
+    configure(&clinic, &provider, "commit-fails", "");
+    tick(&clinic, "tick");
+    // Due now: the service dispatches at the wall clock.
+    let conn = rusqlite::Connection::open(clinic.database()).unwrap();
+    conn.execute(
+        "UPDATE outreach SET due_at = ?1 WHERE status = 'queued' AND due_at <= ?2",
+        [
+            chrono::Utc::now().timestamp() - 60,
+            chrono::DateTime::parse_from_rfc3339(&WHEN)
+                .unwrap()
+                .timestamp(),
+        ],
+    )
+    .unwrap();
+    drop(conn);
+    let due = due_ids(&clinic, &chrono::Utc::now().to_rfc3339());
+    assert!(due.len() > 2 * CONCURRENCY);
+
+    let (mut service, lines) = service_with_short_busy_timeout(&clinic);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while provider.in_flight() == 0 {
+        assert!(Instant::now() < deadline, "the service never sent");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Sends are in flight: their outcomes cannot be committed for 10 s,
+    // longer than the round's tries to commit them.
+    let holder = hold_write_lock(clinic.database(), Duration::from_secs(10));
+    let mut seen = Vec::new();
+    wait_for_line(
+        &mut service,
+        &lines,
+        "dispatch round failed",
+        Duration::from_secs(30),
+        &mut seen,
+    );
+    holder.join().unwrap();
+    // The service goes on and sends the rest, the round's messages too.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let open = clinic.count(&format!(
+            "SELECT count(*) FROM outreach WHERE status IN ('queued', 'sending') AND id IN ({})",
+            due.iter()
+                .map(|id| id.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+        if open == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{open} messages still queued or sending: {:?}",
+            clinic.count("SELECT count(*) FROM outreach WHERE status = 'sending'")
+        );
+        assert!(service.try_wait().unwrap().is_none(), "the service exited");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    terminate(service);
+    let statuses = statuses(&clinic);
+    let delivered = provider.delivered("commit-fails");
+    let accepted = provider.accepted("commit-fails");
+    for id in &due {
+        let status = &statuses[id];
+        assert!(
+            status == "sent" || status == "suppressed",
+            "message {id} is {status}"
+        );
+        if status == "sent" {
+            assert_eq!(delivered.get(id), Some(&1), "message {id}");
+        }
+    }
+    let twice = accepted.values().filter(|n| **n > 1).count();
+    assert!(
+        twice <= CONCURRENCY,
+        "{twice} messages were sent twice; the bound is {CONCURRENCY}"
     );
 }

@@ -237,6 +237,19 @@ fn all_text(clinic: &Clinic) -> String {
 #[test]
 fn export_shows_a_customers_data_and_forget_erases_it_keeping_the_counts() {
     let clinic = Clinic::demo(80);
+    // The database holds personal data: its owner only, whatever the umask.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(clinic.database())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "recall init made the database {mode:o}"
+        );
+    }
     // The customer with the most messages and moves.
     let conn = rusqlite::Connection::open(clinic.database()).unwrap();
     let (id, external, name, phone): (i64, String, String, String) = conn
@@ -312,6 +325,12 @@ fn export_shows_a_customers_data_and_forget_erases_it_keeping_the_counts() {
         "the log sender's file names the customer"
     );
 
+    // Another connection stays open, as the running service's would: the
+    // write-ahead log is not folded into the database when forget exits.
+    let holder = rusqlite::Connection::open(clinic.database()).unwrap();
+    holder
+        .query_row("SELECT count(*) FROM customers", [], |r| r.get::<_, i64>(0))
+        .unwrap();
     let forget = clinic
         .recall()
         .args(["forget", "--customer", &external])
@@ -323,6 +342,21 @@ fn export_shows_a_customers_data_and_forget_erases_it_keeping_the_counts() {
         String::from_utf8_lossy(&forget.stderr)
     );
     assert!(stdout(&forget).contains("forgot customer"));
+    // Not in the rows, and not in the bytes of the files either (free
+    // space, old page versions in the database or its log).
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{}{suffix}", clinic.database().display());
+        let Ok(bytes) = std::fs::read(&file) else {
+            continue;
+        };
+        for secret in [&name, &phone] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} is still in the bytes of {file}"
+            );
+        }
+    }
+    drop(holder);
     let text = all_text(&clinic);
     for secret in [&name, &phone, &external] {
         assert!(
@@ -415,5 +449,139 @@ fn json_logs_of_a_tick_and_dispatch_hold_no_phone_number_or_name() {
         for value in [phone, email].into_iter().flatten() {
             assert!(!log.contains(&value), "{value} is in the logs");
         }
+    }
+}
+
+/// A gateway on 127.0.0.1 that refuses every request (400) and echoes it
+/// back: request line, headers and body, as some gateways do. Returns its
+/// port and everything it received.
+fn echoing_gateway() -> (u16, std::sync::Arc<std::sync::Mutex<String>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let record = record.clone();
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut head = String::new();
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line.trim_end().is_empty() {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                        head.push_str(&line);
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let echo = format!("bad request: {head}{}", String::from_utf8_lossy(&body));
+                    record.lock().unwrap().push_str(&echo);
+                    let answer = format!(
+                        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{echo}",
+                        echo.len()
+                    );
+                    if writer.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn secrets_a_gateway_echoes_stay_out_of_the_outreach_log_and_the_logs() {
+    let clinic = Clinic::demo(60);
+    let (port, seen) = echoing_gateway();
+    let secret_file = clinic.path().join("gw-auth");
+    std::fs::write(&secret_file, "Bearer TOPSECRET-abc\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let config = format!(
+        r#"[clinic]
+name = "测试诊所"
+
+[schedule]
+ticks = ["0 9 * * *"]
+
+[dispatch]
+batch_size = 50
+
+[senders.gateway]
+kind = "webhook"
+url = "http://127.0.0.1:{port}/send?token=URLTOKEN-998877&x=1"
+secret_headers = {{ Authorization = "GW_AUTH" }}
+body = '''{{"to": {{{{ address }}}}, "text": {{{{ content }}}}, "ref": {{{{ id }}}}}}'''
+
+[channels.sms]
+sender = "gateway"
+[channels.phone]
+sender = "gateway"
+[channels.wechat]
+sender = "gateway"
+[channels.email]
+sender = "gateway"
+"#
+    );
+    std::fs::write(clinic.config(), config).unwrap();
+    let at = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+    let mut log = String::new();
+    for args in [vec!["tick", "--at", &at], vec!["dispatch", "--at", &at]] {
+        let out = clinic
+            .process()
+            .args(&args)
+            .env_remove("GW_AUTH")
+            .env("GW_AUTH_FILE", &secret_file)
+            .env("RECALL_LOG", "debug")
+            .output()
+            .unwrap();
+        log.push_str(&String::from_utf8_lossy(&out.stderr));
+        log.push_str(&stdout(&out));
+        assert!(out.status.success(), "{log}");
+    }
+    // The gateway did get (and echo) the secrets.
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.contains("Bearer TOPSECRET-abc"), "{seen}");
+    assert!(seen.contains("token=URLTOKEN-998877"), "{seen}");
+
+    let conn = rusqlite::Connection::open(clinic.database()).unwrap();
+    let errors: Vec<String> = conn
+        .prepare("SELECT last_error FROM outreach WHERE last_error LIKE '%bad request%'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(!errors.is_empty(), "no message reached the gateway");
+    for error in &errors {
+        assert!(error.contains("[redacted]"), "{error}");
+    }
+    let stored = errors.join("\n");
+    assert!(log.contains("bad request"), "the refusal is logged: {log}");
+    for secret in ["TOPSECRET", "URLTOKEN-998877"] {
+        assert!(
+            !stored.contains(secret),
+            "{secret} in outreach.last_error: {stored}"
+        );
+        assert!(!log.contains(secret), "{secret} in the logs: {log}");
     }
 }

@@ -174,7 +174,8 @@ pub enum Command {
     /// The churn model behind `churn_risk`: fit, show, evaluate.
     #[command(subcommand)]
     Model(model::ModelCommand),
-    /// Backups, retention, and customers' data requests (backup, prune, export, forget).
+    /// Backups, retention, requeueing failed messages, and customers' data
+    /// requests (backup, prune, requeue, export, forget).
     #[command(flatten)]
     Ops(ops::OpsCommand),
     /// Run the service: scheduled ticks and dispatch, until SIGINT or SIGTERM.

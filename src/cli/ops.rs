@@ -1,4 +1,4 @@
-//! Operations commands: `backup`, `prune`, `export`, `forget`.
+//! Operations commands: `backup`, `prune`, `requeue`, `export`, `forget`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,17 @@ pub enum OpsCommand {
         /// Prune as of this time (clinic time); default now.
         #[arg(long)]
         at: Option<String>,
+    },
+    /// Put `failed` messages back in the queue, due now, with a fresh retry
+    /// budget: after a provider outage that outlasted `[dispatch]
+    /// give_up_after`. The running service sends them at its next round.
+    Requeue {
+        /// Only messages on this channel (sms, phone, wechat, email).
+        #[arg(long)]
+        channel: Option<String>,
+        /// Only messages that failed at or after this time (clinic time).
+        #[arg(long)]
+        since: Option<String>,
     },
     /// Print everything recall holds about one customer as JSON (a data
     /// subject's access request). Personal data: handle with care.
@@ -69,6 +80,17 @@ pub fn run(config_path: &Path, command: OpsCommand) -> Result<ExitCode> {
                     p.messages, p.outcomes, p.call_tasks
                 ),
             }
+        }
+        OpsCommand::Requeue { channel, since } => {
+            let channel = channel
+                .map(|c| c.parse::<crate::model::Channel>())
+                .transpose()?;
+            let since = since
+                .map(|s| parse_at(Some(&s), &config).map(|t| t.timestamp()))
+                .transpose()?;
+            let now = Utc::now().timestamp();
+            let count = store.requeue_failed(channel, since, now)?;
+            println!("requeued {count} failed messages; they are due now");
         }
         OpsCommand::Export { customer } => {
             let Some(export) = store.export_customer(clinic_id, &customer)? else {

@@ -183,7 +183,8 @@ dispatch_every = "30s"         # how often due messages are sent
 [dispatch]
 max_per_customer = "4/7d"      # at most 4 messages per customer a week, all channels together
 batch_size = 200               # messages per dispatch round
-max_attempts = 5               # a retryable failure is retried up to this many attempts in all
+give_up_after = "48h"          # a provider failing (outage, timeout, throttling) is retried this long, then `failed`
+max_attempts = 5               # calls nobody answers: call tasks made for a phone message in all
 retry_backoff = "1m"           # first retry after this long, doubling each time
 max_backoff = "6h"             # ... up to this long
 # concurrency = 32            # messages sent at once; a crash can send at most this many twice

@@ -7,7 +7,8 @@
 //! limit (paced) → send. Up to `[dispatch] concurrency` messages are sent at
 //! once; their outcomes are written in groups, one transaction per group
 //! (group commit). Retryable failures go back to the queue with exponential
-//! backoff and jitter until `max_attempts`; an opt-out withdraws the
+//! backoff and jitter until `give_up_after` has passed since the first one
+//! (a provider's Retry-After uses no attempt); an opt-out withdraws the
 //! customer's consent for that channel, and the customer's other messages on
 //! that channel still to be sent in the same round are suppressed (or fall
 //! back) as if it had been withdrawn at the claim; a permanent failure falls
@@ -286,7 +287,14 @@ impl Dispatcher {
         if claimed.is_empty() {
             return Ok(DispatchReport::default());
         }
-        let caps = self.cap_book(store, &claimed, now).await?;
+        let claimed_ids: Vec<i64> = claimed.iter().map(|m| m.id).collect();
+        let caps = match self.cap_book(store, &claimed, now).await {
+            Ok(caps) => caps,
+            Err(e) => {
+                release_unsettled(store, claimed_ids, clock, stop).await;
+                return Err(e);
+            }
+        };
         let opt_outs = OptOuts::default();
         let permits = Arc::new(Semaphore::new(self.concurrency()));
         let (tx, rx) = mpsc::unbounded_channel::<(Settle, OwnedSemaphorePermit)>();
@@ -322,7 +330,13 @@ impl Dispatcher {
             drop(tx);
             Ok::<_, StoreError>(())
         };
-        let ((), mut report) = tokio::try_join!(sends, self.write_outcomes(store, rx))?;
+        let ((), mut report) = match tokio::try_join!(sends, self.write_outcomes(store, rx)) {
+            Ok(done) => done,
+            Err(e) => {
+                release_unsettled(store, claimed_ids, clock, stop).await;
+                return Err(e);
+            }
+        };
 
         let unsent: Vec<i64> = remaining.map(|m| m.id).collect();
         if !unsent.is_empty() {
@@ -581,7 +595,7 @@ impl Dispatcher {
         let sender = route.sender_name.clone();
         let cost_milli = route.policy.cost_milli;
         let at = now.timestamp();
-        match outcome {
+        match redacted(outcome) {
             SendOutcome::Sent { provider_id } => Settle::Sent {
                 id,
                 sender,
@@ -603,10 +617,18 @@ impl Dispatcher {
                 defer(id, reason, retry_at.timestamp(), at)
             }
             SendOutcome::Retryable { error, retry_after } => {
-                if message.attempts >= i64::from(self.settings.max_attempts) {
+                // The retry budget runs from the first retryable failure;
+                // outages are waited out, however many attempts they take.
+                let since = message.retrying_since.unwrap_or(at);
+                let budget = self.settings.give_up_after.as_secs() as i64;
+                if at - since >= budget {
                     tracing::warn!(id, channel, to = %mask::address(address), attempts = message.attempts, %error,
                         "giving up");
-                    let error = format!("gave up after {} attempts: {error}", message.attempts);
+                    let error = format!(
+                        "gave up after {} of retries ({} attempts): {error}",
+                        humantime::format_duration(self.settings.give_up_after),
+                        message.attempts
+                    );
                     Settle::Failed {
                         id,
                         sender,
@@ -614,15 +636,21 @@ impl Dispatcher {
                         at,
                     }
                 } else {
+                    // A provider's Retry-After is a deferral: no attempt used.
+                    let counted = retry_after.is_none();
                     let wait =
                         retry_after.unwrap_or_else(|| backoff(&self.settings, message.attempts));
                     tracing::info!(id, channel, attempts = message.attempts, retry_in = ?wait, %error, "will retry");
-                    let retry_at = at + wait.as_secs().max(1) as i64;
+                    // The last try falls at the end of the budget, not after it.
+                    let retry_at = (at + wait.as_secs().max(1) as i64)
+                        .min(since + budget)
+                        .max(at + 1);
                     Settle::Retry {
                         id,
                         sender,
                         error,
                         retry_at,
+                        counted,
                         at,
                     }
                 }
@@ -766,7 +794,18 @@ impl Dispatcher {
             report.polled += 1;
             let address = address(&message).unwrap_or_default().to_string();
             let outbound = outbound(&message, &address, clock.now());
-            let answer = route.sender.poll(&provider_id, &outbound).await;
+            let answer = match route.sender.poll(&provider_id, &outbound).await {
+                PollOutcome::Failed { error } => PollOutcome::Failed {
+                    error: senders::redact_secrets(&error),
+                },
+                PollOutcome::OptedOut { reason } => PollOutcome::OptedOut {
+                    reason: senders::redact_secrets(&reason),
+                },
+                PollOutcome::Unknown { error } => PollOutcome::Unknown {
+                    error: senders::redact_secrets(&error),
+                },
+                other => other,
+            };
             let id = message.id;
             let at = clock.now().timestamp();
             let sender_name = route.sender_name.clone();
@@ -821,6 +860,28 @@ fn outbound<'a>(message: &'a Claimed, address: &'a str, now: DateTime<Utc>) -> O
     }
 }
 
+/// A sender's answer with every secret taken out of its text, before it is
+/// logged or stored: providers echo requests, headers and URLs.
+fn redacted(outcome: SendOutcome) -> SendOutcome {
+    match outcome {
+        SendOutcome::Deferred { retry_at, reason } => SendOutcome::Deferred {
+            retry_at,
+            reason: senders::redact_secrets(&reason),
+        },
+        SendOutcome::Retryable { error, retry_after } => SendOutcome::Retryable {
+            error: senders::redact_secrets(&error),
+            retry_after,
+        },
+        SendOutcome::Permanent { error } => SendOutcome::Permanent {
+            error: senders::redact_secrets(&error),
+        },
+        SendOutcome::OptedOut { reason } => SendOutcome::OptedOut {
+            reason: senders::redact_secrets(&reason),
+        },
+        other => other,
+    }
+}
+
 /// A deferral: back to the queue until `until`, no attempt used.
 fn defer(id: i64, reason: String, until: Timestamp, at: Timestamp) -> Settle {
     tracing::debug!(id, %reason, "deferred");
@@ -854,6 +915,49 @@ async fn commit(
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// After a round failed (its outcomes could not be committed: the database
+/// held by another process past the busy timeout), gives every message of
+/// the round still in `sending` back to the queue, the attempt undone, so
+/// the next round sends it instead of it waiting for a restart. Those a
+/// provider had accepted are sent again: at most `concurrency`, the same
+/// window as a crash. Tried until it succeeds or the dispatcher stops (a
+/// restart requeues them then).
+async fn release_unsettled(
+    store: &SharedStore,
+    ids: Vec<i64>,
+    clock: Clock,
+    stop: &(dyn Fn() -> bool + Sync),
+) {
+    let ids = Arc::new(ids);
+    let mut wait = Duration::from_secs(1);
+    loop {
+        let round = ids.clone();
+        let now = clock.now().timestamp();
+        // In doubt, not merely released: some may have reached their
+        // provider before the round failed to record it.
+        match blocking(store, move |s| s.requeue_in_doubt(&round, now)).await {
+            Ok(requeued) => {
+                tracing::warn!(
+                    messages = requeued,
+                    "dispatch round failed; its unsettled messages are back in the queue, in doubt"
+                );
+                return;
+            }
+            Err(e) if !stop() => {
+                tracing::warn!(error = %e, retry_in = ?wait,
+                    "cannot give a failed round's messages back to the queue yet; trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => {
+                tracing::error!(error = %e,
+                    "stopping with a failed round's messages in sending; the next start requeues them");
+                return;
+            }
         }
     }
 }

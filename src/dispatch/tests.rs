@@ -100,6 +100,7 @@ fn settings(max_attempts: u32) -> DispatchSettings {
     DispatchSettings {
         batch_size: 10,
         max_attempts,
+        give_up_after: Duration::from_secs(48 * 3600),
         retry_backoff: Duration::from_secs(60),
         max_backoff: Duration::from_secs(3600),
         cap: None,
@@ -204,14 +205,21 @@ async fn do_not_contact_missing_consent_and_missing_address_are_suppressed_with_
 }
 
 #[tokio::test]
-async fn retryable_failures_back_off_then_fail_after_max_attempts() {
+async fn retryable_failures_back_off_until_the_retry_budget_is_spent() {
     let f = fixture(vec![phone_customer("C1")], Channel::Sms);
     let busy = || SendOutcome::Retryable {
         error: "throttled".into(),
         retry_after: None,
     };
-    let sender = Scripted::new(vec![busy(), busy()]);
-    let d = dispatcher(sender, Channel::Sms, 2);
+    // Far more failures than max_attempts: an outage is waited out.
+    let sender = Scripted::new((0..12).map(|_| busy()).collect());
+    let d = with_policies(
+        vec![(Channel::Sms, sender, ChannelPolicy::plain("test"))],
+        DispatchSettings {
+            give_up_after: Duration::from_secs(24 * 3600),
+            ..settings(2)
+        },
+    );
     let first = d.drain(&f.store, at(T0), &|| false).await.unwrap();
     assert_eq!(first.retried, 1);
     let entry = &log(&f.store)[0];
@@ -224,15 +232,52 @@ async fn retryable_failures_back_off_then_fail_after_max_attempts() {
     );
     let early = d.drain(&f.store, at(T0 + 10), &|| false).await.unwrap();
     assert_eq!(early.claimed, 0, "not due again yet");
-    let second = d.drain(&f.store, at(T0 + 3600), &|| false).await.unwrap();
-    assert_eq!(second.failed, 1);
+    // Ten more failures over the next hours: still retried.
+    let mut now = T0;
+    for _ in 0..10 {
+        now = log(&f.store)[0].due_at;
+        let round = d.drain(&f.store, at(now), &|| false).await.unwrap();
+        assert_eq!((round.retried, round.failed), (1, 0));
+    }
+    let entry = &log(&f.store)[0];
+    assert_eq!((entry.status.as_str(), entry.attempts), ("queued", 11));
+    // Backoff capped at max_backoff (1 h ±20%), the last try at the
+    // budget's end.
+    assert!(entry.due_at - now <= 72 * 60, "due {}", entry.due_at - now);
+    assert!(entry.due_at <= T0 + 24 * 3600);
+    // Once the budget since the first failure is spent, it fails.
+    let last = d
+        .drain(&f.store, at(T0 + 24 * 3600), &|| false)
+        .await
+        .unwrap();
+    assert_eq!(last.failed, 1);
     let entry = &log(&f.store)[0];
     assert_eq!(entry.status, "failed");
-    assert_eq!(entry.attempts, 2);
+    assert_eq!(entry.attempts, 12);
     assert_eq!(
         entry.last_error.as_deref(),
-        Some("gave up after 2 attempts: throttled")
+        Some("gave up after 1day of retries (12 attempts): throttled")
     );
+}
+
+#[tokio::test]
+async fn retry_after_uses_no_attempt() {
+    let f = fixture(vec![phone_customer("C1")], Channel::Sms);
+    let throttled = || SendOutcome::Retryable {
+        error: "429".into(),
+        retry_after: Some(Duration::from_secs(30)),
+    };
+    let sender = Scripted::new((0..4).map(|_| throttled()).collect());
+    let d = dispatcher(sender, Channel::Sms, 2);
+    for round in 0..4 {
+        let report = d
+            .drain(&f.store, at(T0 + round * 30), &|| false)
+            .await
+            .unwrap();
+        assert_eq!((report.retried, report.failed), (1, 0));
+    }
+    let entry = &log(&f.store)[0];
+    assert_eq!((entry.status.as_str(), entry.attempts), ("queued", 0));
 }
 
 #[tokio::test]
@@ -361,6 +406,31 @@ async fn messages_interrupted_while_sending_are_requeued_on_start() {
         .await
         .unwrap();
     assert_eq!(report.sent, 1);
+}
+
+#[tokio::test]
+async fn a_failed_rounds_messages_go_back_in_doubt() {
+    // A round whose outcomes cannot be written gives back what it claimed;
+    // those may have reached the provider, so they are in doubt, and only
+    // the ones still in `sending`.
+    let f = fixture(
+        vec![phone_customer("C1"), phone_customer("C2")],
+        Channel::Sms,
+    );
+    {
+        let mut store = f.store.lock().unwrap();
+        let claimed = store.claim_due(T0, &[Channel::Sms], 10).unwrap();
+        let ids: Vec<i64> = claimed.iter().map(|m| m.id).collect();
+        assert_eq!(store.requeue_in_doubt(&ids, T0 + 5).unwrap(), 2);
+        assert_eq!(
+            store.requeue_in_doubt(&ids, T0 + 6).unwrap(),
+            0,
+            "only what is sending"
+        );
+        let again = store.claim_due(T0 + 7, &[Channel::Sms], 10).unwrap();
+        assert_eq!(again.len(), 2);
+        assert!(again.iter().all(|m| m.in_doubt), "{again:?}");
+    }
 }
 
 #[tokio::test]

@@ -162,7 +162,7 @@ pub fn scrub(text: &str, phone: &str) -> String {
     if let Some(national) = bare.strip_prefix("86").filter(|n| n.len() == 11) {
         forms.push(national);
     }
-    let mut text = text.to_string();
+    let mut text = super::redact_secrets(text);
     for form in forms {
         if form.len() >= 5 {
             text = text.replace(form, &crate::mask::phone(form));

@@ -22,7 +22,7 @@ pub mod wecom_robot;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
 
@@ -135,6 +135,7 @@ impl Context {
             ),
         };
         if let Some(value) = value.filter(|v| !v.trim().is_empty()) {
+            remember_secret(&value);
             return Ok(value);
         }
         let Some(path) = file else {
@@ -145,8 +146,125 @@ impl Context {
                 ),
             ));
         };
-        read_secret_file(&path).map_err(|why| BuildError::new(name, format!("{var}_FILE: {why}")))
+        let value = read_secret_file(&path)
+            .map_err(|why| BuildError::new(name, format!("{var}_FILE: {why}")))?;
+        remember_secret(&value);
+        Ok(value)
     }
+}
+
+/// What a secret is replaced with in provider text.
+pub const REDACTED: &str = "[redacted]";
+
+/// Every secret value resolved by [`Context::secret`] in this process, in
+/// the forms a provider may echo it: as is, without an auth scheme word
+/// ("Bearer x" → "x"), percent- and form-encoded, JSON-escaped. Longest
+/// first, so a longer form is replaced before a part of it.
+static SECRET_FORMS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Auth scheme words that prefix a secret in a header value; the rest of
+/// the value is a secret on its own.
+const AUTH_SCHEMES: &[&str] = &["bearer", "basic", "token", "digest", "apikey", "key"];
+
+/// What a URL component keeps unencoded: letters, digits and `-._~`.
+const URL_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Shorter secrets are not looked for: they would be found inside ordinary
+/// words ("id" in "invalid") and mangle every message, and hide little.
+const MIN_SECRET_LEN: usize = 6;
+
+fn remember_secret(value: &str) {
+    let value = value.trim();
+    if value.len() < MIN_SECRET_LEN {
+        return;
+    }
+    let mut parts = vec![value.to_string()];
+    // "Bearer abc" may be echoed as just "abc"; the words of a secret are
+    // secrets too, unless they are a scheme word or too short to matter.
+    for word in value.split_whitespace() {
+        if word.len() >= MIN_SECRET_LEN
+            && !AUTH_SCHEMES.contains(&word.to_ascii_lowercase().as_str())
+        {
+            parts.push(word.to_string());
+        }
+    }
+    let mut forms = SECRET_FORMS.write().unwrap_or_else(|p| p.into_inner());
+    for part in parts {
+        let all = percent_encoding::utf8_percent_encode(&part, percent_encoding::NON_ALPHANUMERIC)
+            .to_string();
+        let percent = percent_encoding::utf8_percent_encode(&part, URL_COMPONENT).to_string();
+        let form = percent.replace("%20", "+");
+        let json = serde_json::to_string(&part).unwrap_or_default();
+        let json = json.trim_matches('"').to_string();
+        let lower = percent.to_ascii_lowercase();
+        for f in [all, lower, percent, form, json, part] {
+            if !f.is_empty() && !forms.contains(&f) {
+                forms.push(f);
+            }
+        }
+    }
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+}
+
+/// Query parameters whose values are credentials wherever a URL shows up in
+/// provider text (`?access_token=...`, `&key=...`).
+const SECRET_PARAMS: &[&str] = &[
+    "access_token",
+    "token",
+    "key",
+    "secret",
+    "password",
+    "signature",
+    "sig",
+    "apikey",
+    "api_key",
+];
+
+/// Provider text (an error, an echoed request, a URL) with every secret the
+/// senders resolved taken out, in the forms a provider may echo it, and the
+/// values of credential query parameters in URLs. Sender errors, outcomes
+/// and log lines pass through it before they are stored or logged.
+pub fn redact_secrets(text: &str) -> String {
+    let mut text = text.to_string();
+    {
+        let forms = SECRET_FORMS.read().unwrap_or_else(|p| p.into_inner());
+        for form in forms.iter() {
+            if text.contains(form.as_str()) {
+                text = text.replace(form.as_str(), REDACTED);
+            }
+        }
+    }
+    redact_query_tokens(&text)
+}
+
+/// `...?key=abc&x=1` → `...?key=[redacted]&x=1`, for the names in
+/// [`SECRET_PARAMS`].
+fn redact_query_tokens(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(['?', '&']) {
+        out.push_str(&rest[..=i]);
+        rest = &rest[i + 1..];
+        let Some(eq) = rest.find('=') else { continue };
+        let name = &rest[..eq];
+        if !SECRET_PARAMS.iter().any(|p| name.eq_ignore_ascii_case(p)) {
+            continue;
+        }
+        let value_end = rest[eq + 1..]
+            .find(|c: char| c == '&' || c == '#' || c == '"' || c == '\'' || c.is_whitespace())
+            .map_or(rest.len(), |j| eq + 1 + j);
+        out.push_str(&rest[..=eq]);
+        if value_end > eq + 1 {
+            out.push_str(REDACTED);
+        }
+        rest = &rest[value_end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Reads a secret file, refusing one that group or others may read or
@@ -214,6 +332,29 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resolved_secrets_and_their_derived_forms_are_redacted_from_provider_text() {
+        let ctx = Context {
+            secrets: Secrets::Map(BTreeMap::from([
+                ("AUTH".to_string(), "Bearer TOPSECRET-abc".to_string()),
+                ("KEY".to_string(), "k3y/with+odd chars".to_string()),
+            ])),
+            ..Context::default()
+        };
+        ctx.secret("a", "AUTH").unwrap();
+        ctx.secret("a", "KEY").unwrap();
+        let echoed = "got Authorization: Bearer TOPSECRET-abc; token TOPSECRET-abc; \
+                      url /send?u=1&apikey=k3y%2Fwith%2Bodd%20chars; form k3y%2Fwith%2Bodd+chars; \
+                      json \"k3y/with+odd chars\"; https://x.example/hook?key=other-key-value&a=1";
+        let clean = redact_secrets(echoed);
+        assert!(!clean.contains("TOPSECRET"), "{clean}");
+        assert!(!clean.contains("k3y"), "{clean}");
+        assert!(!clean.contains("other-key-value"), "{clean}");
+        assert!(clean.contains("got Authorization: [redacted];"), "{clean}");
+        assert!(clean.contains("hook?key=[redacted]&a=1"), "{clean}");
+        assert_eq!(redact_secrets("nothing secret here"), "nothing secret here");
+    }
 
     #[test]
     fn secrets_are_named_never_shown() {

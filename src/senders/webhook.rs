@@ -733,7 +733,7 @@ pub(crate) fn describe(error: reqwest::Error, timeout: Duration) -> String {
 /// recipient's address masked, the content and name taken out, one line,
 /// at most 300 characters.
 pub(crate) fn scrub(text: &str, message: &Outbound<'_>) -> String {
-    let mut text = text.to_string();
+    let mut text = super::redact_secrets(text);
     if !message.content.trim().is_empty() {
         text = text.replace(message.content, "<content>");
         // Echoed inside a JSON answer, the content is escaped.

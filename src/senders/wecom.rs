@@ -596,7 +596,7 @@ fn add_error(answer: &Answer, sender: Option<&str>) -> SendOutcome {
             None,
         ),
         // The settings are wrong, not the message: keep it while someone
-        // fixes them (the dispatcher still gives up after max_attempts).
+        // fixes them (the dispatcher gives up after `give_up_after`).
         40003 | 41009 | 46004 | 60111 => retry(
             format!(
                 "sender_userid `{}` is not a WeCom staff member: {what}",

@@ -297,4 +297,10 @@ CREATE INDEX visits_external_id ON visits (external_id) WHERE external_id IS NOT
 CREATE INDEX orders_external_id ON orders (external_id) WHERE external_id IS NOT NULL;
 CREATE INDEX followups_external_id ON followups (external_id) WHERE external_id IS NOT NULL;
 "#,
+    // 7: when a message's sender first failed with a retryable error: the
+    // start of its retry budget (`[dispatch] give_up_after`). NULL while it
+    // has not failed, and again after a fallback or a requeue by hand.
+    r#"
+ALTER TABLE outreach ADD COLUMN retrying_since INTEGER;
+"#,
 ];

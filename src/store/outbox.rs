@@ -44,8 +44,12 @@ pub struct Claimed {
     /// carries [`IN_DOUBT`]): a sender that can ask its provider asks before
     /// sending again.
     pub in_doubt: bool,
-    /// Including this one.
+    /// Including this one; deferrals and provider Retry-After waits are not
+    /// counted.
     pub attempts: i64,
+    /// When the first retryable failure happened, if one has: the start of
+    /// the retry budget.
+    pub retrying_since: Option<Timestamp>,
     pub created_at: Timestamp,
     pub due_at: Timestamp,
     /// Set once a provider has it (for polling).
@@ -63,7 +67,7 @@ const CLAIMED_COLUMNS: &str =
     o.attempts, o.created_at, o.due_at,
     c.id, c.external_id, c.name, c.phone, c.email, c.wechat_openid, c.wecom_external_userid,
     c.do_not_contact, c.consent_sms, c.consent_phone, c.consent_wechat, c.consent_email,
-    o.params, o.last_error, o.provider_id, o.fallback IS NOT NULL";
+    o.params, o.last_error, o.provider_id, o.fallback IS NOT NULL, o.retrying_since";
 
 fn claimed_row(r: &Row<'_>) -> rusqlite::Result<Claimed> {
     let channel: String = r.get(2)?;
@@ -88,6 +92,7 @@ fn claimed_row(r: &Row<'_>) -> rusqlite::Result<Claimed> {
         in_doubt: is_in_doubt(last_error.as_deref()),
         last_error,
         attempts: r.get(7)?,
+        retrying_since: r.get(26)?,
         created_at: r.get(8)?,
         due_at: r.get(9)?,
         provider_id: r.get(24)?,
@@ -173,6 +178,26 @@ impl Store {
              WHERE status = 'sending'",
             params![now, INTERRUPTED],
         )?)
+    }
+
+    /// Puts the given messages still in `sending` back in the queue, marked
+    /// in doubt like [`Store::requeue_interrupted`] does: a dispatch round
+    /// whose outcomes could not be written may have handed them to their
+    /// provider already.
+    pub fn requeue_in_doubt(&mut self, ids: &[i64], now: Timestamp) -> Result<usize> {
+        let tx = self.conn.transaction()?;
+        let mut requeued = 0;
+        {
+            let mut update = tx.prepare_cached(
+                "UPDATE outreach SET status = 'queued', updated_at = ?2, last_error = ?3
+                 WHERE id = ?1 AND status = 'sending'",
+            )?;
+            for id in ids {
+                requeued += update.execute(params![id, now, INTERRUPTED])?;
+            }
+        }
+        tx.commit()?;
+        Ok(requeued)
     }
 
     /// Claims up to `limit` messages due at `now` on the given channels,
@@ -323,16 +348,40 @@ impl Store {
         write_deferred(&self.conn, id, reason, retry_at, now)
     }
 
-    /// A retryable failure: back to the queue, due again at `retry_at`.
+    /// A retryable failure: back to the queue, due again at `retry_at`;
+    /// `counted` false undoes the attempt (the provider said when to come
+    /// back).
     pub fn mark_retry(
         &self,
         id: i64,
         sender: &str,
         error: &str,
         retry_at: Timestamp,
+        counted: bool,
         now: Timestamp,
     ) -> Result<()> {
-        write_retry(&self.conn, id, sender, error, retry_at, now)
+        write_retry(&self.conn, id, sender, error, retry_at, counted, now)
+    }
+
+    /// Puts `failed` messages back in the queue, due at `now`, with a fresh
+    /// attempt count and retry budget (after an outage outlasted it), the
+    /// error kept in the log. Only those on `channel` and failed at or after
+    /// `since`, when given. Returns how many were requeued.
+    pub fn requeue_failed(
+        &mut self,
+        channel: Option<Channel>,
+        since: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<usize> {
+        Ok(self.conn.execute(
+            "UPDATE outreach SET status = 'queued', attempts = 0, retrying_since = NULL,
+                due_at = ?1, updated_at = ?1,
+                last_error = 'requeued by hand after: ' || coalesce(last_error, 'failed')
+             WHERE status = 'failed'
+               AND (?2 IS NULL OR channel = ?2)
+               AND (?3 IS NULL OR updated_at >= ?3)",
+            params![now, channel.map(|c| c.as_str()), since],
+        )?)
     }
 
     /// A permanent failure, or out of attempts (also for awaiting messages
@@ -464,6 +513,9 @@ pub enum Settle {
         sender: String,
         error: String,
         retry_at: Timestamp,
+        /// False when the provider said when to come back (Retry-After,
+        /// throttling): the attempt is undone.
+        counted: bool,
         at: Timestamp,
     },
     Failed {
@@ -568,8 +620,9 @@ fn settle_one(conn: &rusqlite::Connection, outcome: &Settle) -> Result<Settled> 
             sender,
             error,
             retry_at,
+            counted,
             at,
-        } => write_retry(conn, *id, sender, error, *retry_at, *at)?,
+        } => write_retry(conn, *id, sender, error, *retry_at, *counted, *at)?,
         Settle::Failed {
             id,
             sender,
@@ -660,13 +713,16 @@ fn write_retry(
     sender: &str,
     error: &str,
     retry_at: Timestamp,
+    counted: bool,
     now: Timestamp,
 ) -> Result<()> {
     conn.prepare_cached(
-        "UPDATE outreach SET status = 'queued', sender = ?2, last_error = ?3, due_at = ?4, updated_at = ?5
+        "UPDATE outreach SET status = 'queued', sender = ?2, last_error = ?3, due_at = ?4, updated_at = ?5,
+            attempts = CASE WHEN ?6 THEN attempts ELSE max(attempts - 1, 0) END,
+            retrying_since = coalesce(retrying_since, ?5)
          WHERE id = ?1 AND status = 'sending'",
     )?
-    .execute(params![id, sender, error, retry_at, now])?;
+    .execute(params![id, sender, error, retry_at, now, counted])?;
     Ok(())
 }
 
@@ -773,7 +829,8 @@ fn write_fall_back(
     }
     conn.execute(
         "UPDATE outreach SET channel = ?2, subject = ?3, content = ?4, content_html = ?5, params = ?6,
-            fallback = NULL, status = 'queued', attempts = 0, due_at = ?7, updated_at = ?7,
+            fallback = NULL, status = 'queued', attempts = 0, retrying_since = NULL,
+            due_at = ?7, updated_at = ?7,
             last_error = ?8, sender = NULL, provider_id = NULL, sent_at = NULL
          WHERE id = ?1",
         params![
