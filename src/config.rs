@@ -631,8 +631,8 @@ fn validate(path: &Path, text: &str, file: ConfigFile, report: &mut Report) -> C
             )
             .zh("dispatch.max_attempts 至少为 1")
             .hint2(
-                "it counts the first try too; 5 is a good start",
-                "它包括第一次发送；5 是个不错的起点",
+                "it is how many call tasks a phone message gets when nobody answers, the first call included; 5 is a good start",
+                "它是电话消息无人接听时最多生成的外呼任务数（含第一次）；5 是个不错的起点",
             ),
         );
     }

@@ -190,7 +190,16 @@ fn duplicate_ids_and_config_values_point_at_their_line() {
     let (code, text) = check(&clinic, "zh");
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("dispatch.max_attempts 至少为 1"), "{text}");
-    assert!(text.contains("--> recall.toml:24:16"), "{text}");
+    let config = std::fs::read_to_string(clinic.dir.path().join("recall.toml")).unwrap();
+    let line = config
+        .lines()
+        .position(|l| l.starts_with("max_attempts = 0"))
+        .unwrap()
+        + 1;
+    assert!(
+        text.contains(&format!("--> recall.toml:{line}:16")),
+        "{text}"
+    );
 }
 
 #[test]
