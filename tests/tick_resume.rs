@@ -85,7 +85,14 @@ fn a_tick_killed_at_any_point_and_rerun_matches_an_uninterrupted_one() {
     let expected = reference.history();
 
     let mut interrupted_mid_tick = 0;
-    for (i, delay_ms) in [0u64, 15, 40, 80, 150, 300].into_iter().enumerate() {
+    // Fixed delays land anywhere (before the tick, in it, after it); the
+    // last runs kill as soon as the tick has committed a batch, so at least
+    // one kill lands mid-tick however fast or slow the machine is.
+    let kills = [0u64, 15, 40, 80, 150, 300]
+        .map(Kill::After)
+        .into_iter()
+        .chain([Kill::MidTick, Kill::MidTick]);
+    for (i, kill) in kills.enumerate() {
         let clinic = base.copy();
         let mut child = clinic
             .process()
@@ -94,7 +101,26 @@ fn a_tick_killed_at_any_point_and_rerun_matches_an_uninterrupted_one() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        match kill {
+            Kill::After(ms) => std::thread::sleep(Duration::from_millis(ms)),
+            Kill::MidTick => {
+                let watch = rusqlite::Connection::open(clinic.database()).unwrap();
+                let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                while std::time::Instant::now() < deadline {
+                    let moved: i64 = watch
+                        .query_row(
+                            "SELECT count(*) FROM ticks WHERE status = 'running' AND cursor > 0",
+                            [],
+                            |r| r.get(0),
+                        )
+                        .unwrap_or(0);
+                    if moved > 0 {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
         child.kill().unwrap(); // SIGKILL: no chance to clean up
         child.wait().unwrap();
         if clinic.count("SELECT count(*) FROM ticks WHERE status = 'running' AND cursor > 0") > 0 {
@@ -113,7 +139,7 @@ fn a_tick_killed_at_any_point_and_rerun_matches_an_uninterrupted_one() {
         assert_eq!(
             clinic.history(),
             expected,
-            "iteration {i} (killed after {delay_ms} ms)"
+            "iteration {i} (killed {kill:?})"
         );
         assert_eq!(
             clinic.count("SELECT count(*) FROM ticks WHERE status <> 'done'"),
@@ -124,4 +150,13 @@ fn a_tick_killed_at_any_point_and_rerun_matches_an_uninterrupted_one() {
         interrupted_mid_tick > 0,
         "no kill landed in the middle of a tick; adjust the delays"
     );
+}
+
+/// When a test kills the tick.
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    /// This many milliseconds after it started.
+    After(u64),
+    /// As soon as it has committed a batch.
+    MidTick,
 }
