@@ -262,8 +262,9 @@ BEGIN INSERT INTO attribution_queue (customer_id) SELECT NEW.customer_id WHERE N
 CREATE TRIGGER attribution_order_insert AFTER INSERT ON orders
 BEGIN INSERT INTO attribution_queue (customer_id) SELECT NEW.customer_id WHERE NOT EXISTS (SELECT 1 FROM attribution_queue WHERE customer_id = NEW.customer_id); END;
 
-CREATE TRIGGER attribution_outreach_insert AFTER INSERT ON outreach WHEN NEW.status = 'sent'
-BEGIN INSERT INTO attribution_queue (customer_id) SELECT NEW.customer_id WHERE NOT EXISTS (SELECT 1 FROM attribution_queue WHERE customer_id = NEW.customer_id); END;
+-- No trigger on inserting messages: they are born queued, failed or held
+-- out, never sent, and an insert trigger (run for every row, WHEN or not)
+-- made a big tick's writes 70% slower (measured with recall bench).
 CREATE TRIGGER attribution_outreach_update
 AFTER UPDATE OF status, sent_at, attribution_days, customer_id ON outreach
 WHEN (OLD.status = 'sent') <> (NEW.status = 'sent')
