@@ -23,7 +23,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{DateTime, Offset, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -66,16 +66,7 @@ pub enum ChurnError {
     },
 }
 
-/// The clinic's UTC offset at `at`, in seconds: SQL counts clinic days as
-/// `(at + offset) / 86400`.
-pub fn utc_offset(at: Timestamp, tz: Tz) -> i64 {
-    let utc = DateTime::<Utc>::from_timestamp(at, 0).unwrap_or_default();
-    i64::from(
-        tz.offset_from_utc_datetime(&utc.naive_utc())
-            .fix()
-            .local_minus_utc(),
-    )
-}
+use crate::clock::utc_offset;
 
 /// One customer's summary in days at clinic day `today`: x = visit days
 /// after the first, tₓ = last visit day − first, T = today − first,

@@ -390,7 +390,7 @@ fn run_batches(
 pub fn scan_options(clinic: &Clinic, with_model: bool, at: Timestamp) -> ScanOptions {
     ScanOptions {
         treatments: !clinic.cycles.is_empty(),
-        repeat_offset: with_model.then(|| crate::churn::utc_offset(at, clinic.timezone)),
+        repeat_offset: with_model.then(|| crate::clock::utc_offset(at, clinic.timezone)),
     }
 }
 

@@ -119,6 +119,13 @@ fn ratio(part: i64, whole: i64) -> Option<f64> {
 }
 
 impl Report {
+    /// The recall rows of each group, then the total (its `group` is empty).
+    fn recall_rows(&self) -> impl Iterator<Item = &Recall> {
+        self.recall
+            .iter()
+            .chain(std::iter::once(&self.recall_total))
+    }
+
     pub fn growth(&self) -> Option<f64> {
         (self.new_previous > 0)
             .then(|| (self.new_customers - self.new_previous) as f64 / self.new_previous as f64)
@@ -448,11 +455,7 @@ impl Report {
             "active_ratio",
             fraction(self.active_ratio()),
         );
-        for recall in self
-            .recall
-            .iter()
-            .chain(std::iter::once(&self.recall_total))
-        {
+        for recall in self.recall_rows() {
             let group = if recall.group.is_empty() {
                 "total"
             } else {
@@ -669,16 +672,8 @@ impl Report {
             w.t("cost/recalled", "单客召回成本"),
             "ROI",
         ]);
-        for r in self
-            .recall
-            .iter()
-            .chain(std::iter::once(&self.recall_total))
-        {
-            let group = if r.group.is_empty() {
-                w.t("total", "合计").to_string()
-            } else {
-                r.group.clone()
-            };
+        for r in self.recall_rows() {
+            let group = total_or(&r.group, w.t("total", "合计"));
             recall.push(vec![
                 group,
                 r.messages.to_string(),
@@ -701,16 +696,8 @@ impl Report {
             w.t("visited", "到院"),
             w.t("purchased", "消费"),
         ]);
-        for r in self
-            .recall
-            .iter()
-            .chain(std::iter::once(&self.recall_total))
-        {
-            let group = if r.group.is_empty() {
-                w.t("total", "合计").to_string()
-            } else {
-                r.group.clone()
-            };
+        for r in self.recall_rows() {
+            let group = total_or(&r.group, w.t("total", "合计"));
             funnel.push(vec![
                 group,
                 r.contacts.to_string(),
@@ -760,6 +747,11 @@ impl Report {
         }
         format!("{period}\n{out}")
     }
+}
+
+/// A group's name, or `total` for the total row (its group is empty).
+fn total_or(group: &str, total: &str) -> String {
+    if group.is_empty() { total } else { group }.to_string()
 }
 
 #[cfg(test)]
