@@ -11,8 +11,8 @@ use chrono::{DateTime, Duration as ChronoDuration, NaiveDate, Utc};
 use chrono_tz::Tz;
 use fastrand::Rng;
 
-use crate::clock::{self, Clock, Timestamp};
-use crate::model::{FollowupResult, Gender};
+use crate::base::clock::{self, Clock, Timestamp};
+use crate::base::model::{FollowupResult, Gender};
 use crate::store::Result;
 use crate::store::ingest::{Consent, Ingest, NewCustomer};
 
@@ -344,7 +344,7 @@ mod tests {
     #[test]
     fn replay_ends_two_days_before_now_at_nine() {
         let tz = chrono_tz::Asia::Shanghai;
-        let now = clock::parse_time("2026-05-10 15:00", tz).unwrap();
+        let now = clock::parse_time("2026-05-10 15:00", tz, chrono::DateTime::UNIX_EPOCH).unwrap();
         let days = replay_days(now, tz, 3);
         let shown: Vec<String> = days
             .iter()

@@ -11,13 +11,16 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
-use crate::daemon::Loaded;
-use crate::diag::{self, Diagnostic, Lang, Report};
+use crate::base::clock::Clock;
+use crate::base::diag::{self, Diagnostic, Report};
+use crate::base::i18n::{Arg, IntoArg, Text, list, t};
+use crate::base::model::{FollowupResult, Gender, Pool};
 use crate::engine::{self, Engine, TickOptions};
-use crate::model::{FollowupResult, Gender, Pool};
+use crate::setup::Loaded;
 use crate::store::Store;
 use crate::store::ingest::NewCustomer;
 
@@ -62,7 +65,7 @@ pub struct ModelSpec {
 }
 
 impl ModelSpec {
-    fn model(&self) -> Result<crate::predict::Model, String> {
+    fn model(&self) -> Result<crate::predict::Model, Text> {
         let purchases = crate::predict::BgNbd {
             r: self.r,
             alpha: self.alpha,
@@ -71,19 +74,17 @@ impl ModelSpec {
         };
         purchases
             .check()
-            .map_err(|e| format!("[case.model]: {e}"))?;
+            .map_err(|e| t!("ruletest.model.invalid", error = e))?;
         let spend = match (self.p, self.q, self.v) {
             (None, None, None) => None,
             (Some(p), Some(q), Some(v)) => {
                 let spend = crate::predict::GammaGamma { p, q, v };
-                spend.check().map_err(|e| format!("[case.model]: {e}"))?;
+                spend
+                    .check()
+                    .map_err(|e| t!("ruletest.model.invalid", error = e))?;
                 Some(spend)
             }
-            _ => {
-                return Err(
-                    "[case.model]: give all of p, q and v for the spend model, or none".into(),
-                );
-            }
+            _ => return Err(t!("ruletest.model.spend_partial")),
         };
         Ok(crate::predict::Model {
             unit: crate::predict::TimeUnit::Days,
@@ -183,11 +184,11 @@ pub struct MessageSpec {
 }
 
 /// The result of one case.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CaseResult {
     pub name: String,
     /// Empty when the case passed.
-    pub failures: Vec<String>,
+    pub failures: Vec<Text>,
     /// Rules that fired in the case.
     pub fired: BTreeSet<String>,
 }
@@ -216,17 +217,16 @@ pub fn files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
 pub fn parse(path: &Path) -> Result<TestFile, Report> {
     let mut report = Report::default();
     let text = std::fs::read_to_string(path).map_err(|e| {
-        report.push(
-            Diagnostic::error(path, None, format!("cannot read: {e}")).zh(format!("无法读取：{e}")),
-        );
+        report.push(Diagnostic::error(
+            path,
+            None,
+            t!("diag.cannot_read", error = e),
+        ));
         report.clone()
     })?;
     report.add_source(path, &text);
     let file: TestFile = toml::from_str(&text).map_err(|e| {
-        report.push(diag::from_toml_error(path, &e).hint2(
-            "a test file holds [[case]] tables with [[case.customer]] and [[case.tick]]",
-            "测试文件由 [[case]] 组成，每个 case 含 [[case.customer]] 和 [[case.tick]]",
-        ));
+        report.push(diag::from_toml_error(path, &e).hint(t!("ruletest.file.shape_hint")));
         report.clone()
     })?;
     // A case that expects nothing passes whatever the rules do: it would
@@ -250,13 +250,9 @@ pub fn parse(path: &Path) -> Result<TestFile, Report> {
                 Diagnostic::error(
                     path,
                     case_headers.get(i).cloned(),
-                    format!("case `{name}` checks nothing: it has no [[case.tick]]"),
+                    t!("ruletest.case.no_tick", name),
                 )
-                .zh(format!("用例 `{name}` 什么也没检查：它没有 [[case.tick]]"))
-                .hint2(
-                    "add a [[case.tick]] with at = \"...\" and moves, messages or pools to expect",
-                    "请添加 [[case.tick]]，写上 at = \"...\" 以及期望的 moves、messages 或 pools",
-                ),
+                .hint(t!("ruletest.case.no_tick_hint")),
             );
         }
         for (j, tick) in case.get_ref().ticks.iter().enumerate() {
@@ -266,17 +262,9 @@ pub fn parse(path: &Path) -> Result<TestFile, Report> {
                     Diagnostic::error(
                         path,
                         tick_headers.get(j).cloned(),
-                        format!(
-                            "this tick of case `{name}` checks nothing: it expects no moves, messages or pools"
-                        ),
+                        t!("ruletest.tick.expects_nothing", name),
                     )
-                    .zh(format!(
-                        "用例 `{name}` 的这个 tick 什么也没检查：没有写期望的 moves、messages 或 pools"
-                    ))
-                    .hint2(
-                        "write moves = [] to expect that nobody moves, or list what must happen",
-                        "若期望没有任何流转，请写 moves = []；否则请列出应发生的流转或消息",
-                    ),
+                    .hint(t!("ruletest.tick.expects_nothing_hint")),
                 );
             }
         }
@@ -330,25 +318,20 @@ fn check_values(
             .or(Some(span.start..span.start + 8))
     };
     let bad_time = |value: &str, report: &mut Report| {
-        if crate::import::parse_time(value, chrono_tz::UTC).is_none() {
+        // Only whether it reads: `now` reads at any instant.
+        if crate::import::parse_time(value, chrono_tz::UTC, DateTime::UNIX_EPOCH).is_none() {
             report.push(
-                Diagnostic::error(path, place(value), format!("`{value}` is not a time"))
-                    .zh(format!("`{value}` 不是时间"))
-                    .hint2(
-                        "write clinic time like \"2026-03-01 09:00\" or a day like \"2026-03-01\"",
-                        "请写诊所当地时间，例如 \"2026-03-01 09:00\"，或日期 \"2026-03-01\"",
-                    ),
+                Diagnostic::error(path, place(value), t!("ruletest.not_a_time", value))
+                    .hint(t!("ruletest.not_a_time_hint")),
             );
         }
     };
-    let unknown =
-        |what_en: &str, what_zh: &str, value: &str, known: Vec<&str>, report: &mut Report| {
-            report.push(
-                Diagnostic::error(path, place(value), format!("unknown {what_en} `{value}`"))
-                    .zh(format!("未知的{what_zh} `{value}`"))
-                    .suggest(value, known),
-            );
-        };
+    let unknown = |what: Text, value: &str, known: Vec<&str>, report: &mut Report| {
+        report.push(
+            Diagnostic::error(path, place(value), t!("ruletest.unknown", what, value))
+                .suggest(value, known),
+        );
+    };
     for customer in &case.customers {
         for at in customer
             .visits
@@ -363,37 +346,24 @@ fn check_values(
         if customer.first_seen.is_none() && customer.visits.is_empty() {
             let id = &customer.id;
             report.push(
-                Diagnostic::error(
-                    path,
-                    place(id),
-                    format!(
-                        "customer `{id}` has no visit and no first_seen: when did they arrive?"
-                    ),
-                )
-                .zh(format!(
-                    "顾客 `{id}` 既没有到院记录（visits）也没有 first_seen：不知道何时进入"
-                ))
-                .hint2(
-                    "add visits = [\"2026-03-01 10:00\"] or first_seen = \"2026-03-01\"",
-                    "请添加 visits = [\"2026-03-01 10:00\"] 或 first_seen = \"2026-03-01\"",
-                ),
+                Diagnostic::error(path, place(id), t!("ruletest.customer.no_arrival", id))
+                    .hint(t!("ruletest.customer.no_arrival_hint")),
             );
         }
         if let Some(gender) = &customer.gender
             && gender.parse::<Gender>().is_err()
         {
-            unknown("gender", "性别", gender, Gender::names(), report);
+            unknown(t!("ruletest.what.gender"), gender, Gender::names(), report);
         }
         if let Some(pool) = &customer.pool
             && pool.parse::<Pool>().is_err()
         {
-            unknown("pool", "池", pool, Pool::names(), report);
+            unknown(t!("ruletest.what.pool"), pool, Pool::names(), report);
         }
         for followup in &customer.followups {
             if followup.result.parse::<FollowupResult>().is_err() {
                 unknown(
-                    "follow-up result",
-                    "回访结果",
+                    t!("ruletest.what.followup_result"),
                     &followup.result,
                     FollowupResult::names(),
                     report,
@@ -406,13 +376,14 @@ fn check_values(
     }
 }
 
-/// Runs every case of a file against the loaded rules and templates.
-pub fn run_file(loaded: &Loaded, path: &Path, file: &TestFile, lang: Lang) -> FileResult {
+/// Runs every case of a file against the loaded rules and templates; a
+/// time written `now` is the clock's now.
+pub fn run_file(loaded: &Loaded, path: &Path, file: &TestFile, clock: Clock) -> FileResult {
     let cases = file
         .cases
         .iter()
         .map(|case| case.get_ref())
-        .map(|case| match run_case(loaded, case, lang) {
+        .map(|case| match run_case(loaded, case, clock) {
             Ok(result) => result,
             Err(e) => CaseResult {
                 name: case.name.clone(),
@@ -427,19 +398,23 @@ pub fn run_file(loaded: &Loaded, path: &Path, file: &TestFile, lang: Lang) -> Fi
     }
 }
 
-fn run_case(loaded: &Loaded, case: &Case, lang: Lang) -> Result<CaseResult, String> {
-    let zh = lang == Lang::Zh;
+/// An error of the machinery a case runs on (the store, a temporary
+/// folder), as it says it.
+fn failed(error: impl std::fmt::Display) -> Text {
+    t!("ruletest.error", error)
+}
+
+fn run_case(loaded: &Loaded, case: &Case, clock: Clock) -> Result<CaseResult, Text> {
     let tz = loaded.config.clinic.timezone;
-    let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temporary folder: {e}"))?;
-    let mut store = Store::create(&dir.path().join("test.db")).map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir().map_err(|e| t!("ruletest.tempdir", error = e))?;
+    let mut store = Store::create(&dir.path().join("test.db")).map_err(failed)?;
     let clinic = &loaded.config.clinic;
     let clinic_id = store
         .ensure_clinic(&clinic.code, &clinic.name, tz.name(), 0)
-        .map_err(|e| e.to_string())?;
-    add_customers(&mut store, clinic_id, &case.customers, tz)?;
+        .map_err(failed)?;
+    add_customers(&mut store, clinic_id, &case.customers, tz, clock.now())?;
     if let Some(spec) = &case.model {
-        crate::churn::record_given(&store, clinic_id, &spec.model()?, i64::MIN)
-            .map_err(|e| e.to_string())?;
+        crate::churn::record_given(&store, clinic_id, &spec.model()?, i64::MIN).map_err(failed)?;
     }
     let engine = Engine::new(clinic, clinic_id, &loaded.rules, &loaded.templates)
         .with_fallbacks(loaded.config.fallbacks());
@@ -449,125 +424,52 @@ fn run_case(loaded: &Loaded, case: &Case, lang: Lang) -> Result<CaseResult, Stri
         fired: BTreeSet::new(),
     };
     let mut ticks: Vec<&TickSpec> = case.ticks.iter().map(|t| t.get_ref()).collect();
-    ticks.sort_by_key(|t| time(&t.at, tz).unwrap_or(i64::MAX));
+    ticks.sort_by_key(|t| time(&t.at, tz, clock.now()).unwrap_or(i64::MAX));
     for spec in ticks {
-        let at = time(&spec.at, tz)?;
-        let at = chrono::DateTime::from_timestamp(at, 0).ok_or("time out of range")?;
-        let report =
-            engine::tick(&mut store, &engine, TickOptions::at(at)).map_err(|e| e.to_string())?;
+        let at = time(&spec.at, tz, clock.now())?;
+        let at = chrono::DateTime::from_timestamp(at, 0).ok_or(t!("ruletest.time_out_of_range"))?;
+        let report = engine::tick(&mut store, &engine, TickOptions::at(at)).map_err(failed)?;
         for (rule, count) in &report.by_rule {
             if count.fired > 0 {
                 result.fired.insert(rule.clone());
             }
             if count.errors > 0 {
                 let why = count.first_error.clone().unwrap_or_default();
-                result.failures.push(if zh {
-                    format!("tick {}：规则 {rule} 无法求值：{why}", spec.at)
-                } else {
-                    format!(
-                        "tick {}: rule {rule} could not be evaluated: {why}",
-                        spec.at
-                    )
-                });
+                result
+                    .failures
+                    .push(t!("ruletest.rule_error", at = &spec.at, rule, why));
             }
         }
         let Some(tick_id) = report.tick_id else {
             continue;
         };
-        let (moves, messages) = store.tick_results(tick_id).map_err(|e| e.to_string())?;
+        let (moves, messages) = store.tick_results(tick_id).map_err(failed)?;
         let label = format!("tick {}", spec.at);
-        let words = if zh { &ZH } else { &EN };
         if let Some(expected) = &spec.moves {
-            let got: Vec<(String, String)> = moves
-                .iter()
-                .map(|m| {
-                    let rule = m.rule_id.clone().unwrap_or_default();
-                    (format!("{} → {} ({rule})", m.customer, m.to), String::new())
-                })
-                .collect();
-            let wanted: Vec<String> = expected
-                .iter()
-                .map(|e| {
-                    format!(
-                        "{} → {}{}",
-                        e.customer,
-                        e.to,
-                        e.rule
-                            .as_ref()
-                            .map(|r| format!(" ({r})"))
-                            .unwrap_or_default()
-                    )
-                })
-                .collect();
-            let matches = |e: &MoveSpec, i: usize| {
-                let m = &moves[i];
-                m.customer == e.customer
-                    && m.to == e.to
-                    && e.rule
-                        .as_ref()
-                        .is_none_or(|r| m.rule_id.as_deref() == Some(r.as_str()))
-            };
-            if let Some(failure) =
-                compare(&label, words.moves, words, expected, &wanted, &got, matches)
-            {
-                result.failures.push(failure);
-            }
+            result
+                .failures
+                .extend(check_moves(&label, expected, &moves));
         }
         if let Some(expected) = &spec.messages {
-            let got: Vec<(String, String)> = messages
-                .iter()
-                .map(|m| {
-                    (
-                        format!(
-                            "{} {} {} ({})",
-                            m.customer, m.channel, m.template, m.rule_id
-                        ),
-                        m.content.clone(),
-                    )
-                })
-                .collect();
-            let wanted: Vec<String> = expected
-                .iter()
-                .map(|e| {
-                    let contains = e
-                        .contains
-                        .as_ref()
-                        .map(|c| format!(" {} {c:?}", words.containing))
-                        .unwrap_or_default();
-                    format!("{} {} {}{contains}", e.customer, e.channel, e.template)
-                })
-                .collect();
-            let matches = |e: &MessageSpec, i: usize| {
-                let m = &messages[i];
-                m.customer == e.customer
-                    && m.channel == e.channel
-                    && m.template == e.template
-                    && e.contains
-                        .as_ref()
-                        .is_none_or(|c| m.content.contains(c.as_str()))
-            };
-            if let Some(failure) = compare(
-                &label,
-                words.messages,
-                words,
-                expected,
-                &wanted,
-                &got,
-                matches,
-            ) {
-                result.failures.push(failure);
-            }
+            result
+                .failures
+                .extend(check_messages(&label, expected, &messages));
         }
         if let Some(pools) = &spec.pools {
             for (customer, pool) in pools {
-                let actual = store.pool_of(customer).map_err(|e| e.to_string())?;
+                let actual = store.pool_of(customer).map_err(failed)?;
                 if actual.as_deref() != Some(pool.as_str()) {
-                    let found = actual.unwrap_or_else(|| words.no_such_customer.into());
-                    result.failures.push(if zh {
-                        format!("{label}：期望 {customer} 在 {pool}，实际在 {found}")
-                    } else {
-                        format!("{label}: expected {customer} in {pool}, found {found}")
-                    });
+                    let found: Arg = match actual {
+                        Some(found) => found.into_arg(),
+                        None => t!("ruletest.no_such_customer").into_arg(),
+                    };
+                    result.failures.push(t!(
+                        "ruletest.pool",
+                        label = &label,
+                        customer,
+                        pool,
+                        found
+                    ));
                 }
             }
         }
@@ -575,58 +477,108 @@ fn run_case(loaded: &Loaded, case: &Case, lang: Lang) -> Result<CaseResult, Stri
     Ok(result)
 }
 
-/// The words of a failure, in one language.
-struct Words {
-    moves: &'static str,
-    messages: &'static str,
-    expected: &'static str,
-    got: &'static str,
-    nothing: &'static str,
-    text_of: &'static str,
-    containing: &'static str,
-    no_such_customer: &'static str,
-    colon: &'static str,
-    comma: &'static str,
+/// The tick's moves against the expected ones, or the difference.
+fn check_moves(
+    label: &str,
+    expected: &[MoveSpec],
+    moves: &[crate::store::queries::MoveEntry],
+) -> Option<Text> {
+    let got: Vec<(String, String)> = moves
+        .iter()
+        .map(|m| {
+            let rule = m.rule_id.clone().unwrap_or_default();
+            (format!("{} → {} ({rule})", m.customer, m.to), String::new())
+        })
+        .collect();
+    let wanted: Vec<Arg> = expected
+        .iter()
+        .map(|e| {
+            let rule = e
+                .rule
+                .as_ref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            format!("{} → {}{rule}", e.customer, e.to).into_arg()
+        })
+        .collect();
+    let matches = |e: &MoveSpec, i: usize| {
+        let m = &moves[i];
+        m.customer == e.customer
+            && m.to == e.to
+            && e.rule
+                .as_ref()
+                .is_none_or(|r| m.rule_id.as_deref() == Some(r.as_str()))
+    };
+    compare(
+        label,
+        t!("ruletest.moves"),
+        expected,
+        &wanted,
+        &got,
+        matches,
+    )
 }
 
-const EN: Words = Words {
-    moves: "moves",
-    messages: "messages",
-    expected: "expected: ",
-    got: "got:      ",
-    nothing: "nothing",
-    text_of: "text of",
-    containing: "containing",
-    no_such_customer: "no such customer",
-    colon: ": ",
-    comma: ", ",
-};
-
-const ZH: Words = Words {
-    moves: "流转",
-    messages: "消息",
-    expected: "期望：",
-    got: "实际：",
-    nothing: "无",
-    text_of: "消息内容",
-    containing: "包含",
-    no_such_customer: "没有这位顾客",
-    colon: "：",
-    comma: "，",
-};
+/// The tick's messages against the expected ones, or the difference.
+fn check_messages(
+    label: &str,
+    expected: &[MessageSpec],
+    messages: &[crate::store::queries::LogEntry],
+) -> Option<Text> {
+    let got: Vec<(String, String)> = messages
+        .iter()
+        .map(|m| {
+            (
+                format!(
+                    "{} {} {} ({})",
+                    m.customer, m.channel, m.template, m.rule_id
+                ),
+                m.content.clone(),
+            )
+        })
+        .collect();
+    let wanted: Vec<Arg> = expected
+        .iter()
+        .map(|e| {
+            let message = format!("{} {} {}", e.customer, e.channel, e.template);
+            match &e.contains {
+                Some(text) => {
+                    t!("ruletest.containing", message, text = format!("{text:?}")).into_arg()
+                }
+                None => message.into_arg(),
+            }
+        })
+        .collect();
+    let matches = |e: &MessageSpec, i: usize| {
+        let m = &messages[i];
+        m.customer == e.customer
+            && m.channel == e.channel
+            && m.template == e.template
+            && e.contains
+                .as_ref()
+                .is_none_or(|c| m.content.contains(c.as_str()))
+    };
+    compare(
+        label,
+        t!("ruletest.messages"),
+        expected,
+        &wanted,
+        &got,
+        matches,
+    )
+}
 
 /// Matches expected entries to actual ones (each actual at most once) and
 /// describes the difference, or `None` when they agree. `got` holds each
 /// actual entry and, for messages, its text (shown when a text is missing).
 fn compare<E>(
     label: &str,
-    what: &str,
-    words: &Words,
+    what: Text,
     expected: &[E],
-    wanted: &[String],
+    wanted: &[Arg],
     got: &[(String, String)],
     matches: impl Fn(&E, usize) -> bool,
-) -> Option<String> {
+) -> Option<Text> {
     let mut used = vec![false; got.len()];
     let mut missing = Vec::new();
     for (e, description) in expected.iter().zip(wanted) {
@@ -644,36 +596,30 @@ fn compare<E>(
     if missing.is_empty() && extra.is_empty() {
         return None;
     }
-    let list = |items: Vec<String>| {
+    let entries = |items: Vec<Arg>| -> Arg {
         if items.is_empty() {
-            words.nothing.to_string()
+            t!("ruletest.nothing").into_arg()
         } else {
-            items.join("\n                    ")
+            list(items, t!("ruletest.entries"))
         }
     };
-    let mut text = format!(
-        "{label}{}{what}{}\n          {}{}\n          {}{}",
-        words.comma,
-        words.colon.trim_end(),
-        words.expected,
-        list(wanted.to_vec()),
-        words.got,
-        list(got.iter().map(|(g, _)| g.clone()).collect())
-    );
-    for (entry, content) in extra {
-        if !content.is_empty() {
-            text.push_str(&format!(
-                "\n          {} {entry}{}{content:?}",
-                words.text_of, words.colon
-            ));
-        }
-    }
-    Some(text)
+    let texts: Vec<Text> = extra
+        .iter()
+        .filter(|(_, content)| !content.is_empty())
+        .map(|(entry, content)| t!("ruletest.text_of", entry, content = format!("{content:?}")))
+        .collect();
+    Some(t!(
+        "ruletest.diff",
+        label,
+        what,
+        expected = entries(wanted.to_vec()),
+        got = entries(got.iter().map(|(g, _)| g.into_arg()).collect()),
+        texts = list(texts, t!("ruletest.no_separator"))
+    ))
 }
 
-fn time(text: &str, tz: Tz) -> Result<i64, String> {
-    crate::import::parse_time(text, tz)
-        .ok_or_else(|| format!("`{text}` is not a time like 2026-03-01 09:00"))
+fn time(text: &str, tz: Tz, now: DateTime<Utc>) -> Result<i64, Text> {
+    crate::import::parse_time(text, tz, now).ok_or_else(|| t!("ruletest.bad_time", text))
 }
 
 fn add_customers(
@@ -681,29 +627,28 @@ fn add_customers(
     clinic_id: i64,
     customers: &[CustomerSpec],
     tz: Tz,
-) -> Result<(), String> {
-    let mut ingest = store.ingest().map_err(|e| e.to_string())?;
+    now: DateTime<Utc>,
+) -> Result<(), Text> {
+    let mut ingest = store.ingest().map_err(failed)?;
     for spec in customers {
         let visits: Vec<i64> = spec
             .visits
             .iter()
-            .map(|v| time(v, tz))
+            .map(|v| time(v, tz, now))
             .collect::<Result<_, _>>()?;
         let first_seen = match &spec.first_seen {
-            Some(t) => time(t, tz)?,
-            None => *visits.iter().min().ok_or_else(|| {
-                format!(
-                    "customer {}: give first_seen or at least one visit",
-                    spec.id
-                )
-            })?,
+            Some(t) => time(t, tz, now)?,
+            None => *visits
+                .iter()
+                .min()
+                .ok_or_else(|| t!("ruletest.customer.no_first_seen", id = &spec.id))?,
         };
         let gender = spec
             .gender
             .as_deref()
             .map(|g| {
                 g.parse::<Gender>()
-                    .map_err(|e| format!("customer {}: {e}", spec.id))
+                    .map_err(|e| t!("ruletest.customer.invalid", id = &spec.id, error = e))
             })
             .transpose()?;
         let customer = NewCustomer {
@@ -717,9 +662,8 @@ fn add_customers(
                 .birth_date
                 .as_deref()
                 .map(|b| {
-                    chrono::NaiveDate::parse_from_str(b, "%Y-%m-%d").map_err(|_| {
-                        format!("customer {}: birth_date `{b}` is not YYYY-MM-DD", spec.id)
-                    })
+                    chrono::NaiveDate::parse_from_str(b, "%Y-%m-%d")
+                        .map_err(|_| t!("ruletest.customer.birth_date", id = &spec.id, value = b))
                 })
                 .transpose()?,
             city: spec.city.clone(),
@@ -728,43 +672,43 @@ fn add_customers(
         };
         let id = ingest
             .add_customer(clinic_id, &customer, first_seen)
-            .map_err(|e| e.to_string())?;
+            .map_err(failed)?;
         for at in visits {
-            ingest.add_visit(id, at, None).map_err(|e| e.to_string())?;
+            ingest.add_visit(id, at, None).map_err(failed)?;
         }
         for order in &spec.orders {
             let cents = (order.amount * 100.0).round() as i64;
             ingest
                 .add_order(
                     id,
-                    time(&order.at, tz)?,
+                    time(&order.at, tz, now)?,
                     cents,
                     order.project.as_deref(),
                     None,
                 )
-                .map_err(|e| e.to_string())?;
+                .map_err(failed)?;
         }
         for followup in &spec.followups {
             let result: FollowupResult = followup
                 .result
                 .parse()
-                .map_err(|e| format!("customer {}: {e}", spec.id))?;
+                .map_err(|e| t!("ruletest.customer.invalid", id = &spec.id, error = e))?;
             ingest
-                .add_followup(id, time(&followup.at, tz)?, None, result, None)
-                .map_err(|e| e.to_string())?;
+                .add_followup(id, time(&followup.at, tz, now)?, None, result, None)
+                .map_err(failed)?;
         }
         if let Some(pool) = &spec.pool {
             let pool: Pool = pool
                 .parse()
-                .map_err(|e| format!("customer {}: {e}", spec.id))?;
+                .map_err(|e| t!("ruletest.customer.invalid", id = &spec.id, error = e))?;
             let since = match &spec.since {
-                Some(t) => time(t, tz)?,
+                Some(t) => time(t, tz, now)?,
                 None => first_seen,
             };
             ingest
                 .place(id, pool, since, "test setup")
-                .map_err(|e| e.to_string())?;
+                .map_err(failed)?;
         }
     }
-    ingest.commit().map_err(|e| e.to_string())
+    ingest.commit().map_err(failed)
 }

@@ -239,7 +239,7 @@ pub const T0: i64 = 1_780_000_000;
 /// A real database in a temp folder with customers and one queued message each.
 pub struct Outbox {
     pub dir: tempfile::TempDir,
-    pub store: crate::dispatch::SharedStore,
+    pub store: crate::store::shared::SharedStore,
 }
 
 impl Outbox {
@@ -253,8 +253,8 @@ impl Outbox {
 /// rendered for another channel (its content is "<channel> 版本").
 pub fn outbox(
     customers: Vec<crate::store::ingest::NewCustomer>,
-    channel: crate::model::Channel,
-    fallback: Option<crate::model::Channel>,
+    channel: crate::base::model::Channel,
+    fallback: Option<crate::base::model::Channel>,
 ) -> Outbox {
     use crate::store::Store;
     let dir = tempfile::tempdir().unwrap();
@@ -276,21 +276,22 @@ pub fn outbox(
 
 /// Queues one more message on `channel` for a customer, due at `due`, in a tick of its own.
 pub fn queue_more(
-    store: &crate::dispatch::SharedStore,
+    store: &crate::store::shared::SharedStore,
     customer_id: i64,
-    channel: crate::model::Channel,
+    channel: crate::base::model::Channel,
     due: i64,
 ) {
     queue(store, customer_id, channel, due, None);
 }
 
 fn queue(
-    store: &crate::dispatch::SharedStore,
+    store: &crate::store::shared::SharedStore,
     customer_id: i64,
-    channel: crate::model::Channel,
+    channel: crate::base::model::Channel,
     due: i64,
-    fallback: Option<crate::model::Channel>,
+    fallback: Option<crate::base::model::Channel>,
 ) {
+    use crate::base::content::Content;
     use crate::store::ticks::{NewMessage, TickBatch, TickStart};
     let mut store = store.lock().unwrap();
     // One tick per message keeps the fixture independent of tick ordering.
@@ -306,10 +307,7 @@ fn queue(
     let fallback = fallback.map(|channel| {
         serde_json::to_string(&crate::store::outbox::Fallback {
             channel,
-            subject: None,
-            content: format!("{channel} 版本"),
-            html: None,
-            params: None,
+            content: Content::text(format!("{channel} 版本")),
         })
         .unwrap()
     });
@@ -319,13 +317,10 @@ fn queue(
             customer_id,
             rule_id: "r".into(),
             action_index: 0,
-            pool: crate::model::Pool::Warning,
+            pool: crate::base::model::Pool::Warning,
             channel,
             template: "t".into(),
-            subject: None,
-            content: "您好".into(),
-            html: None,
-            params: None,
+            content: Content::text("您好"),
             fallback,
             due_at: due,
             failure: None,
@@ -336,6 +331,103 @@ fn queue(
     };
     store.commit_batch(&tick, &batch).unwrap();
     store.finish_tick(tick.id, at).unwrap();
+}
+
+/// The rows of the first markdown table after the heading that starts with
+/// `heading` in `doc` (docs/wechat.md), each as its trimmed cells, header
+/// and rule left out. Panics if there is no such table: a renamed heading
+/// must not make a documentation test pass by testing nothing.
+pub fn doc_table(doc: &str, heading: &str) -> Vec<Vec<String>> {
+    let start = doc
+        .lines()
+        .position(|l| l.starts_with('#') && l.trim_start_matches('#').trim().starts_with(heading))
+        .unwrap_or_else(|| panic!("no heading `{heading}`"));
+    let rows: Vec<Vec<String>> = doc
+        .lines()
+        .skip(start + 1)
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| {
+            l.trim()
+                .trim_matches('|')
+                .split('|')
+                .map(|cell| cell.trim().to_string())
+                .collect()
+        })
+        .collect();
+    assert!(!rows.is_empty(), "no table under `{heading}`");
+    rows
+}
+
+/// The errcodes of a table row's first cell: `40003, 41009` → both;
+/// `other` → one no table lists.
+pub fn doc_codes(cell: &str) -> Vec<i64> {
+    if cell == "other" {
+        return vec![987_654];
+    }
+    cell.split(',')
+        .map(|code| {
+            code.trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("`{code}` is not an errcode"))
+        })
+        .collect()
+}
+
+/// How a table's outcome column names a send outcome: `sent`, `awaiting`,
+/// `deferred`, `retried`, `retried after ...` (the provider said when),
+/// `failed`, `opted out`.
+pub fn outcome_word(outcome: &crate::dispatch::sender::SendOutcome) -> &'static str {
+    use crate::dispatch::sender::SendOutcome;
+    match outcome {
+        SendOutcome::Sent { .. } => "sent",
+        SendOutcome::Awaiting { .. } => "awaiting",
+        SendOutcome::Deferred { .. } => "deferred",
+        SendOutcome::Retryable {
+            retry_after: Some(_),
+            ..
+        } => "retried after",
+        SendOutcome::Retryable { .. } => "retried",
+        SendOutcome::Permanent { .. } => "failed",
+        SendOutcome::OptedOut { .. } => "opted out",
+    }
+}
+
+/// The error or reason a send outcome carries ("" for sent and awaiting).
+fn outcome_text(outcome: &crate::dispatch::sender::SendOutcome) -> &str {
+    use crate::dispatch::sender::SendOutcome;
+    match outcome {
+        SendOutcome::Retryable { error, .. } | SendOutcome::Permanent { error } => error,
+        SendOutcome::Deferred { reason, .. } | SendOutcome::OptedOut { reason } => reason,
+        SendOutcome::Sent { .. } | SendOutcome::Awaiting { .. } => "",
+    }
+}
+
+/// Whether a table's outcome cell says what `outcome` is.
+fn documented_as(cell: &str, outcome: &crate::dispatch::sender::SendOutcome) -> bool {
+    let word = outcome_word(outcome);
+    if word == "retried after" {
+        cell.starts_with("retried after")
+    } else {
+        cell == word
+    }
+}
+
+/// Asserts that a sender's `outcome` for a provider's `code` is what a
+/// docs/wechat.md table row's outcome `cell` says, and that its text
+/// quotes the code (0 excepted).
+pub fn assert_documented(cell: &str, code: i64, outcome: &crate::dispatch::sender::SendOutcome) {
+    assert!(
+        documented_as(cell, outcome),
+        "{code}: docs/wechat.md says {cell}, the sender {outcome:?}"
+    );
+    if code != 0 {
+        assert!(
+            outcome_text(outcome).contains(&code.to_string()),
+            "{code}: {outcome:?}"
+        );
+    }
 }
 
 #[cfg(test)]

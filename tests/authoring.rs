@@ -113,9 +113,8 @@ fn simulate_replays_a_period_compares_two_rule_sets_and_touches_nothing() {
 
     let before = clinic.history();
     let ticks_before = clinic.count("SELECT count(*) FROM ticks");
-    let today = chrono::Utc::now()
-        .with_timezone(&chrono_tz::Asia::Shanghai)
-        .date_naive();
+    // The demo's days, not the wall clock's: midnight may have passed since.
+    let today = clinic.demo_today();
     let from = (today - chrono::Duration::days(60)).to_string();
     let to = (today - chrono::Duration::days(2)).to_string();
     let out = clinic

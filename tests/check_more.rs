@@ -245,3 +245,88 @@ fn a_reader_that_leaves_early_ends_check_quietly() {
     assert!(stderr.is_empty(), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+/// The 1-based line of `recall.toml` that starts with `start`.
+fn config_line(clinic: &Clinic, start: &str) -> usize {
+    let config = std::fs::read_to_string(clinic.config()).unwrap();
+    config
+        .lines()
+        .position(|l| l.starts_with(start))
+        .unwrap_or_else(|| panic!("no line starts with {start:?}"))
+        + 1
+}
+
+#[test]
+fn settings_dispatch_would_refuse_are_errors_at_their_line_in_both_languages() {
+    let clinic = Clinic::new();
+    // Email goes through an SMTP server in plain text, with a login.
+    edit(
+        &clinic,
+        "recall.toml",
+        "[channels.email]\nsender = \"log\"",
+        "[channels.email]\nsender = \"mail\"",
+    );
+    let config = std::fs::read_to_string(clinic.config()).unwrap();
+    std::fs::write(
+        clinic.config(),
+        format!(
+            "{config}\n[senders.mail]\nkind = \"smtp\"\nhost = \"mail.clinic.example\"\nsecurity = \"plain\"\nusername = \"recall@clinic.example\"\nfrom = \"recall@clinic.example\"\n\n\
+             [senders.staff_robot]\nkind = \"wecom_robot\"\nmsgtype = \"markdown\"\nmentioned_list = [\"@all\"]\n\n\
+             [senders.wecom]\nkind = \"wecom\"\ncorp_id = \"ww0123456789abcdef\"\nsender_userid = \" \"\n"
+        ),
+    )
+    .unwrap();
+    let (code, text) = check(&clinic, "en");
+    assert_eq!(code, 1, "{text}");
+    assert!(!text.contains("ok:"), "{text}");
+    let security = config_line(&clinic, "security = \"plain\"");
+    assert!(
+        text.contains(&format!("--> recall.toml:{security}:12")),
+        "{text}"
+    );
+    assert!(
+        text.contains("[senders.mail] security = \"plain\" would send the password unencrypted"),
+        "{text}"
+    );
+    assert!(
+        text.contains("write security = \"starttls\" (port 587) or \"tls\" (port 465)"),
+        "{text}"
+    );
+    let msgtype = config_line(&clinic, "msgtype = \"markdown\"");
+    assert!(
+        text.contains(&format!("--> recall.toml:{msgtype}:11")),
+        "{text}"
+    );
+    let sender_userid = config_line(&clinic, "sender_userid = \" \"");
+    assert!(
+        text.contains(&format!("--> recall.toml:{sender_userid}:17")),
+        "{text}"
+    );
+    assert!(text.contains("3 error(s)"), "{text}");
+
+    // Dispatch refuses the same setting.
+    let out = clinic
+        .recall()
+        .arg("dispatch")
+        .env("SMTP_PASSWORD", "mail-password-1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let refused = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        refused.contains("would send the password unencrypted"),
+        "{refused}"
+    );
+
+    let (code, zh) = check(&clinic, "zh");
+    assert_eq!(code, 1, "{zh}");
+    assert!(
+        zh.contains("[senders.mail] security = \"plain\" 会以明文发送密码"),
+        "{zh}"
+    );
+    assert!(
+        zh.contains("请写 security = \"starttls\"（端口 587）"),
+        "{zh}"
+    );
+    assert!(zh.contains("sender_userid 为空"), "{zh}");
+}

@@ -6,7 +6,8 @@ mod common;
 
 use common::{Clinic, at, stdout};
 use predicates::prelude::*;
-use recall::model::{Channel, Pool};
+use recall::base::content::Content;
+use recall::base::model::{Channel, Pool};
 use recall::store::Store;
 use recall::store::ticks::{NewMessage, TickBatch, TickStart};
 
@@ -236,10 +237,7 @@ fn sms_sent(clinic: &Clinic, customer: &str, sent: &str) {
             pool: Pool::Warning,
             channel: Channel::Sms,
             template: "t".into(),
-            subject: None,
-            content: "x".into(),
-            html: None,
-            params: None,
+            content: Content::text("x"),
             fallback: None,
             due_at: sent,
             failure: None,
@@ -345,12 +343,14 @@ fn correcting_an_imported_visit_or_order_corrects_its_credit() {
         ])
         .output()
         .unwrap();
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&r.stdout).unwrap();
-    let revenue = rows
+    let report: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let total = report["recall"]
+        .as_array()
+        .unwrap()
         .iter()
-        .find(|r| r["group"] == "total" && r["metric"] == "recalled_revenue")
+        .find(|r| r["rule"] == "total")
         .unwrap();
-    assert_eq!(revenue["value"], "0.00");
+    assert_eq!(total["recalled_revenue"], 0.0);
 }
 
 #[test]
@@ -423,4 +423,274 @@ fn a_visit_or_order_is_the_clinics_by_its_id_and_moves_between_customers() {
         import(&clinic, kind, &format!("{kind}.csv"), text);
     }
     assert_eq!(credits(&clinic), []);
+}
+
+/// Runs `recall import` on a file that must fail; returns its stderr.
+fn rejected(clinic: &Clinic, kind: &str, name: &str, bytes: &[u8]) -> String {
+    let file = write(clinic, name, bytes);
+    let out = clinic
+        .recall()
+        .args(["import", kind, &file])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A visits file with a bad date on line 4 and an unknown customer on line
+/// 7, after a blank line and a note over two lines, with `end` as its line
+/// break.
+fn visits_with_problems(end: &str) -> String {
+    [
+        "到院编号,客户编号,到院时间,备注",
+        "V1,C1,2026-01-05,",
+        "V2,C1,2026-01-06,\"first line",
+        "second line\"",
+        "",
+        "V3,C1,someday,",
+        "V4,C404,2026-01-07,",
+    ]
+    .join(end)
+        + end
+}
+
+#[test]
+fn errors_name_the_line_an_editor_shows_whatever_the_line_breaks() {
+    let clinic = Clinic::new();
+    import(&clinic, "customers", "customers.csv", CUSTOMERS);
+    // Excel and HIS software write CRLF; old Mac software a lone CR.
+    for (end, name) in [("\n", "lf.csv"), ("\r\n", "crlf.csv"), ("\r", "cr.csv")] {
+        let stderr = rejected(
+            &clinic,
+            "visits",
+            name,
+            visits_with_problems(end).as_bytes(),
+        );
+        assert!(
+            stderr.contains(&format!("{name}:6: `at` = `someday` is not a date")),
+            "{end:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("{name}:7: unknown customer `C404`")),
+            "{end:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_row_cut_short_is_named_by_its_line() {
+    let clinic = Clinic::new();
+    import(&clinic, "customers", "customers.csv", CUSTOMERS);
+    let mut text = String::from("到院编号,客户编号,到院时间\n");
+    for i in 2..=200 {
+        text.push_str(&format!("V{i},C1,2026-01-05\n"));
+    }
+    text.push_str("V201,C1\n");
+    let stderr = rejected(&clinic, "visits", "visits.csv", text.as_bytes());
+    assert!(
+        stderr.contains("visits.csv:201: the row has 2 cells and the header 3"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("record"), "{stderr}");
+}
+
+#[test]
+fn a_file_of_random_bytes_gets_short_error_lines() {
+    let clinic = Clinic::new();
+    let mut rng = fastrand::Rng::with_seed(3);
+    // Printable noise (it decodes, so the header is read and refused).
+    let noise: String = (0..100_000).map(|_| rng.alphanumeric()).collect();
+    let stderr = rejected(&clinic, "visits", "noise.csv", noise.as_bytes());
+    assert!(stderr.contains("noise.csv:1: unknown column"), "{stderr}");
+    assert!(
+        stderr.lines().all(|line| line.len() < 300) && stderr.len() < 2_000,
+        "{} bytes of errors: {}",
+        stderr.len(),
+        &stderr[..stderr.len().min(500)]
+    );
+    // Bytes that are neither UTF-8 nor GBK are refused before any row.
+    let bytes: Vec<u8> = (0..100_000).map(|_| rng.u8(..)).collect();
+    let file = write(&clinic, "bytes.csv", &bytes);
+    let out = clinic
+        .recall()
+        .args(["import", "visits", &file])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("neither UTF-8 nor GBK"), "{stderr}");
+    assert!(stderr.len() < 300, "{stderr}");
+}
+
+#[test]
+fn headers_of_common_chinese_crm_and_his_exports_are_understood() {
+    let clinic = Clinic::new();
+    let files = [
+        (
+            "customers",
+            "会员卡号,会员姓名,手机号码,电子邮箱,客户来源,客户标签,建档日期\n\
+             M001,王丽,13812345678,wl@example.com,抖音,vip,2026-01-05\n",
+        ),
+        (
+            "visits",
+            "就诊单号,会员卡号,就诊时间,就诊科室\nJ1,M001,2026-01-05 10:00,皮肤科\n",
+        ),
+        (
+            "orders",
+            "收费单号,会员卡号,消费日期,实收金额(元),项目名称\nS1,M001,2026-01-05,2980,水光针\n",
+        ),
+        (
+            "followups",
+            "回访单号,档案号,回访日期,回访状态,回访人员,回访内容\nH1,M001,2026-01-06,顺畅,小林,满意\n",
+        ),
+    ];
+    for (kind, text) in files {
+        let out = import(&clinic, kind, &format!("{kind}.csv"), text);
+        assert!(out.contains("1 new, 0 updated"), "{kind}: {out}");
+    }
+    assert_eq!(
+        clinic.count(
+            "SELECT count(*) FROM customers WHERE external_id = 'M001' AND name = '王丽'
+             AND phone = '13812345678' AND source_channel = '抖音'"
+        ),
+        1
+    );
+    assert_eq!(
+        clinic.count(
+            "SELECT count(*) FROM orders WHERE project = '水光针' AND amount_cents = 298000"
+        ),
+        1
+    );
+    assert_eq!(
+        clinic.count("SELECT count(*) FROM followups WHERE staff = '小林' AND note = '满意'"),
+        1
+    );
+}
+
+#[test]
+fn init_writes_the_consent_default_and_import_says_when_it_applies_it() {
+    let clinic = Clinic {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    clinic.recall().args(["init", "."]).assert().success();
+    let config = std::fs::read_to_string(clinic.config()).unwrap();
+    assert!(
+        config.contains("[consent]\ndefault_when_absent = true\n"),
+        "{config}"
+    );
+
+    // No consent column: the default applies to new customers, and is said.
+    let out = import(
+        &clinic,
+        "customers",
+        "a.csv",
+        "客户编号,姓名,短信同意\nC1,王丽,否\nC2,李雷,\n",
+    );
+    assert!(
+        out.contains(
+            "2 new customer(s) without consent_sms, consent_phone, consent_wechat, consent_email: consent set to yes by [consent] default_when_absent"
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        clinic.count(
+            "SELECT consent_sms * 10 + consent_phone FROM customers WHERE external_id = 'C1'"
+        ),
+        1
+    );
+    assert_eq!(
+        clinic.count(
+            "SELECT consent_sms * 10 + consent_phone FROM customers WHERE external_id = 'C2'"
+        ),
+        11
+    );
+
+    // A clinic that wants explicit consent only.
+    clinic.edit_config("default_when_absent = true", "default_when_absent = false");
+    let out = import(
+        &clinic,
+        "customers",
+        "b.csv",
+        "客户编号,姓名\nC2,李雷\nC3,韩梅梅\n",
+    );
+    assert!(
+        out.contains("1 new customer(s) without consent_sms, consent_phone, consent_wechat, consent_email: consent set to no"),
+        "{out}"
+    );
+    assert_eq!(
+        clinic.count(
+            "SELECT consent_sms + consent_phone + consent_wechat + consent_email FROM customers WHERE external_id = 'C3'"
+        ),
+        0
+    );
+    assert_eq!(
+        clinic.count(
+            "SELECT consent_sms + consent_phone + consent_wechat + consent_email FROM customers WHERE external_id = 'C2'"
+        ),
+        4,
+        "a customer already imported keeps their consent"
+    );
+    // Every channel given: nothing defaulted, nothing said.
+    let out = import(
+        &clinic,
+        "customers",
+        "c.csv",
+        "客户编号,短信同意,电话同意,微信同意,邮件同意\nC4,是,是,否,否\n",
+    );
+    assert!(!out.contains("default_when_absent"), "{out}");
+}
+
+#[test]
+fn one_bad_row_near_the_end_of_a_big_file_imports_nothing() {
+    let clinic = Clinic::new();
+    import(&clinic, "customers", "customers.csv", CUSTOMERS);
+    let before = dump(&clinic);
+    let rows = 30_000;
+    let mut text = String::from("到院编号,客户编号,到院时间,科室\r\n");
+    for i in 0..rows {
+        let customer = if i % 2 == 0 { "C1" } else { "C2" };
+        text.push_str(&format!("V{i},{customer},2026-01-05 10:00,皮肤科\r\n"));
+    }
+    // Line 1 is the header, so row i is on line i + 2.
+    let lines: Vec<&str> = text.split_inclusive("\r\n").collect();
+    let mut bad = lines.clone();
+    let near_end = rows - 5 + 2;
+    let line = format!("V{},C404,2026-01-05 10:00,皮肤科\r\n", rows - 5);
+    bad[near_end - 1] = &line;
+    let last = "V7,C1,2026-01-06,皮肤科\r\n".to_string();
+    bad.push(&last);
+    let stderr = rejected(&clinic, "visits", "big.csv", bad.concat().as_bytes());
+    assert!(
+        stderr.contains(&format!("big.csv:{near_end}: unknown customer `C404`")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "big.csv:{}: id `V7` appears twice (lines 9 and {})",
+            rows + 2,
+            rows + 2
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("2 problem(s): nothing was imported"),
+        "{stderr}"
+    );
+    assert_eq!(dump(&clinic), before, "nothing of the file was written");
+
+    // The same file without its bad rows: every row, and no progress bar
+    // off a terminal, only the summary.
+    let file = write(&clinic, "big.csv", text.as_bytes());
+    let out = clinic
+        .recall()
+        .args(["import", "visits", &file])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert_eq!(
+        stdout(&out),
+        format!("big.csv: {rows} visits rows: {rows} new, 0 updated, 0 unchanged\n")
+    );
+    assert_eq!(clinic.count("SELECT count(*) FROM visits"), rows as i64);
 }

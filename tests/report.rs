@@ -7,7 +7,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{Clinic, at};
-use recall::model::{Channel, Pool};
+use recall::base::content::Content;
+use recall::base::model::{Channel, Pool};
 use recall::store::Store;
 use recall::store::ingest::NewCustomer;
 use recall::store::ticks::{NewMessage, TickBatch, TickStart};
@@ -164,10 +165,7 @@ fn fixture() -> Clinic {
                 pool: Pool::Warning,
                 channel,
                 template: "t".into(),
-                subject: None,
-                content: "x".into(),
-                html: None,
-                params: None,
+                content: Content::text("x"),
                 fallback: None,
                 due_at: created,
                 failure: None,
@@ -234,7 +232,9 @@ fn fixture() -> Clinic {
     clinic
 }
 
-/// (section, group, metric) → value, from `recall report --format json`.
+/// (section, row, column) → value, from `recall report --format json`: each
+/// section is a table whose first column names the row (a pool, a rule, an
+/// indicator); numbers as JSON writes them, empty cells as "".
 fn report(clinic: &Clinic, from: &str, to: &str) -> BTreeMap<(String, String, String), String> {
     let out = clinic
         .recall()
@@ -246,17 +246,29 @@ fn report(clinic: &Clinic, from: &str, to: &str) -> BTreeMap<(String, String, St
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    rows.into_iter()
-        .map(|r| {
-            let s = |k: &str| match &r[k] {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Null => String::new(),
-                other => other.to_string(),
-            };
-            ((s("section"), s("group"), s("metric")), s("value"))
-        })
-        .collect()
+    cells(&out.stdout)
+}
+
+/// The cells of the report's JSON: (section, row, column) → value.
+fn cells(json: &[u8]) -> BTreeMap<(String, String, String), String> {
+    let sections: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(json).unwrap();
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let mut cells = BTreeMap::new();
+    for (section, rows) in sections {
+        for row in rows.as_array().unwrap() {
+            let row = row.as_object().unwrap();
+            let name = text(row.values().next().unwrap());
+            for (column, value) in row.iter().skip(1) {
+                cells.insert((section.clone(), name.clone(), column.clone()), text(value));
+            }
+        }
+    }
+    cells
 }
 
 fn get<'a>(
@@ -297,78 +309,92 @@ fn march_numbers_match_the_hand_computed_ones() {
         ("new>customer", "1"),
         ("customer>churned", "1"),
     ] {
-        assert_eq!(g("moves", moves, "customers"), n, "{moves}");
+        let (from, to) = moves.split_once('>').unwrap();
+        assert_eq!(g("moves", from, to), n, "{moves}");
     }
-    assert!(!r.contains_key(&("moves".into(), "new>churned".into(), "customers".into())));
+    assert_eq!(g("moves", "new", "churned"), "0");
     // New: C and D in March; B and E in the 31 days before: growth (2 - 2) / 2 = 0.
-    assert_eq!(g("customers", "", "new_customers"), "2");
-    assert_eq!(g("customers", "", "new_customers_previous_period"), "2");
-    assert_eq!(g("customers", "", "new_customer_growth"), "0.0000");
+    assert_eq!(g("customers", "new_customers", "value"), "2");
+    assert_eq!(
+        g("customers", "new_customers_previous_period", "value"),
+        "2"
+    );
+    assert_eq!(g("customers", "new_customer_growth", "value"), "0.0");
     // Churn: E moved to churned; not churned at the start: A, E, F, G -> 1/4.
-    assert_eq!(g("customers", "", "churn_rate"), "0.2500");
+    assert_eq!(g("customers", "churn_rate", "value"), "0.25");
+    assert_eq!(
+        (
+            g("customers", "churn_rate", "count"),
+            g("customers", "churn_rate", "base")
+        ),
+        ("1".into(), "4".into())
+    );
     // Retention at N months: the cohort whose first visit is in [03-01 - N*30 days,
     // 04-01 - N*30 days). 1 month: [01-30, 03-02): B (02-10), E (02-20), C (03-01 10:00); not A
     // (01-10) nor D (03-10). Another visit within 30 days: C (03-20) only -> 1/3.
     assert_eq!(
         (
-            g("retention", "1m", "cohort"),
-            g("retention", "1m", "retained")
+            g("customers", "retention_1m", "base"),
+            g("customers", "retention_1m", "count")
         ),
         ("3".into(), "1".into())
     );
-    assert_eq!(g("retention", "1m", "rate"), "0.3333");
+    assert_eq!(g("customers", "retention_1m", "value"), "0.3333");
     // 3 months (90 days): [2025-12-01, 2026-01-01): no first visit in December -> blank.
     assert_eq!(
-        (g("retention", "3m", "cohort"), g("retention", "3m", "rate")),
+        (
+            g("customers", "retention_3m", "base"),
+            g("customers", "retention_3m", "value")
+        ),
         ("0".into(), String::new())
     );
     // 6 months (180 days): [2025-09-02, 2025-10-03): F (09-05) and G (10-01). F came back
     // 09-20; G on 03-15, 165 days after 10-01 (<= 180) -> 2/2.
     assert_eq!(
         (
-            g("retention", "6m", "cohort"),
-            g("retention", "6m", "retained")
+            g("customers", "retention_6m", "base"),
+            g("customers", "retention_6m", "count")
         ),
         ("2".into(), "2".into())
     );
-    assert_eq!(g("retention", "6m", "rate"), "1.0000");
+    assert_eq!(g("customers", "retention_6m", "value"), "1.0");
     // Repurchase: first orders in [2025-09-02, 2025-10-03): F (09-05 10:30), G (10-01 10:30).
     // F's second order (01-10) is 127 days later; G has none -> 1/2.
     assert_eq!(
         (
-            g("customers", "", "repurchase_eligible"),
-            g("customers", "", "repurchased")
+            g("customers", "repurchase_rate", "base"),
+            g("customers", "repurchase_rate", "count")
         ),
         ("2".into(), "1".into())
     );
-    assert_eq!(g("customers", "", "repurchase_rate"), "0.5000");
+    assert_eq!(g("customers", "repurchase_rate", "value"), "0.5");
     // Active: visits in [03-02, 04-01): A, C, D, G = 4; in the year before: all 7.
     assert_eq!(
         (
-            g("customers", "", "active_30d"),
-            g("customers", "", "active_365d")
+            g("customers", "active_ratio", "count"),
+            g("customers", "active_ratio", "base")
         ),
         ("4".into(), "7".into())
     );
-    assert_eq!(g("customers", "", "active_ratio"), "0.5714");
+    assert_eq!(g("customers", "active_ratio", "value"), "0.5714");
 
     // Recall. r_warn: SMS to A (03-03) and D (03-12), 0.1 yuan each. A visited and paid 500 on
     // 03-05, credited to the SMS; D did not come back.
     assert_eq!(g("recall", "r_warn", "messages"), "2");
     assert_eq!(g("recall", "r_warn", "contacted_customers"), "2");
     assert_eq!(g("recall", "r_warn", "recalled_customers"), "1");
-    assert_eq!(g("recall", "r_warn", "recall_rate"), "0.5000");
-    assert_eq!(g("recall", "r_warn", "cost"), "0.20");
-    assert_eq!(g("recall", "r_warn", "recalled_revenue"), "500.00");
-    assert_eq!(g("recall", "r_warn", "cost_per_recalled"), "0.20");
+    assert_eq!(g("recall", "r_warn", "recall_rate"), "0.5");
+    assert_eq!(g("recall", "r_warn", "cost"), "0.2");
+    assert_eq!(g("recall", "r_warn", "recalled_revenue"), "500.0");
+    assert_eq!(g("recall", "r_warn", "cost_per_recalled"), "0.2");
     // ROI = (500 - 0.2) / 0.2 = 2499.
-    assert_eq!(g("recall", "r_warn", "roi"), "2499.0000");
+    assert_eq!(g("recall", "r_warn", "roi"), "2499.0");
     // r_recall: a call to E (2 yuan) that reached them and booked; E paid 300 on 03-25.
     // C was held out (control): no hand-over, no cost, not a contact.
     assert_eq!(g("recall", "r_recall", "messages"), "1");
-    assert_eq!(g("recall", "r_recall", "recall_rate"), "1.0000");
-    assert_eq!(g("recall", "r_recall", "recalled_revenue"), "300.00");
-    assert_eq!(g("recall", "r_recall", "roi"), "149.0000");
+    assert_eq!(g("recall", "r_recall", "recall_rate"), "1.0");
+    assert_eq!(g("recall", "r_recall", "recalled_revenue"), "300.0");
+    assert_eq!(g("recall", "r_recall", "roi"), "149.0");
     assert_eq!(
         ["contacted", "responded", "booked", "visited", "purchased"]
             .map(|m| g("funnel", "r_recall", m)),
@@ -376,9 +402,9 @@ fn march_numbers_match_the_hand_computed_ones() {
     );
     // Total: 3 messages, 3 customers, 2 recalled, cost 2.2, revenue 800; ROI (800 - 2.2) / 2.2.
     assert_eq!(g("recall", "total", "recall_rate"), "0.6667");
-    assert_eq!(g("recall", "total", "cost"), "2.20");
-    assert_eq!(g("recall", "total", "recalled_revenue"), "800.00");
-    assert_eq!(g("recall", "total", "cost_per_recalled"), "1.10");
+    assert_eq!(g("recall", "total", "cost"), "2.2");
+    assert_eq!(g("recall", "total", "recalled_revenue"), "800.0");
+    assert_eq!(g("recall", "total", "cost_per_recalled"), "1.1");
     assert_eq!(g("recall", "total", "roi"), "362.6364");
 
     // Uplift for r_recall, by intention to treat, each customer from the time the rule fired
@@ -405,8 +431,8 @@ fn retention_and_repurchase_over_a_longer_period() {
     // Came back within 30 days: F (09-20), C (03-20) -> 2/6.
     assert_eq!(
         (
-            g("retention", "1m", "cohort"),
-            g("retention", "1m", "retained")
+            g("customers", "retention_1m", "base"),
+            g("customers", "retention_1m", "count")
         ),
         ("6".into(), "2".into())
     );
@@ -414,23 +440,23 @@ fn retention_and_repurchase_over_a_longer_period() {
     // (15 days); G not until 03-15 (165 days) -> 1/2.
     assert_eq!(
         (
-            g("retention", "3m", "cohort"),
-            g("retention", "3m", "retained")
+            g("customers", "retention_3m", "base"),
+            g("customers", "retention_3m", "count")
         ),
         ("2".into(), "1".into())
     );
     // 6 months (180 days): [2025-03-05, 2025-10-03): F and G, both back within 180 days -> 2/2.
-    assert_eq!(g("retention", "6m", "rate"), "1.0000");
+    assert_eq!(g("customers", "retention_6m", "value"), "1.0");
     // Repurchase: first orders in [2025-03-05, 2025-10-03): F (09-05), G (10-01). F's second
     // order 01-10 is 127 days later; G has none -> 1/2.
     assert_eq!(
         (
-            g("customers", "", "repurchase_eligible"),
-            g("customers", "", "repurchased")
+            g("customers", "repurchase_rate", "base"),
+            g("customers", "repurchase_rate", "count")
         ),
         ("2".into(), "1".into())
     );
-    assert_eq!(g("customers", "", "repurchase_rate"), "0.5000");
+    assert_eq!(g("customers", "repurchase_rate", "value"), "0.5");
 }
 
 #[test]
@@ -471,31 +497,72 @@ fn the_table_speaks_chinese_and_english_and_csv_matches_json() {
     );
     assert!(text.contains("too few customers to tell"), "{text}");
 
-    let csv = clinic
+    // CSV: one file per section, the same numbers as JSON. Under English the
+    // headers and the words are the keys JSON uses (the form for scripts).
+    let folder = clinic.path().join("统计表");
+    clinic
         .recall()
-        .args([
-            "report",
-            "--from",
-            "2026-03-01",
-            "--to",
-            "2026-04-01",
-            "--format",
-            "csv",
-        ])
+        .args(["report", "--from", "2026-03-01", "--to", "2026-04-01"])
+        .args(["--format", "csv", "--lang", "en", "--output"])
+        .arg(&folder)
+        .assert()
+        .success();
+    let json = report(&clinic, "2026-03-01", "2026-04-01");
+    let mut compared = 0;
+    for section in ["pools", "moves", "customers", "recall", "funnel", "uplift"] {
+        let bytes = std::fs::read(folder.join(format!("{section}.csv"))).unwrap();
+        assert!(
+            bytes.starts_with(b"\xEF\xBB\xBF"),
+            "{section}.csv has a BOM"
+        );
+        let mut csv = csv::Reader::from_reader(bytes.as_slice());
+        let headers = csv.headers().unwrap().clone();
+        for record in csv.records() {
+            let record = record.unwrap();
+            for (column, value) in headers.iter().zip(record.iter()).skip(1) {
+                let key = (
+                    section.to_string(),
+                    record[0].to_string(),
+                    column.to_string(),
+                );
+                let expected = json
+                    .get(&key)
+                    .unwrap_or_else(|| panic!("{key:?} not in JSON"));
+                assert!(
+                    same_number(value, expected),
+                    "{key:?}: CSV {value}, JSON {expected}"
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, json.len(), "CSV and JSON carry the same cells");
+
+    // Under Chinese the headers and the words are Chinese.
+    let zh = clinic
+        .recall()
+        .args(["report", "--from", "2026-03-01", "--to", "2026-04-01"])
+        .args(["--format", "csv", "--section", "pools", "--lang", "zh"])
         .output()
         .unwrap();
-    let from_csv: BTreeMap<(String, String, String), String> =
-        csv::Reader::from_reader(csv.stdout.as_slice())
-            .records()
-            .map(|r| {
-                let r = r.unwrap();
-                (
-                    (r[0].to_string(), r[1].to_string(), r[2].to_string()),
-                    r[3].to_string(),
-                )
-            })
-            .collect();
-    assert_eq!(from_csv, report(&clinic, "2026-03-01", "2026-04-01"));
+    let text = String::from_utf8(zh.stdout).unwrap();
+    assert!(
+        text.starts_with("\u{feff}池,期初,期末,变化\n新客池,2,2,0\n"),
+        "{text}"
+    );
+}
+
+/// A CSV cell and a JSON value say the same number (`25.00%` is 0.25,
+/// `0.20` is 0.2), or are the same text.
+fn same_number(csv: &str, json: &str) -> bool {
+    let number = |s: &str| match s.strip_suffix('%') {
+        Some(percent) => percent.parse::<f64>().ok().map(|p| p / 100.0),
+        None => s.parse::<f64>().ok(),
+    };
+    match (number(csv), number(json)) {
+        (Some(a), Some(b)) => (a - b).abs() < 1e-4,
+        _ => csv == json,
+    }
 }
 
 #[test]
@@ -552,32 +619,23 @@ fn the_default_report_on_the_demo_shows_retention_and_repurchase() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    let value = |section: &str, group: &str, metric: &str| {
-        rows.iter()
-            .find(|r| {
-                r["section"] == section
-                    && r["group"].as_str().unwrap_or_default() == group
-                    && r["metric"] == metric
-            })
-            .map(|r| match &r["value"] {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            })
-            .unwrap_or_else(|| panic!("no {section}/{group}/{metric}"))
-    };
+    let r = cells(&out.stdout);
+    let value = |section: &str, row: &str, column: &str| get(&r, section, row, column).to_string();
     // The last 30 days: each cohort is the customers first seen N*30 days before that.
     for months in ["1m", "3m", "6m"] {
-        let cohort: i64 = value("retention", months, "cohort").parse().unwrap();
+        let row = format!("retention_{months}");
+        let cohort: i64 = value("customers", &row, "base").parse().unwrap();
         assert!(cohort > 0, "{months}: an empty cohort");
-        let rate: f64 = value("retention", months, "rate").parse().unwrap();
+        let rate: f64 = value("customers", &row, "value").parse().unwrap();
         assert!((0.0..=1.0).contains(&rate), "{months}: {rate}");
     }
-    let eligible: i64 = value("customers", "", "repurchase_eligible")
+    let eligible: i64 = value("customers", "repurchase_rate", "base")
         .parse()
         .unwrap();
     assert!(eligible > 0, "an empty repurchase cohort");
-    let rate: f64 = value("customers", "", "repurchase_rate").parse().unwrap();
+    let rate: f64 = value("customers", "repurchase_rate", "value")
+        .parse()
+        .unwrap();
     assert!((0.0..=1.0).contains(&rate), "{rate}");
 }
 
@@ -623,10 +681,7 @@ fn a_visit_recorded_before_the_call_is_marked_reached_is_still_a_recall() {
                 pool: Pool::Warning,
                 channel: Channel::Phone,
                 template: "t".into(),
-                subject: None,
-                content: "回访".into(),
-                html: None,
-                params: None,
+                content: Content::text("回访"),
                 fallback: None,
                 due_at: created,
                 failure: None,
@@ -680,4 +735,73 @@ fn a_visit_recorded_before_the_call_is_marked_reached_is_still_a_recall() {
         1,
         "credited once"
     );
+}
+
+/// The 统计表 as an Excel workbook, read back by an independent reader
+/// (Debian's python3-openpyxl): one sheet per section with Chinese names
+/// and headers, numbers as numbers, rates as percentage-formatted numbers,
+/// column widths set, the header row frozen.
+#[test]
+fn the_workbook_opens_in_excel_readers_with_numbers_as_numbers() {
+    let clinic = fixture();
+    let book = clinic.path().join("统计表.xlsx");
+    clinic
+        .recall()
+        .args(["report", "--from", "2026-03-01", "--to", "2026-04-01"])
+        .args(["--format", "xlsx"])
+        .arg(&book)
+        .assert()
+        .success();
+    let python = "/usr/bin/python3";
+    let has_openpyxl = std::process::Command::new(python)
+        .args(["-c", "import openpyxl"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        has_openpyxl,
+        "this test reads the workbook with Debian's python3-openpyxl, which is missing: \
+         apt-get install python3-openpyxl (.ci/run installs it)"
+    );
+    let script = r#"
+import sys, openpyxl
+wb = openpyxl.load_workbook(sys.argv[1])
+print("|".join(wb.sheetnames))
+pools, customers, recall = wb["各池人数"], wb["顾客"], wb["召回"]
+print([c.value for c in pools[1]])
+print([c.value for c in pools[3]])
+for sheet in wb.worksheets:
+    assert sheet.freeze_panes == "A2", (sheet.title, sheet.freeze_panes)
+    assert sheet["A1"].font.b, sheet.title
+    assert all(sheet.column_dimensions[c].width > 0 for c in "AB"), sheet.title
+for row in customers.iter_rows(min_row=2):
+    if row[0].value == "流失率":
+        print(row[1].value, row[1].number_format, row[2].value, row[3].value)
+for row in recall.iter_rows(min_row=2):
+    if row[0].value == "r_warn":
+        print(row[4].value, row[4].number_format, row[5].value, row[5].number_format, type(row[1].value).__name__)
+"#;
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(&book)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "各池人数|池间流转|顾客|召回|转化漏斗|与对照组相比的增量效果"
+    );
+    assert_eq!(lines[1], "['池', '期初', '期末', '变化']");
+    // Customer pool: 2 at the start, 1 at the end: numbers, the change signed.
+    assert_eq!(lines[2], "['顾客池', 2, 1, -1]");
+    // Churn 1/4 = 25%: a fraction shown as a percentage.
+    assert_eq!(lines[3], "0.25 0.0% 1 4");
+    // r_warn: recall rate 1/2; cost 0.2 yuan with two decimals; counts are ints.
+    assert_eq!(lines[4], "0.5 0.0% 0.2 0.00 int");
 }

@@ -27,7 +27,7 @@ fn one_customer_through_the_whole_recall_flow() {
         let mut ingest = store.ingest().unwrap();
         let customer = NewCustomer {
             phone: Some("13812345678".into()),
-            gender: Some(recall::model::Gender::Female),
+            gender: Some(recall::base::model::Gender::Female),
             ..NewCustomer::named("C1", "王丽")
         };
         let id = ingest

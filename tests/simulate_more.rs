@@ -17,9 +17,8 @@ fn deltas_are_proposal_minus_current_and_headers_say_so_in_both_languages() {
             std::fs::copy(&path, proposal.join(path.file_name().unwrap())).unwrap();
         }
     }
-    let today = chrono::Utc::now()
-        .with_timezone(&chrono_tz::Asia::Shanghai)
-        .date_naive();
+    // The demo's days, not the wall clock's: midnight may have passed since.
+    let today = clinic.demo_today();
     let from = (today - chrono::Duration::days(4)).to_string();
     let to = (today - chrono::Duration::days(2)).to_string();
     let run = |lang: &str| {

@@ -7,12 +7,18 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use common::{Clinic, at};
+use recall::base::clock::Clock;
 use recall::engine::{self, Engine, TickEnd, TickOptions};
 use recall::store::Store;
 
 const WHEN: &str = "2099-01-01 09:00";
 
 fn tick(clinic: &Clinic, stop: Option<&AtomicBool>) -> engine::TickReport {
+    tick_on(clinic, stop, Clock::Fixed(at(WHEN)))
+}
+
+/// A tick at [`WHEN`] whose start and finish are stamped by `clock`.
+fn tick_on(clinic: &Clinic, stop: Option<&AtomicBool>, clock: Clock) -> engine::TickReport {
     let loaded = clinic.load();
     let mut store = Store::open(&clinic.database()).unwrap();
     let clinic_id = store
@@ -27,6 +33,7 @@ fn tick(clinic: &Clinic, stop: Option<&AtomicBool>) -> engine::TickReport {
     let options = TickOptions {
         stop,
         batch_size: 25,
+        clock,
         ..TickOptions::at(at(WHEN))
     };
     engine::tick(&mut store, &engine, options).unwrap()
@@ -65,6 +72,28 @@ fn a_stopped_tick_resumes_after_its_cursor() {
     let again = tick(&interrupted, None);
     assert_eq!(again.end, TickEnd::AlreadyDone);
     assert_eq!(interrupted.history(), reference.history());
+}
+
+#[test]
+fn a_resumed_tick_keeps_its_start_and_is_finished_by_the_resuming_clock() {
+    let clinic = Clinic::demo(100);
+    let (first_run, second_run) = (at("2026-05-01 09:00:07"), at("2026-05-02 10:30:00"));
+    let stop = AtomicBool::new(true);
+    let stopped = tick_on(&clinic, Some(&stop), Clock::Fixed(first_run));
+    assert_eq!(stopped.end, TickEnd::Stopped);
+    let store = Store::open(&clinic.database()).unwrap();
+    let row = store.last_tick().unwrap().unwrap();
+    assert_eq!(
+        (row.at, row.started_at),
+        (at(WHEN).timestamp(), first_run.timestamp())
+    );
+    assert_eq!(row.finished_at, None);
+
+    let done = tick_on(&clinic, None, Clock::Fixed(second_run));
+    assert_eq!(done.end, TickEnd::Done);
+    let row = store.last_tick().unwrap().unwrap();
+    assert_eq!(row.started_at, first_run.timestamp(), "the start is kept");
+    assert_eq!(row.finished_at, Some(second_run.timestamp()));
 }
 
 #[test]

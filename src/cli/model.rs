@@ -4,10 +4,11 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::Subcommand;
 
 use super::{lang, load_config, open_store, parse_at};
+use crate::base::i18n::t;
 use crate::churn;
 
 #[derive(Debug, Subcommand)]
@@ -39,22 +40,22 @@ pub enum ModelCommand {
     },
 }
 
-pub fn run(config_path: &Path, command: ModelCommand) -> Result<ExitCode> {
+pub fn run(config_path: &Path, command: ModelCommand, now: DateTime<Utc>) -> Result<ExitCode> {
     let config = load_config(config_path)?;
-    let (store, clinic_id) = open_store(&config)?;
+    let (store, clinic_id) = open_store(&config, now)?;
     let clinic = &config.clinic;
     let tz = clinic.timezone;
     let lang = lang();
     match command {
         ModelCommand::Fit { at } => {
-            let at = parse_at(at.as_deref(), &config)?.timestamp();
+            let at = parse_at(at.as_deref(), &config, now)?.timestamp();
             let fit = churn::fit(
                 &store,
                 clinic_id,
                 clinic,
                 &config.model,
                 at,
-                Utc::now().timestamp(),
+                now.timestamp(),
             )?;
             tracing::info!(
                 fit = fit.id,
@@ -66,28 +67,20 @@ pub fn run(config_path: &Path, command: ModelCommand) -> Result<ExitCode> {
             }
         }
         ModelCommand::Show { at } => {
-            let at = parse_at(at.as_deref(), &config)?.timestamp();
+            let at = parse_at(at.as_deref(), &config, now)?.timestamp();
             match churn::overview(&store, clinic_id, clinic, at)? {
                 Some(overview) => print!("{}", overview.render(lang, tz)),
                 None => {
-                    eprintln!(
-                        "{}",
-                        match lang {
-                            crate::diag::Lang::En =>
-                                "no churn model yet: run `recall model fit` (the service fits one at start and then on `[model] refit`); until then the churn facts are null",
-                            crate::diag::Lang::Zh =>
-                                "还没有流失模型：请运行 `recall model fit`（服务启动时及按 `[model] refit` 定时会自动拟合）；在此之前流失相关事实为 null",
-                        }
-                    );
+                    eprintln!("{}", t!("model.none_yet").render(lang));
                     return Ok(ExitCode::FAILURE);
                 }
             }
         }
         ModelCommand::Evaluate { at, holdout_days } => {
-            let end = parse_at(at.as_deref(), &config)?.timestamp();
+            let end = parse_at(at.as_deref(), &config, now)?.timestamp();
             let holdout = holdout_days.unwrap_or(clinic.scoring.churn_window_days as i64);
             if !(7..=730).contains(&holdout) {
-                anyhow::bail!("--holdout-days must be from 7 to 730");
+                anyhow::bail!(t!("model.holdout_days").render(lang));
             }
             let evaluation =
                 churn::evaluate(&store, clinic_id, clinic, &config.model, end, holdout)?;

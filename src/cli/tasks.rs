@@ -1,79 +1,157 @@
 //! `recall tasks`: the front desk's view of phone-call tasks.
 
-use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Result, anyhow, bail};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use clap::Subcommand;
 
-use super::{Format, Rows, TasksCommand, load_config, open_store, parse_at};
-use crate::clock;
-use crate::config::{Config, SenderConfig};
-use crate::mask;
-use crate::model::Channel;
+use super::{Book, Format, OutputArgs, Rows, lang, load_config, open_store, parse_at, write};
+use crate::base::clock;
+use crate::base::i18n::{Lang, t};
+use crate::base::mask;
+use crate::base::model::Channel;
+use crate::base::output::{Cell, Section, escape};
+use crate::config::Config;
+use crate::senders::SenderConfig;
 use crate::senders::phone_tasks::{self, Schedule};
-use crate::store::tasks::{CallOutcome, TaskFilter, TaskRow};
+use crate::store::tasks::{CallOutcome, TaskFilter};
 
-pub fn run(config_path: &Path, command: TasksCommand) -> Result<ExitCode> {
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// Call tasks of a day (default: today's open tasks).
+    List {
+        /// `today`, `all`, or a date such as 2026-06-01.
+        #[arg(long, default_value = "today")]
+        date: String,
+        /// Only this person's tasks.
+        #[arg(long)]
+        staff: Option<String>,
+        /// `open`, `done` or `all`.
+        #[arg(long, default_value = "open")]
+        status: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// The call sheet (CSV, or xlsx with --output FILE.xlsx) for call teams,
+    /// with full phone numbers and scripts (personal data: handle with
+    /// care), and empty outcome and note columns to fill in and hand back
+    /// with `recall tasks import`.
+    Export {
+        /// `today`, `all`, or a date such as 2026-06-01.
+        #[arg(long, default_value = "today")]
+        date: String,
+        /// Only this person's tasks.
+        #[arg(long)]
+        staff: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Record what a call achieved.
+    Done {
+        /// The task id (from `recall tasks list`).
+        id: i64,
+        #[arg(long, help = outcome_help())]
+        outcome: String,
+        /// What was said, for the next person who calls.
+        #[arg(long)]
+        note: Option<String>,
+        /// When the call was made (clinic time); default now.
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Take back the call sheet `tasks export` wrote, filled in (CSV or
+    /// xlsx): each row's outcome (a code or its Chinese word) and note.
+    /// All or nothing: every bad row is reported with its line and nothing
+    /// is recorded; rows already recorded with the same outcome change
+    /// nothing, rows without an outcome are skipped.
+    Import {
+        /// The filled-in sheet (.csv or .xlsx).
+        sheet: PathBuf,
+        /// When the calls were made (clinic time); default now.
+        #[arg(long)]
+        at: Option<String>,
+    },
+}
+
+/// `--outcome`'s help: every code with its Chinese word.
+fn outcome_help() -> String {
+    format!(
+        "What the call achieved, as a code or its Chinese word: {}",
+        CallOutcome::known()
+    )
+}
+
+pub fn run(config_path: &Path, command: TasksCommand, now: DateTime<Utc>) -> Result<ExitCode> {
     let config = load_config(config_path)?;
     match command {
         TasksCommand::List {
             date,
             staff,
             status,
-            format,
-        } => list(&config, &date, staff, &status, format),
-        TasksCommand::Export { date, staff } => export(&config, &date, staff),
+            output,
+        } => list(&config, &date, staff, &status, &output, now),
+        TasksCommand::Export {
+            date,
+            staff,
+            output,
+        } => export(&config, &date, staff, &output, now),
         TasksCommand::Done {
             id,
             outcome,
             note,
             at,
-        } => done(&config, id, &outcome, note.as_deref(), at.as_deref()),
+        } => done(&config, id, &outcome, note.as_deref(), at.as_deref(), now),
+        TasksCommand::Import { sheet, at } => import(&config, &sheet, at.as_deref(), now),
     }
 }
 
 /// The phone channel's `phone_tasks` settings, or why there are none.
-fn phone_tasks_config(config: &Config) -> Result<&phone_tasks::Config> {
+fn phone_tasks_config(config: &Config) -> Result<phone_tasks::Config> {
+    let lang = lang();
     let policy = config.channels.get(&Channel::Phone).ok_or_else(|| {
-        anyhow!(
-            "there is no [channels.phone] in {}: phone messages are not sent as call tasks",
-            config.path.display()
-        )
+        let path = config.path.display();
+        anyhow!(t!("tasks.no_phone_channel", path).render(lang))
     })?;
-    match config.senders.get(&policy.sender).map(|s| &s.config) {
-        Some(SenderConfig::PhoneTasks(tasks)) => Ok(tasks),
-        Some(other) => bail!(
-            "[channels.phone] uses sender `{}` of kind {}, not phone_tasks: calls are not planned as tasks",
-            policy.sender,
-            other.kind()
+    let sender = config
+        .senders
+        .get(&policy.sender)
+        .map(|entry| SenderConfig::parse(&config.path, &policy.sender, entry));
+    match sender {
+        Some(Err(diagnostic)) => bail!(diagnostic.message.render(Lang::En)),
+        Some(Ok(SenderConfig::PhoneTasks(tasks))) => Ok(tasks),
+        Some(Ok(other)) => bail!(
+            t!(
+                "tasks.not_phone_tasks",
+                sender = &policy.sender,
+                kind = other.kind()
+            )
+            .render(lang)
         ),
-        None => bail!(
-            "[channels.phone] uses sender `{}`, which is not defined",
-            policy.sender
-        ),
+        None => bail!(t!("tasks.sender_undefined", sender = &policy.sender).render(lang)),
     }
 }
 
+/// The tasks of `date` (`today` is `now`'s day in the clinic's calendar).
 fn filter(
     config: &Config,
     date: &str,
     staff: Option<String>,
     status: Option<String>,
+    now: DateTime<Utc>,
 ) -> Result<TaskFilter> {
     let due_date = match date {
         "all" => None,
         "today" => Some(
-            Utc::now()
-                .with_timezone(&config.clinic.timezone)
+            now.with_timezone(&config.clinic.timezone)
                 .date_naive()
                 .format("%Y-%m-%d")
                 .to_string(),
         ),
         day => {
             let parsed = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
-                .map_err(|_| anyhow!("`{day}` is not a date: use today, all, or YYYY-MM-DD"))?;
+                .map_err(|_| anyhow!(t!("tasks.bad_date", day).render(lang())))?;
             Some(parsed.format("%Y-%m-%d").to_string())
         }
     };
@@ -89,73 +167,73 @@ fn list(
     date: &str,
     staff: Option<String>,
     status: &str,
-    format: Format,
+    output: &OutputArgs,
+    now: DateTime<Utc>,
 ) -> Result<ExitCode> {
+    let lang = lang();
     let status = match status {
         "all" => None,
         "open" | "done" => Some(status.to_string()),
-        other => bail!("`{other}` is not a task status: use open, done or all"),
+        other => bail!(t!("tasks.bad_status", status = other).render(lang)),
     };
-    let (store, _) = open_store(config)?;
-    let tasks = store.tasks(&filter(config, date, staff, status)?)?;
-    let mut rows = Rows::new(&[
-        "id", "date", "staff", "customer", "name", "phone", "rule", "attempt", "status", "outcome",
-        "note",
-    ]);
+    let (store, _) = open_store(config, now)?;
+    let tasks = store.tasks(&filter(config, date, staff, status, now)?)?;
+    let mut rows = Rows::keyed(
+        lang,
+        &[
+            ("id", t!("column.id")),
+            ("date", t!("column.date")),
+            ("staff", t!("column.staff")),
+            ("customer", t!("column.customer")),
+            ("name", t!("column.name")),
+            ("phone", t!("column.phone")),
+            ("rule", t!("column.rule")),
+            ("attempt", t!("column.attempt")),
+            ("status", t!("column.status")),
+            ("outcome", t!("column.outcome")),
+            ("note", t!("column.note")),
+        ],
+    );
     for t in &tasks {
+        let outcome = t.outcome.as_deref().and_then(CallOutcome::parse);
         rows.push(vec![
-            t.id.to_string(),
-            t.due_date.clone(),
-            t.staff.clone(),
-            t.customer.clone(),
-            t.customer_name.clone(),
-            // The table is for a screen; `export` carries the full number.
-            t.phone.as_deref().map(mask::phone).unwrap_or_default(),
-            t.rule_id.clone(),
-            t.attempt.to_string(),
-            t.status.clone(),
-            t.outcome.clone().unwrap_or_default(),
-            t.note.clone().unwrap_or_default(),
+            Cell::Int(t.id),
+            Cell::Text(t.due_date.clone()),
+            Cell::Text(t.staff.clone()),
+            Cell::Text(t.customer.clone()),
+            Cell::Text(t.customer_name.clone()),
+            // The list is for a screen; `export` carries the full number.
+            Cell::text(t.phone.as_deref().map(mask::phone)),
+            Cell::Text(t.rule_id.clone()),
+            Cell::Int(t.attempt),
+            Cell::Text(t.status.clone()),
+            outcome.map_or(Cell::Empty, |o| Cell::term(o.as_str(), &o.name(), lang)),
+            Cell::text(t.note.clone()),
         ]);
     }
-    let mut out = std::io::stdout().lock();
-    if tasks.is_empty() && format == Format::Table {
-        writeln!(out, "no call tasks match")?;
-    } else {
-        rows.write(format, &mut out, Some(30))?;
-    }
+    let section = Section::new("tasks", t!("tasks.title").render(lang), rows)
+        .cut_at(30)
+        .when_empty(t!("tasks.none").render(lang));
+    write(&output.output(Format::Table, lang), &Book::one(section))?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn export(config: &Config, date: &str, staff: Option<String>) -> Result<ExitCode> {
-    let (store, _) = open_store(config)?;
-    let tasks = store.tasks(&filter(config, date, staff, Some("open".into()))?)?;
-    let mut rows = Rows::new(&[
-        "id", "date", "staff", "customer", "name", "phone", "rule", "attempt", "script",
-    ]);
-    for t in &tasks {
-        rows.push(export_row(t));
-    }
-    rows.write(Format::Csv, &mut std::io::stdout().lock(), None)?;
-    eprintln!(
-        "exported {} open call task(s); the file holds phone numbers and names: share it only with the call team",
-        tasks.len()
-    );
+fn export(
+    config: &Config,
+    date: &str,
+    staff: Option<String>,
+    output: &OutputArgs,
+    now: DateTime<Utc>,
+) -> Result<ExitCode> {
+    let lang = lang();
+    let (store, _) = open_store(config, now)?;
+    let tasks = store.tasks(&filter(config, date, staff, Some("open".into()), now)?)?;
+    let rows = phone_tasks::sheet::export(&tasks, lang);
+    let section = Section::new("tasks", t!("tasks.sheet_title").render(lang), rows);
+    write(&output.output(Format::Csv, lang), &Book::one(section))?;
+    let exported = t!("tasks.exported", count = tasks.len());
+    eprintln!("{}", exported.render(lang));
     Ok(ExitCode::SUCCESS)
-}
-
-fn export_row(t: &TaskRow) -> Vec<String> {
-    vec![
-        t.id.to_string(),
-        t.due_date.clone(),
-        t.staff.clone(),
-        t.customer.clone(),
-        t.customer_name.clone(),
-        t.phone.clone().unwrap_or_default(),
-        t.rule_id.clone(),
-        t.attempt.to_string(),
-        t.script.clone(),
-    ]
 }
 
 fn done(
@@ -164,22 +242,16 @@ fn done(
     outcome: &str,
     note: Option<&str>,
     at: Option<&str>,
+    now: DateTime<Utc>,
 ) -> Result<ExitCode> {
-    let outcome = CallOutcome::parse(outcome).ok_or_else(|| {
-        let known: Vec<&str> = CallOutcome::ALL.iter().map(|o| o.as_str()).collect();
-        match crate::diag::nearest(outcome, known.iter().copied()) {
-            Some(near) => anyhow!(
-                "unknown outcome `{outcome}`: did you mean `{near}`? (known: {})",
-                known.join(", ")
-            ),
-            None => anyhow!("unknown outcome `{outcome}` (known: {})", known.join(", ")),
-        }
-    })?;
+    let lang = lang();
+    let outcome = CallOutcome::parse(outcome)
+        .ok_or_else(|| anyhow!(phone_tasks::sheet::unknown_outcome(outcome).render(lang)))?;
     let tasks_config = phone_tasks_config(config)?;
     let schedule =
-        Schedule::new(tasks_config, config.clinic.timezone).map_err(|why| anyhow!(why))?;
-    let now = parse_at(at, config)?;
-    let (mut store, _) = open_store(config)?;
+        Schedule::new(&tasks_config, config.clinic.timezone).map_err(|why| anyhow!(why.message))?;
+    let at = parse_at(at, config, now)?;
+    let (mut store, _) = open_store(config, now)?;
     let Some(task) = phone_tasks::complete(
         &mut store,
         &schedule,
@@ -187,33 +259,89 @@ fn done(
         id,
         outcome,
         note,
-        now,
+        at,
     )?
     else {
         match store.task(id)? {
             Some(task) => bail!(
-                "task {id} is already done ({})",
-                task.outcome.unwrap_or_default()
+                t!(
+                    "tasks.already_done",
+                    id,
+                    outcome = task.outcome.unwrap_or_default()
+                )
+                .render(lang)
             ),
-            None => bail!("there is no call task {id}"),
+            None => bail!(t!("tasks.no_such_task", id).render(lang)),
         }
     };
     let next = match outcome {
         CallOutcome::NoAnswer => match store.message(task.outreach_id)? {
-            Some(entry) if entry.status == "queued" => format!(
-                "; it will be called again from {}",
-                clock::format_local(entry.due_at, config.clinic.timezone)
-            ),
-            _ => "; no attempts left: the message is marked failed".to_string(),
+            Some(entry) if entry.status == "queued" => {
+                let at = clock::format_local(entry.due_at, config.clinic.timezone);
+                t!("tasks.called_again", at).render(lang)
+            }
+            _ => t!("tasks.no_attempts_left").render(lang),
         },
-        CallOutcome::OptOut => "; the customer will not be called again".to_string(),
+        CallOutcome::OptOut => t!("tasks.not_called_again").render(lang),
         _ => String::new(),
     };
-    println!(
-        "task {id} ({}, {}) recorded as {}{next}",
-        task.customer,
-        task.staff,
-        outcome.as_str()
+    let recorded = t!(
+        "tasks.recorded",
+        id,
+        customer = escape(&task.customer),
+        staff = escape(&task.staff),
+        outcome = outcome.name(),
+        next
     );
+    println!("{}", recorded.render(lang));
     Ok(ExitCode::SUCCESS)
+}
+
+/// `recall tasks import SHEET`.
+fn import(config: &Config, path: &Path, at: Option<&str>, now: DateTime<Utc>) -> Result<ExitCode> {
+    let lang = lang();
+    let sheet = crate::import::sheet::read(path).map_err(|why| anyhow!(why.render(lang)))?;
+    let tasks_config = phone_tasks_config(config)?;
+    let schedule =
+        Schedule::new(&tasks_config, config.clinic.timezone).map_err(|why| anyhow!(why.message))?;
+    let at = parse_at(at, config, now)?;
+    let (mut store, _) = open_store(config, now)?;
+    let max_attempts = config.dispatch.max_attempts;
+    let shown = path.display().to_string();
+    match phone_tasks::sheet::import(&mut store, &schedule, max_attempts, &sheet, at)? {
+        Ok(imported) => {
+            let done = t!(
+                "tasks.import.done",
+                path = &shown,
+                recorded = imported.recorded.len(),
+                unchanged = imported.unchanged,
+                blank = imported.blank
+            );
+            println!("{}", done.render(lang));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(problems) => {
+            for p in &problems {
+                let at = if p.row == p.line {
+                    t!(
+                        "tasks.import.at_line",
+                        path = &shown,
+                        line = p.line,
+                        problem = p.text.clone()
+                    )
+                } else {
+                    t!(
+                        "tasks.import.at_line_row",
+                        path = &shown,
+                        line = p.line,
+                        row = p.row,
+                        problem = p.text.clone()
+                    )
+                };
+                eprintln!("{}", at.render(lang));
+            }
+            let count = problems.len();
+            bail!(t!("tasks.import.rejected", count, path = &shown).render(lang))
+        }
+    }
 }

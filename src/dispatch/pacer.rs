@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::sender::RateLimit;
+use crate::config::RateLimit;
 
 /// The longest the dispatcher sleeps for a rate limit before deferring.
 const MAX_WAIT: Duration = Duration::from_secs(30);

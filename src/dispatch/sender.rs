@@ -9,7 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::model::Channel;
+use crate::base::content::Content;
+use crate::base::model::Channel;
+use crate::config::RateLimit;
 use crate::store::outbox::Recipient;
 
 /// A message ready to go out.
@@ -21,13 +23,8 @@ pub struct Outbound<'a> {
     pub channel: Channel,
     pub rule_id: &'a str,
     pub template: &'a str,
-    pub subject: Option<&'a str>,
-    pub content: &'a str,
-    pub html: Option<&'a str>,
-    /// Provider template parameters rendered from `<template>.params.toml`,
-    /// as a JSON object of strings, for providers that send approved
-    /// templates (Aliyun/Tencent SMS, WeChat template messages).
-    pub params: Option<&'a str>,
+    /// What the message says, as the tick rendered it for this channel.
+    pub content: &'a Content,
     pub recipient: &'a Recipient,
     /// The address on this channel: phone number, email, or WeChat id.
     pub address: &'a str,
@@ -115,8 +112,10 @@ pub trait Sender: Send + Sync {
         }
     }
 
-    /// Called after each dispatch round, for work a sender batches over a
-    /// round (e.g. one notice to staff about all the call tasks it created).
+    /// Called after each dispatch pass's rounds, even when nothing was due,
+    /// for work a sender batches over a round or owes from an earlier one
+    /// (e.g. one notice to staff about all the call tasks it created, tried
+    /// again until it goes through).
     async fn after_round(&self, now: DateTime<Utc>) {
         let _ = now;
     }
@@ -126,64 +125,76 @@ pub trait Sender: Send + Sync {
     fn default_rate_limit(&self) -> Option<RateLimit> {
         None
     }
-}
 
-/// At most `count` messages per `per`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    pub count: u32,
-    pub per: Duration,
-}
-
-impl RateLimit {
-    /// Parses `"10/s"`, `"600/min"`, `"20/minute"`, `"1000/h"`.
-    pub fn parse(text: &str) -> Result<RateLimit, String> {
-        let (count, unit) = text.split_once('/').ok_or_else(|| {
-            format!("`{text}` is not a rate: write it like \"10/s\" or \"20/min\"")
-        })?;
-        let count: u32 = count
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{count}` in `{text}` is not a whole number"))?;
-        let per = match unit.trim() {
-            "s" | "sec" | "second" => Duration::from_secs(1),
-            "m" | "min" | "minute" => Duration::from_secs(60),
-            "h" | "hour" => Duration::from_secs(3600),
-            "d" | "day" => Duration::from_secs(86_400),
-            other => {
-                return Err(format!(
-                    "unknown unit `{other}` in `{text}`: use s, min, h or day"
-                ));
-            }
-        };
-        if count == 0 {
-            return Err(format!(
-                "`{text}` allows nothing; remove the limit or raise it"
-            ));
-        }
-        Ok(RateLimit { count, per })
+    /// Which of a customer's addresses this sender sends to on `channel`.
+    /// The dispatcher reads it before sending: a customer without it is
+    /// suppressed or falls back, the same way on every channel, and
+    /// [`Outbound::address`] is always this address. Senders that take the
+    /// channel's usual address keep the default.
+    fn address_kind(&self, channel: Channel) -> AddressKind {
+        AddressKind::for_channel(channel)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Which of a customer's addresses a message goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressKind {
+    /// The mobile number (SMS, phone calls).
+    Phone,
+    Email,
+    /// Either WeChat id, the WeCom `external_userid` first: for senders that
+    /// take any (the `log` sender).
+    AnyWechat,
+    /// The WeCom `external_userid` only (the `wecom` sender).
+    WecomExternalUserid,
+    /// The Official Account `openid` only (the `wechat_official` sender).
+    WechatOpenid,
+    /// No customer address at all: the message goes to staff (a WeCom
+    /// group robot).
+    Unaddressed,
+}
 
-    #[test]
-    fn rates_parse_in_the_units_staff_write() {
-        assert_eq!(
-            RateLimit::parse("20/min").unwrap(),
-            RateLimit {
-                count: 20,
-                per: Duration::from_secs(60)
+impl AddressKind {
+    /// The usual address of a channel.
+    pub fn for_channel(channel: Channel) -> AddressKind {
+        match channel {
+            Channel::Sms | Channel::Phone => AddressKind::Phone,
+            Channel::Email => AddressKind::Email,
+            Channel::Wechat => AddressKind::AnyWechat,
+        }
+    }
+
+    /// The recipient's address of this kind, if they have one (`""` for
+    /// [`AddressKind::Unaddressed`]).
+    pub fn of(self, recipient: &Recipient) -> Option<&str> {
+        let value = match self {
+            AddressKind::Phone => recipient.phone.as_deref(),
+            AddressKind::Email => recipient.email.as_deref(),
+            AddressKind::AnyWechat => recipient
+                .wecom_external_userid
+                .as_deref()
+                .filter(|v| !v.trim().is_empty())
+                .or(recipient.wechat_openid.as_deref()),
+            AddressKind::WecomExternalUserid => recipient.wecom_external_userid.as_deref(),
+            AddressKind::WechatOpenid => recipient.wechat_openid.as_deref(),
+            AddressKind::Unaddressed => return Some(""),
+        };
+        value.map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    /// Why a recipient without it cannot be sent to, for the outreach log.
+    pub fn missing(self) -> &'static str {
+        match self {
+            AddressKind::Phone => "no phone number on record",
+            AddressKind::Email => "no email address on record",
+            AddressKind::AnyWechat => "no wechat id on record",
+            AddressKind::WecomExternalUserid => {
+                "no WeCom external_userid on record (the wecom sender cannot use an Official Account openid)"
             }
-        );
-        assert_eq!(
-            RateLimit::parse("10/s").unwrap().per,
-            Duration::from_secs(1)
-        );
-        assert!(RateLimit::parse("10 per s").is_err());
-        assert!(RateLimit::parse("0/s").is_err());
-        assert!(RateLimit::parse("5/fortnight").is_err());
+            AddressKind::WechatOpenid => {
+                "no Official Account openid on record (the wechat_official sender cannot use a WeCom external_userid)"
+            }
+            AddressKind::Unaddressed => "",
+        }
     }
 }

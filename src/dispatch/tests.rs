@@ -8,9 +8,11 @@ use async_trait::async_trait;
 use chrono::DateTime;
 
 use super::*;
+use crate::base::content::Content;
+use crate::base::model::OutreachStatus;
+use crate::base::model::Pool;
 use crate::config::{Cap, ChannelPolicy, DispatchSettings, QuietHours};
-use crate::model::OutreachStatus;
-use crate::model::Pool;
+use crate::dispatch::sender::{AddressKind, PollOutcome, SendOutcome};
 use crate::store::ingest::NewCustomer;
 use crate::store::queries::LogFilter;
 use crate::store::ticks::{NewMessage, TickBatch, TickStart};
@@ -22,6 +24,8 @@ struct Scripted {
     seen: Mutex<Vec<(i64, String)>>,
     /// `Outbound::in_doubt` of each send, in order.
     doubts: Mutex<Vec<bool>>,
+    /// The address it takes, when not the channel's usual one.
+    address: Option<AddressKind>,
 }
 
 impl Scripted {
@@ -35,7 +39,16 @@ impl Scripted {
             polls: Mutex::new(polls.into()),
             seen: Mutex::new(Vec::new()),
             doubts: Mutex::new(Vec::new()),
+            address: None,
         })
+    }
+
+    /// A sender that takes this kind of address (as WeCom takes only the
+    /// external_userid), answering `Sent`.
+    fn addressed(kind: AddressKind) -> Arc<Self> {
+        let mut sender = Arc::into_inner(Self::new(vec![])).unwrap();
+        sender.address = Some(kind);
+        Arc::new(sender)
     }
 
     fn seen(&self) -> Vec<(i64, String)> {
@@ -62,6 +75,11 @@ impl Sender for Scripted {
             .unwrap_or(SendOutcome::Sent {
                 provider_id: format!("p-{}", message.id),
             })
+    }
+
+    fn address_kind(&self, channel: Channel) -> AddressKind {
+        self.address
+            .unwrap_or_else(|| AddressKind::for_channel(channel))
     }
 
     async fn poll(&self, _provider_id: &str, _message: &Outbound<'_>) -> PollOutcome {
@@ -205,6 +223,53 @@ async fn do_not_contact_missing_consent_and_missing_address_are_suppressed_with_
 }
 
 #[tokio::test]
+async fn the_address_a_sender_takes_decides_who_is_suppressed_on_its_channel() {
+    let openid_only = NewCustomer {
+        wechat_openid: Some("oOPENID".into()),
+        ..phone_customer("C1")
+    };
+    let wecom_only = NewCustomer {
+        wecom_external_userid: Some("wmWECOM".into()),
+        ..phone_customer("C2")
+    };
+    let neither = phone_customer("C3");
+    let customers = || vec![openid_only.clone(), wecom_only.clone(), neither.clone()];
+    let outcomes = |kind: AddressKind| async move {
+        let f = fixture(customers(), Channel::Wechat);
+        let sender = Scripted::addressed(kind);
+        dispatcher(sender.clone(), Channel::Wechat, 3)
+            .drain(&f.store, at(T0), &|| false)
+            .await
+            .unwrap();
+        let statuses: Vec<(String, Option<String>)> = log(&f.store)
+            .into_iter()
+            .map(|e| (e.status, e.last_error))
+            .collect();
+        let addresses: Vec<String> = sender.seen().into_iter().map(|(_, a)| a).collect();
+        (statuses, addresses)
+    };
+    let wecom = AddressKind::WecomExternalUserid.missing().to_string();
+    let (statuses, addresses) = outcomes(AddressKind::WecomExternalUserid).await;
+    assert_eq!(
+        statuses,
+        [
+            ("suppressed".to_string(), Some(wecom.clone())),
+            ("sent".to_string(), None),
+            ("suppressed".to_string(), Some(wecom)),
+        ]
+    );
+    assert_eq!(addresses, ["wmWECOM"]);
+    let (statuses, addresses) = outcomes(AddressKind::WechatOpenid).await;
+    let sent: Vec<&str> = statuses.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(sent, ["sent", "suppressed", "suppressed"]);
+    assert_eq!(addresses, ["oOPENID"]);
+    // A staff robot needs no customer address at all.
+    let (statuses, addresses) = outcomes(AddressKind::Unaddressed).await;
+    assert!(statuses.iter().all(|(s, _)| s == "sent"), "{statuses:?}");
+    assert_eq!(addresses, ["", "", ""]);
+}
+
+#[tokio::test]
 async fn retryable_failures_back_off_until_the_retry_budget_is_spent() {
     let f = fixture(vec![phone_customer("C1")], Channel::Sms);
     let busy = || SendOutcome::Retryable {
@@ -310,6 +375,47 @@ async fn permanent_failures_are_not_retried() {
 }
 
 #[tokio::test]
+async fn every_error_a_sender_or_a_poll_gives_is_stored_redacted() {
+    crate::base::redact::remember("stored-secret-31337");
+    let customers = (1..=2)
+        .map(|i| NewCustomer {
+            wecom_external_userid: Some(format!("wm{i}")),
+            ..phone_customer(&format!("C{i}"))
+        })
+        .collect();
+    let f = fixture(customers, Channel::Wechat);
+    let sender = Scripted::polling(
+        vec![
+            SendOutcome::Permanent {
+                error: "refused /send?access_token=tok-123456 with stored-secret-31337".into(),
+            },
+            SendOutcome::Awaiting {
+                provider_id: "msg2".into(),
+            },
+        ],
+        vec![PollOutcome::Unknown {
+            error: "busy, url=/x?key=robot-key-42".into(),
+        }],
+    );
+    let d = dispatcher(sender, Channel::Wechat, 3);
+    d.drain(&f.store, at(T0), &|| false).await.unwrap();
+    d.poll_awaiting(&f.store, at(T0 + 601), Duration::from_secs(600), &|| false)
+        .await
+        .unwrap();
+    let errors: Vec<String> = log(&f.store)
+        .into_iter()
+        .map(|e| e.last_error.unwrap_or_default())
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "refused /send?access_token=[redacted] with [redacted]",
+            "could not ask the provider: busy, url=/x?key=[redacted]"
+        ]
+    );
+}
+
+#[tokio::test]
 async fn opt_out_withdraws_consent_for_that_channel() {
     let f = fixture(vec![phone_customer("C1")], Channel::Sms);
     let sender = Scripted::new(vec![SendOutcome::OptedOut {
@@ -336,10 +442,7 @@ async fn opt_out_withdraws_consent_for_that_channel() {
                 pool: Pool::Warning,
                 channel: Channel::Sms,
                 template: "t".into(),
-                subject: None,
-                content: "x".into(),
-                html: None,
-                params: None,
+                content: Content::text("x"),
                 fallback: None,
                 due_at: T0 + 10,
                 failure: None,
@@ -534,9 +637,13 @@ fn backoff_jitter_spreads_retries_across_the_range() {
 }
 
 fn shanghai(text: &str) -> i64 {
-    crate::clock::parse_time(text, chrono_tz::Asia::Shanghai)
-        .unwrap()
-        .timestamp()
+    crate::base::clock::parse_time(
+        text,
+        chrono_tz::Asia::Shanghai,
+        chrono::DateTime::UNIX_EPOCH,
+    )
+    .unwrap()
+    .timestamp()
 }
 
 #[tokio::test]
@@ -623,7 +730,7 @@ async fn a_rate_limited_sender_defers_what_it_cannot_take_soon() {
     let sender = Scripted::new(vec![]);
     let mut routes = BTreeMap::new();
     let mut route = Route::new("slow", sender.clone(), ChannelPolicy::plain("slow"));
-    route.pacer = Some(Arc::new(Pacer::new(crate::dispatch::sender::RateLimit {
+    route.pacer = Some(Arc::new(Pacer::new(crate::config::RateLimit {
         count: 1,
         per: Duration::from_secs(3600),
     })));
@@ -941,7 +1048,7 @@ async fn an_opt_out_answered_while_a_later_message_waits_for_the_rate_limit_stop
         seen: Mutex::new(Vec::new()),
     });
     let mut route = Route::new("paced", sender.clone(), ChannelPolicy::plain("paced"));
-    route.pacer = Some(Arc::new(Pacer::new(crate::dispatch::sender::RateLimit {
+    route.pacer = Some(Arc::new(Pacer::new(crate::config::RateLimit {
         count: 1,
         per: Duration::from_millis(1500),
     })));

@@ -79,7 +79,6 @@
 //! the caller builds the summaries in; [`TimeUnit`] only converts the
 //! day-based windows of a [`ScoreConfig`] into it.
 
-pub mod bench;
 pub mod bgnbd;
 pub mod evaluate;
 mod fit;

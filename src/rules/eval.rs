@@ -8,7 +8,7 @@ use cel::{Context, ExecutionError, Value};
 use chrono_tz::Tz;
 
 use super::{Rule, RuleSet};
-use crate::clock::{self, Timestamp};
+use crate::base::clock::{self, Timestamp};
 use crate::facts::Facts;
 
 /// Evaluates rules; one per thread (CEL contexts are not shared).

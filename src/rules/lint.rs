@@ -6,8 +6,9 @@ use cel::IdedExpr;
 use cel::common::ast::{Expr, LiteralValue, operators};
 
 use super::{Rule, RuleSet};
-use crate::diag::Diagnostic;
-use crate::model::Pool;
+use crate::base::diag::Diagnostic;
+use crate::base::i18n::{Text, t};
+use crate::base::model::Pool;
 
 pub fn lint(set: &RuleSet) -> Vec<Diagnostic> {
     let mut warnings = Vec::new();
@@ -16,16 +17,7 @@ pub fn lint(set: &RuleSet) -> Vec<Diagnostic> {
         for (position, &index) in order.iter().enumerate() {
             let rule = &set.rules[index];
             if constant(rule) == Some(false) {
-                warnings.push(
-                    at(
-                        rule,
-                        format!(
-                            "rule `{}` can never fire: its condition is always false",
-                            rule.id
-                        ),
-                    )
-                    .zh(format!("规则 `{}` 永远不会触发：它的条件恒为假", rule.id)),
-                );
+                warnings.push(at(rule, t!("rules.lint.never_fires", id = &rule.id)));
                 continue;
             }
             // A higher-priority rule that moves customers out of this pool
@@ -43,22 +35,15 @@ pub fn lint(set: &RuleSet) -> Vec<Diagnostic> {
                 warnings.push(
                     at(
                         rule,
-                        format!(
-                            "rule `{}` never fires in pool `{pool}`: `{}` (priority {}) always fires first and moves the customer",
-                            rule.id, higher.id, higher.priority
+                        t!(
+                            "rules.lint.shadowed",
+                            id = &rule.id,
+                            pool = pool.name(),
+                            higher = &higher.id,
+                            priority = higher.priority
                         ),
                     )
-                    .zh(format!(
-                        "规则 `{}` 在 `{}` 中永远不会触发：优先级更高的 `{}`（{}）总会先触发并移走顾客",
-                        rule.id,
-                        pool.zh(),
-                        higher.id,
-                        higher.priority
-                    ))
-                    .hint2(
-                        "raise this rule's priority above it, or narrow that rule's condition",
-                        "把本规则的优先级调高，或收窄那条规则的条件",
-                    ),
+                    .hint(t!("rules.lint.shadowed_hint")),
                 );
             }
         }
@@ -90,25 +75,16 @@ pub fn lint(set: &RuleSet) -> Vec<Diagnostic> {
                 Diagnostic::warning(
                     &first.origin.file,
                     Some(first.origin.id_span.clone()),
-                    format!(
-                        "no rule moves customers out of `{pool}`: once there, they stay for good"
-                    ),
+                    t!("rules.lint.no_way_out", pool = pool.name()),
                 )
-                .zh(format!(
-                    "没有任何规则把顾客移出{}：顾客一旦进入就会一直留在那里",
-                    pool.zh()
-                ))
-                .hint2(
-                    format!("add a rule with from = \"{pool}\" and a `to`"),
-                    format!("请添加一条 from = \"{pool}\" 且带有 `to` 的规则"),
-                ),
+                .hint(t!("rules.lint.no_way_out_hint", pool)),
             );
         }
     }
     warnings
 }
 
-fn at(rule: &Rule, message: String) -> Diagnostic {
+fn at(rule: &Rule, message: Text) -> Diagnostic {
     Diagnostic::warning(
         &rule.origin.file,
         Some(rule.origin.id_span.clone()),
@@ -377,7 +353,7 @@ mod tests {
     use std::path::Path;
 
     use super::super::{RuleSet, cel_env, load_text};
-    use crate::diag::Report;
+    use crate::base::diag::Report;
 
     fn warnings(text: &str) -> Vec<String> {
         let mut report = Report::default();

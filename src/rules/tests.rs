@@ -4,8 +4,9 @@ use std::path::Path;
 
 use super::eval::Evaluator;
 use super::*;
-use crate::clock::parse_time;
-use crate::facts::{CustomerRecord, Facts};
+use crate::base::clock::parse_time;
+use crate::facts::Facts;
+use crate::store::record::CustomerRecord;
 
 const TZ: chrono_tz::Tz = chrono_tz::Asia::Shanghai;
 
@@ -30,7 +31,9 @@ fn facts(pool: Pool, f: impl FnOnce(&mut CustomerRecord)) -> Facts {
 }
 
 fn now() -> i64 {
-    parse_time("2026-05-01 09:00", TZ).unwrap().timestamp()
+    parse_time("2026-05-01 09:00", TZ, chrono::DateTime::UNIX_EPOCH)
+        .unwrap()
+        .timestamp()
 }
 
 fn days_ago(days: i64) -> Option<i64> {
@@ -414,12 +417,12 @@ fn diagnostics_speak_chinese() {
     let report =
         load_str("[[rule]]\nid = \"a\"\nfrom = \"custmer\"\nto = \"warning\"\nwhen = \"true\"\n")
             .unwrap_err();
-    let lines = report.to_lines_in(crate::diag::Lang::Zh);
+    let lines = report.to_lines_in(crate::base::diag::Lang::Zh);
     assert_eq!(
         lines,
         ["rules/test.toml:3:8: 错误: 未知的池 `custmer` (您是不是想写 `customer`？)"]
     );
-    let rendered = report.render_in(crate::diag::Lang::Zh, false);
+    let rendered = report.render_in(crate::base::diag::Lang::Zh, false);
     assert!(
         rendered.contains("错误: 未知的池") && rendered.contains("= 提示: 您是不是想写"),
         "{rendered}"
@@ -500,7 +503,7 @@ fn file_level_warnings_speak_chinese() {
         None,
         &mut report,
     );
-    let zh = report.render_in(crate::diag::Lang::Zh, false);
+    let zh = report.render_in(crate::base::diag::Lang::Zh, false);
     assert!(zh.contains("这个文件里没有任何 [[rule]] 表"), "{zh}");
     assert!(zh.contains("每条规则以一行 [[rule]] 开始"), "{zh}");
 }
@@ -533,7 +536,7 @@ fn parser_errors_are_one_plain_message_without_the_grammar() {
     assert!(!lines[0].contains("expecting {"), "{lines:#?}");
     let report = load_str(&rule("pool = 'new'")).unwrap_err();
     assert_eq!(report.to_lines().len(), 1, "{report}");
-    let zh = report.render_in(crate::diag::Lang::Zh, false);
+    let zh = report.render_in(crate::base::diag::Lang::Zh, false);
     assert!(zh.contains("条件写法有误：这里不应出现"), "{zh}");
     assert!(zh.contains("判断相等请写 ==，不要写 ="), "{zh}");
 }

@@ -11,6 +11,7 @@
 use cel::IdedExpr;
 use cel::common::ast::{Expr, LiteralValue, operators};
 
+use crate::base::i18n::{Text, list, t};
 use crate::facts::{self, FactType};
 
 /// A type as the checker knows it.
@@ -36,14 +37,24 @@ impl Ty {
     }
 
     /// As staff read it.
-    pub fn describe(&self) -> (&'static str, &'static str) {
+    pub fn describe(&self) -> Text {
         match self {
-            Ty::Int | Ty::Double => ("a number", "数字"),
-            Ty::Bool => ("true/false", "真/假"),
-            Ty::String => ("text", "文本"),
-            Ty::Null => ("null", "空值 null"),
-            Ty::List(_) => ("a list", "列表"),
-            Ty::Dyn => ("a value", "值"),
+            Ty::Int | Ty::Double => t!("rules.type.number"),
+            Ty::Bool => t!("rules.type.bool"),
+            Ty::String => t!("rules.type.text"),
+            Ty::Null => t!("rules.type.null"),
+            Ty::List(_) => t!("rules.type.list"),
+            Ty::Dyn => t!("rules.type.value"),
+        }
+    }
+
+    /// What a list of this type holds, as staff read it: "numbers".
+    fn plural(&self) -> Text {
+        match self {
+            Ty::String => t!("rules.type.plural_text"),
+            Ty::Int | Ty::Double => t!("rules.type.plural_number"),
+            Ty::Bool => t!("rules.type.plural_bool"),
+            _ => t!("rules.type.plural_value"),
         }
     }
 
@@ -59,12 +70,11 @@ impl Ty {
 }
 
 /// One problem, at an expression (by id, for its position).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
     pub expr_id: u64,
-    pub en: String,
-    pub zh: String,
-    pub hint: Option<(String, String)>,
+    pub message: Text,
+    pub hint: Option<Text>,
 }
 
 /// Functions conditions may call, for suggestions.
@@ -93,22 +103,14 @@ pub fn check(expr: &IdedExpr) -> Vec<Problem> {
     };
     let ty = checker.infer(expr);
     if ty.known() && ty != Ty::Bool {
-        let (en, zh) = ty.describe();
         let hint = match ty {
-            Ty::Int | Ty::Double => Some((
-                "compare it, e.g. visit_count > 0".to_string(),
-                "请写成比较，例如 visit_count > 0".to_string(),
-            )),
-            Ty::String => Some((
-                "compare it, e.g. city == \"上海\"".to_string(),
-                "请写成比较，例如 city == \"上海\"".to_string(),
-            )),
+            Ty::Int | Ty::Double => Some(t!("rules.typecheck.compare_number_hint")),
+            Ty::String => Some(t!("rules.typecheck.compare_text_hint")),
             _ => None,
         };
         checker.problems.push(Problem {
             expr_id: expr.id,
-            en: format!("the condition is {en}, not true/false"),
-            zh: format!("条件的结果是{zh}，而不是真/假"),
+            message: t!("rules.typecheck.not_bool", ty = ty.describe()),
             hint,
         });
     }
@@ -122,11 +124,10 @@ struct Checker {
 }
 
 impl Checker {
-    fn problem(&mut self, id: u64, en: String, zh: String) {
+    fn problem(&mut self, id: u64, message: Text) {
         self.problems.push(Problem {
             expr_id: id,
-            en,
-            zh,
+            message,
             hint: None,
         });
     }
@@ -189,6 +190,8 @@ impl Checker {
         }
     }
 
+    /// A call's type from its arguments' types; the arguments are checked
+    /// by the step named for the operator or function.
     fn call(
         &mut self,
         id: u64,
@@ -217,111 +220,21 @@ impl Checker {
                 Ty::Bool
             }
             operators::NOT_STRICTLY_FALSE => Ty::Bool,
-            operators::EQUALS | operators::NOT_EQUALS => {
-                if let [a, b] = arg_tys.as_slice() {
-                    let fits = !a.known()
-                        || !b.known()
-                        || *a == Ty::Null
-                        || *b == Ty::Null
-                        || (a.numeric() && b.numeric())
-                        || std::mem::discriminant(a) == std::mem::discriminant(b);
-                    if !fits {
-                        self.mismatch(id, a, b, "==");
-                    }
-                }
-                Ty::Bool
-            }
+            operators::EQUALS | operators::NOT_EQUALS => self.equality(id, &arg_tys),
             operators::LESS
             | operators::LESS_EQUALS
             | operators::GREATER
-            | operators::GREATER_EQUALS => {
-                if let [a, b] = arg_tys.as_slice() {
-                    let fits = !a.known()
-                        || !b.known()
-                        || (a.numeric() && b.numeric())
-                        || (*a == Ty::String && *b == Ty::String);
-                    if *a == Ty::Null || *b == Ty::Null {
-                        self.problem(
-                            id,
-                            "comparing with null is always false; to test for a missing value write `== null`".into(),
-                            "与 null 比大小永远为假；判断缺失请写 `== null`".into(),
-                        );
-                    } else if !fits {
-                        self.mismatch(id, a, b, "<");
-                    }
-                }
-                Ty::Bool
-            }
+            | operators::GREATER_EQUALS => self.ordering(id, &arg_tys),
             operators::ADD
             | operators::SUBSTRACT
             | operators::MULTIPLY
             | operators::DIVIDE
-            | operators::MODULO => match arg_tys.as_slice() {
-                [a, b] if a.numeric() && b.numeric() => {
-                    if *a == Ty::Double || *b == Ty::Double {
-                        Ty::Double
-                    } else {
-                        Ty::Int
-                    }
-                }
-                [Ty::String, Ty::String] if function == operators::ADD => Ty::String,
-                [a, b] if a.known() && b.known() => {
-                    self.problem(
-                        id,
-                        format!(
-                            "arithmetic needs numbers, not {} and {}",
-                            a.describe().0,
-                            b.describe().0
-                        ),
-                        format!(
-                            "算术运算需要数字，这里是{}和{}",
-                            a.describe().1,
-                            b.describe().1
-                        ),
-                    );
-                    Ty::Dyn
-                }
-                _ => Ty::Dyn,
-            },
+            | operators::MODULO => self.arithmetic(id, function, &arg_tys),
             operators::NEGATE => match arg_tys.first() {
                 Some(t) if t.numeric() => t.clone(),
                 _ => Ty::Dyn,
             },
-            operators::IN => {
-                if let [element, list] = arg_tys.as_slice() {
-                    match list {
-                        Ty::List(inner) => {
-                            let fits = !element.known()
-                                || !inner.known()
-                                || (element.numeric() && inner.numeric())
-                                || std::mem::discriminant(element)
-                                    == std::mem::discriminant(inner.as_ref());
-                            if !fits {
-                                self.problem(
-                                    id,
-                                    format!(
-                                        "`in` looks for {} in a list of {}",
-                                        element.describe().0,
-                                        plural(inner)
-                                    ),
-                                    format!(
-                                        "`in` 在{}列表中查找{}",
-                                        inner.describe().1,
-                                        element.describe().1
-                                    ),
-                                );
-                            }
-                        }
-                        Ty::Dyn => {}
-                        other => self.problem(
-                            id,
-                            format!("`in` needs a list on its right, not {}", other.describe().0),
-                            format!("`in` 右边需要列表，而不是{}", other.describe().1),
-                        ),
-                    }
-                }
-                Ty::Bool
-            }
+            operators::IN => self.membership(id, &arg_tys),
             operators::CONDITIONAL => {
                 if let Some(ty) = arg_tys.first() {
                     self.expect_bool(args[0].id, ty, "? :");
@@ -337,69 +250,152 @@ impl Checker {
                     _ => Ty::Dyn,
                 }
             }
-            "size" => {
-                let subject = target_ty.as_ref().or(arg_tys.first());
-                if let Some(t) = subject
-                    && t.known()
-                    && !matches!(t, Ty::String | Ty::List(_))
-                {
-                    self.problem(
-                        id,
-                        format!("size() needs text or a list, not {}", t.describe().0),
-                        format!("size() 需要文本或列表，而不是{}", t.describe().1),
-                    );
-                }
-                Ty::Int
-            }
+            "size" => self.size(id, target_ty.as_ref().or(arg_tys.first())),
             "contains" | "startsWith" | "endsWith" | "matches" => {
-                if let Some(t) = &target_ty
-                    && t.known()
-                    && *t != Ty::String
-                {
-                    self.problem(
-                        id,
-                        format!("{function}() works on text, not {}", t.describe().0),
-                        format!("{function}() 只能用于文本，而不是{}", t.describe().1),
-                    );
-                }
-                Ty::Bool
+                self.text_method(id, function, target_ty.as_ref())
             }
             "int" => Ty::Int,
             "double" => Ty::Double,
             "string" => Ty::String,
             "exists" | "all" | "exists_one" | "has" => Ty::Bool,
             "map" | "filter" => Ty::List(Box::new(Ty::Dyn)),
-            other => {
-                let hint = crate::diag::nearest(other, FUNCTIONS.iter().copied());
-                self.problems.push(Problem {
-                    expr_id: id,
-                    en: format!("unknown function `{other}`"),
-                    zh: format!("未知的函数 `{other}`"),
-                    hint: Some(match hint {
-                        Some(h) => (
-                            format!("did you mean `{h}`?"),
-                            format!("您是不是想写 `{h}`？"),
-                        ),
-                        None => (
-                            format!("functions: {}", FUNCTIONS.join(", ")),
-                            format!("可用的函数：{}", FUNCTIONS.join("、")),
-                        ),
-                    }),
-                });
-                Ty::Dyn
+            other => self.unknown_function(id, other),
+        }
+    }
+
+    /// `==` and `!=`: both sides must be able to match.
+    fn equality(&mut self, id: u64, arg_tys: &[Ty]) -> Ty {
+        if let [a, b] = arg_tys {
+            let fits = !a.known()
+                || !b.known()
+                || *a == Ty::Null
+                || *b == Ty::Null
+                || (a.numeric() && b.numeric())
+                || std::mem::discriminant(a) == std::mem::discriminant(b);
+            if !fits {
+                self.mismatch(id, a, b, "==");
             }
         }
+        Ty::Bool
+    }
+
+    /// `<`, `<=`, `>`, `>=`: numbers with numbers, text with text, never null.
+    fn ordering(&mut self, id: u64, arg_tys: &[Ty]) -> Ty {
+        if let [a, b] = arg_tys {
+            let fits = !a.known()
+                || !b.known()
+                || (a.numeric() && b.numeric())
+                || (*a == Ty::String && *b == Ty::String);
+            if *a == Ty::Null || *b == Ty::Null {
+                self.problem(id, t!("rules.typecheck.null_ordering"));
+            } else if !fits {
+                self.mismatch(id, a, b, "<");
+            }
+        }
+        Ty::Bool
+    }
+
+    /// `+`, `-`, `*`, `/`, `%` on numbers (and `+` on text).
+    fn arithmetic(&mut self, id: u64, function: &str, arg_tys: &[Ty]) -> Ty {
+        match arg_tys {
+            [a, b] if a.numeric() && b.numeric() => {
+                if *a == Ty::Double || *b == Ty::Double {
+                    Ty::Double
+                } else {
+                    Ty::Int
+                }
+            }
+            [Ty::String, Ty::String] if function == operators::ADD => Ty::String,
+            [a, b] if a.known() && b.known() => {
+                self.problem(
+                    id,
+                    t!(
+                        "rules.typecheck.arithmetic",
+                        a = a.describe(),
+                        b = b.describe()
+                    ),
+                );
+                Ty::Dyn
+            }
+            _ => Ty::Dyn,
+        }
+    }
+
+    /// `x in list`: a list on the right, of what `x` is.
+    fn membership(&mut self, id: u64, arg_tys: &[Ty]) -> Ty {
+        if let [element, list] = arg_tys {
+            match list {
+                Ty::List(inner) => {
+                    let fits = !element.known()
+                        || !inner.known()
+                        || (element.numeric() && inner.numeric())
+                        || std::mem::discriminant(element)
+                            == std::mem::discriminant(inner.as_ref());
+                    if !fits {
+                        self.problem(
+                            id,
+                            t!(
+                                "rules.typecheck.in_mismatch",
+                                element = element.describe(),
+                                items = inner.plural()
+                            ),
+                        );
+                    }
+                }
+                Ty::Dyn => {}
+                other => self.problem(id, t!("rules.typecheck.in_not_list", ty = other.describe())),
+            }
+        }
+        Ty::Bool
+    }
+
+    /// `size()` of text or a list.
+    fn size(&mut self, id: u64, subject: Option<&Ty>) -> Ty {
+        if let Some(t) = subject
+            && t.known()
+            && !matches!(t, Ty::String | Ty::List(_))
+        {
+            self.problem(id, t!("rules.typecheck.size", ty = t.describe()));
+        }
+        Ty::Int
+    }
+
+    /// `contains`, `startsWith`, `endsWith`, `matches`: methods of text.
+    fn text_method(&mut self, id: u64, function: &str, target_ty: Option<&Ty>) -> Ty {
+        if let Some(t) = target_ty
+            && t.known()
+            && *t != Ty::String
+        {
+            self.problem(
+                id,
+                t!("rules.typecheck.text_method", function, ty = t.describe()),
+            );
+        }
+        Ty::Bool
+    }
+
+    /// A function conditions cannot call, with the nearest that they can.
+    fn unknown_function(&mut self, id: u64, other: &str) -> Ty {
+        let hint = crate::base::diag::nearest(other, FUNCTIONS.iter().copied());
+        self.problems.push(Problem {
+            expr_id: id,
+            message: t!("rules.typecheck.unknown_function", name = other),
+            hint: Some(match hint {
+                Some(best) => t!("diag.did_you_mean", best),
+                None => t!(
+                    "rules.typecheck.functions",
+                    functions = list(FUNCTIONS.iter().copied(), t!("sep.list"))
+                ),
+            }),
+        });
+        Ty::Dyn
     }
 
     fn expect_bool(&mut self, id: u64, ty: &Ty, word: &str) {
         if ty.known() && *ty != Ty::Bool {
             self.problem(
                 id,
-                format!(
-                    "`{word}` needs true/false on each side; this is {}",
-                    ty.describe().0
-                ),
-                format!("`{word}` 两边都需要真/假，这里是{}", ty.describe().1),
+                t!("rules.typecheck.logic_not_bool", word, ty = ty.describe()),
             );
         }
     }
@@ -408,26 +404,13 @@ impl Checker {
         let _ = op;
         self.problems.push(Problem {
             expr_id: id,
-            en: format!(
-                "{} is compared with {}: they can never match",
-                a.describe().0,
-                b.describe().0
+            message: t!(
+                "rules.typecheck.mismatch",
+                a = a.describe(),
+                b = b.describe()
             ),
-            zh: format!("{}与{}比较，永远不会成立", a.describe().1, b.describe().1),
-            hint: Some((
-                "text goes in quotes (city == \"上海\"), numbers do not (visit_count > 2)".into(),
-                "文本要加引号（city == \"上海\"），数字不加（visit_count > 2）".into(),
-            )),
+            hint: Some(t!("rules.typecheck.mismatch_hint")),
         });
-    }
-}
-
-fn plural(ty: &Ty) -> &'static str {
-    match ty {
-        Ty::String => "text",
-        Ty::Int | Ty::Double => "numbers",
-        Ty::Bool => "true/false values",
-        _ => "values",
     }
 }
 
@@ -440,7 +423,7 @@ mod tests {
         let program = env.compile(source).unwrap();
         check(program.expression())
             .into_iter()
-            .map(|p| p.en)
+            .map(|p| p.message.render(crate::base::i18n::Lang::En))
             .collect()
     }
 

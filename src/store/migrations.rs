@@ -304,4 +304,30 @@ CREATE INDEX followups_external_id ON followups (external_id) WHERE external_id 
     r#"
 ALTER TABLE outreach ADD COLUMN retrying_since INTEGER;
 "#,
+    // 8: a staff notice about new call tasks (a `phone_tasks` sender's
+    // `notify`) is owed for a task until the notice goes through or is given
+    // up. Kept here rather than in the process, so a notice that failed is
+    // sent by the next dispatch, whichever process runs it. Tasks made
+    // before this migration owe none.
+    r#"
+ALTER TABLE call_tasks ADD COLUMN notice_pending INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX call_tasks_notice ON call_tasks (id) WHERE notice_pending = 1;
+"#,
+    // 9: an import finds a visit, order or follow-up by its external id and
+    // then needs its customer: one unique index on (external_id,
+    // customer_id) per table answers that from the index alone and still
+    // keeps an id unique per customer. It replaces migration 1's
+    // (customer_id, external_id) and migration 6's (external_id), so an
+    // imported row updates one index of the two instead of both.
+    r#"
+DROP INDEX visits_external;
+DROP INDEX visits_external_id;
+CREATE UNIQUE INDEX visits_external ON visits (external_id, customer_id) WHERE external_id IS NOT NULL;
+DROP INDEX orders_external;
+DROP INDEX orders_external_id;
+CREATE UNIQUE INDEX orders_external ON orders (external_id, customer_id) WHERE external_id IS NOT NULL;
+DROP INDEX followups_external;
+DROP INDEX followups_external_id;
+CREATE UNIQUE INDEX followups_external ON followups (external_id, customer_id) WHERE external_id IS NOT NULL;
+"#,
 ];

@@ -8,7 +8,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{Result, Store};
-use crate::clock::Timestamp;
+use crate::base::clock::Timestamp;
 
 /// One customer's visits and repeat spend up to a cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,12 +7,18 @@
 //! the sender answers. Result updates only apply to a message still in the
 //! state they expect, so a late or repeated answer cannot overwrite a final
 //! status.
+//!
+//! Every error, reason and note written on a message passes through
+//! [`redact`] here, whoever wrote it: providers echo secrets, and this is
+//! the one door to `last_error`.
 
 use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 
 use super::{Result, Store};
-use crate::clock::Timestamp;
-use crate::model::Channel;
+use crate::base::clock::Timestamp;
+use crate::base::content::Content;
+use crate::base::model::Channel;
+use crate::base::redact::redact;
 
 /// Who a message goes to, with every address the clinic has for them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,11 +39,7 @@ pub struct Claimed {
     pub rule_id: String,
     pub channel: Channel,
     pub template: String,
-    pub subject: Option<String>,
-    pub content: String,
-    pub html: Option<String>,
-    /// Provider template parameters (JSON object text).
-    pub params: Option<String>,
+    pub content: Content,
     /// The error of the previous attempt, if any.
     pub last_error: Option<String>,
     /// The previous attempt may have reached the provider (`last_error`
@@ -85,10 +87,12 @@ fn claimed_row(r: &Row<'_>) -> rusqlite::Result<Claimed> {
         rule_id: r.get(1)?,
         channel,
         template: r.get(3)?,
-        subject: r.get(4)?,
-        content: r.get(5)?,
-        html: r.get(6)?,
-        params: r.get(22)?,
+        content: Content {
+            subject: r.get(4)?,
+            body: r.get(5)?,
+            html: r.get(6)?,
+            params: r.get(22)?,
+        },
         in_doubt: is_in_doubt(last_error.as_deref()),
         last_error,
         attempts: r.get(7)?,
@@ -138,14 +142,16 @@ pub fn mark_in_doubt(error: &str) -> String {
     }
 }
 
-/// A message rendered for a fallback channel, stored on the message.
+/// A message rendered for a fallback channel, stored on the message as
+/// JSON (`outreach.fallback`): the channel, then the content's fields
+/// beside it, `{"channel":"sms","subject":null,"content":"…","html":null,
+/// "params":null}`, as every version has written it. Rows written by older
+/// versions must stay readable: change the shape only with a migration.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Fallback {
     pub channel: Channel,
-    pub subject: Option<String>,
-    pub content: String,
-    pub html: Option<String>,
-    pub params: Option<String>,
+    #[serde(flatten)]
+    pub content: Content,
 }
 
 /// The consent column of a channel.
@@ -463,7 +469,7 @@ impl Store {
         self.conn.execute(
             "UPDATE outreach SET polled_at = ?2, last_error = coalesce(?3, last_error)
              WHERE id = ?1 AND status = 'awaiting'",
-            params![id, now, note],
+            params![id, now, note.map(redact)],
         )?;
         Ok(())
     }
@@ -703,7 +709,7 @@ fn write_deferred(
             due_at = ?3, updated_at = ?4
          WHERE id = ?1 AND status = 'sending'",
     )?
-    .execute(params![id, reason, retry_at, now, IN_DOUBT])?;
+    .execute(params![id, redact(reason), retry_at, now, IN_DOUBT])?;
     Ok(())
 }
 
@@ -722,7 +728,7 @@ fn write_retry(
             retrying_since = coalesce(retrying_since, ?5)
          WHERE id = ?1 AND status = 'sending'",
     )?
-    .execute(params![id, sender, error, retry_at, now, counted])?;
+    .execute(params![id, sender, redact(error), retry_at, now, counted])?;
     Ok(())
 }
 
@@ -737,7 +743,7 @@ fn write_failed(
         "UPDATE outreach SET status = 'failed', sender = ?2, last_error = ?3, updated_at = ?4
          WHERE id = ?1 AND status IN ('sending', 'awaiting')",
     )?
-    .execute(params![id, sender, error, now])?;
+    .execute(params![id, sender, redact(error), now])?;
     Ok(())
 }
 
@@ -751,7 +757,7 @@ fn write_suppressed(
         "UPDATE outreach SET status = 'suppressed', last_error = ?2, updated_at = ?3
          WHERE id = ?1 AND status = 'sending'",
     )?
-    .execute(params![id, reason, now])?;
+    .execute(params![id, redact(reason), now])?;
     Ok(())
 }
 
@@ -775,7 +781,7 @@ fn write_opted_out(
         conn.execute(
             "UPDATE outreach SET status = 'opted_out', sender = ?2, last_error = ?3, updated_at = ?4
              WHERE id = ?1",
-            params![id, sender, reason, now],
+            params![id, sender, redact(reason), now],
         )?;
         conn.execute(
             "INSERT OR IGNORE INTO outcomes (outreach_id, kind, at, amount_cents, source, ref)
@@ -836,13 +842,76 @@ fn write_fall_back(
         params![
             id,
             fallback.channel.as_str(),
-            fallback.subject,
-            fallback.content,
-            fallback.html,
-            fallback.params,
+            fallback.content.subject,
+            fallback.content.body,
+            fallback.content.html,
+            fallback.content.params,
             now,
-            why
+            redact(why)
         ],
     )?;
     Ok(Some(fallback.channel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ingest::NewCustomer;
+    use crate::testing::{T0, outbox};
+
+    /// `outreach.fallback` as the versions before the one content type wrote
+    /// it (a `Fallback` of five flat fields, the body named `content`).
+    const EARLIER_FALLBACK: &str = r#"{"channel":"sms","subject":null,"content":"王女士您好，好久不见","html":null,"params":"{\"name\":\"王女士\"}"}"#;
+
+    fn earlier_content() -> Content {
+        Content {
+            params: Some(r#"{"name":"王女士"}"#.into()),
+            ..Content::text("王女士您好，好久不见")
+        }
+    }
+
+    #[test]
+    fn a_fallback_stored_by_an_earlier_version_reads_and_writes_the_same() {
+        let fallback: Fallback = serde_json::from_str(EARLIER_FALLBACK).unwrap();
+        assert_eq!(
+            fallback,
+            Fallback {
+                channel: Channel::Sms,
+                content: earlier_content(),
+            }
+        );
+        // Written back byte for byte, so an earlier version still reads it.
+        assert_eq!(serde_json::to_string(&fallback).unwrap(), EARLIER_FALLBACK);
+    }
+
+    #[test]
+    fn a_message_queued_by_an_earlier_version_falls_back_to_its_stored_content() {
+        let fixture = outbox(
+            vec![NewCustomer {
+                phone: Some("13812345678".into()),
+                ..NewCustomer::named("C1", "王丽")
+            }],
+            Channel::Wechat,
+            None,
+        );
+        let mut store = fixture.store.lock().unwrap();
+        store
+            .conn
+            .execute("UPDATE outreach SET fallback = ?1", [EARLIER_FALLBACK])
+            .unwrap();
+        let claimed = store.claim_due(T0, &[Channel::Wechat], 10).unwrap();
+        assert!(claimed[0].has_fallback);
+        let routed = [Channel::Sms, Channel::Wechat];
+        assert_eq!(
+            store
+                .fall_back(claimed[0].id, "no wechat id", &routed, T0)
+                .unwrap(),
+            Some(Channel::Sms)
+        );
+        let again = store.claim_due(T0, &[Channel::Sms], 10).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].channel, Channel::Sms);
+        assert_eq!(again[0].content, earlier_content());
+        assert!(!again[0].has_fallback);
+    }
 }

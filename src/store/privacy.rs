@@ -12,7 +12,7 @@ use rusqlite::{OptionalExtension, params};
 use serde_json::{Map, Value};
 
 use super::{Result, Store};
-use crate::clock::Timestamp;
+use crate::base::clock::Timestamp;
 
 /// Statuses after which a message never changes again.
 const FINAL: &str = "('sent', 'failed', 'suppressed', 'opted_out', 'held_out')";

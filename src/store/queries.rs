@@ -5,8 +5,8 @@ use rusqlite::{OptionalExtension, Row, params_from_iter, types::Value};
 
 use super::ticks::TickRow;
 use super::{Result, Store};
-use crate::clock::Timestamp;
-use crate::model::{Channel, OutreachStatus, Pool};
+use crate::base::clock::Timestamp;
+use crate::base::model::{Channel, OutreachStatus, Pool};
 
 /// What `recall status` shows.
 #[derive(Debug, Clone, Default)]

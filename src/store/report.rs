@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use rusqlite::params;
 
 use super::{Result, Store};
-use crate::clock::Timestamp;
+use crate::base::clock::Timestamp;
 
 /// One message handed over in the report's period, with what became of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +92,7 @@ impl Store {
 
     fn second_within(
         &self,
-        table: &str,
+        table: &'static str,
         from: Timestamp,
         to: Timestamp,
         days: i64,
@@ -206,7 +206,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::model::Channel;
+    use crate::base::model::Channel;
     use crate::store::ingest::NewCustomer;
     use crate::testing::{T0, outbox};
 

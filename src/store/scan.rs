@@ -14,9 +14,9 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, Row, params};
 
 use super::Result;
-use crate::clock::Timestamp;
-use crate::facts::{CustomerRecord, CustomerRow, OrderAgg, TreatmentAgg};
-use crate::model::{FollowupResult, Pool};
+use crate::base::clock::Timestamp;
+use crate::base::model::{FollowupResult, Pool};
+use crate::store::record::{CustomerRecord, CustomerRow, OrderAgg, TreatmentAgg};
 
 /// A read-only connection that can hold a snapshot across many batches.
 pub struct Reader {
@@ -88,9 +88,42 @@ impl Reader {
         after: i64,
         limit: usize,
     ) -> Result<Batch> {
+        let mut records = self.read_customers(clinic_id, after, limit)?;
+        let Some(last) = records.last().map(|r| r.customer.id) else {
+            return Ok(Batch {
+                records,
+                last: None,
+            });
+        };
+        let range = IdRange { after, last, at };
+        self.merge_pools(range, &mut records)?;
+        // Customers without a pool yet, or who enter it after `at`, do not exist for this tick.
+        records.retain(|r| r.customer.entered_at <= at);
+        self.merge_visits(range, &mut records)?;
+        if self.options.treatments || self.options.repeat_offset.is_some() {
+            self.merge_order_rows(range, &mut records)?;
+        } else {
+            self.merge_order_totals(range, &mut records)?;
+        }
+        self.merge_followups(range, &mut records)?;
+        self.merge_outreach(range, &mut records)?;
+        Ok(Batch {
+            records,
+            last: Some(last),
+        })
+    }
+
+    /// Up to `limit` customers of the clinic with id greater than `after`,
+    /// in id order, with nothing but their own row.
+    fn read_customers(
+        &self,
+        clinic_id: i64,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<CustomerRecord>> {
         // `+c.clinic_id` keeps SQLite on the rowid range (an index on
         // clinic_id would make every batch scan the whole clinic).
-        let mut records: Vec<CustomerRecord> = self
+        Ok(self
             .conn
             .prepare_cached(
                 "SELECT id, external_id, name, gender, birth_date, city, source_channel, tags
@@ -102,30 +135,29 @@ impl Reader {
                     ..CustomerRecord::default()
                 })
             })?
-            .collect::<rusqlite::Result<_>>()?;
-        let Some(last) = records.last().map(|r| r.customer.id) else {
-            return Ok(Batch {
-                records,
-                last: None,
-            });
-        };
+            .collect::<rusqlite::Result<_>>()?)
+    }
 
+    /// Each customer's pool and when they entered it.
+    fn merge_pools(&self, range: IdRange, records: &mut [CustomerRecord]) -> Result<()> {
         // Pools by range and merged here: a sequential read, where a join
         // would look every customer up in the pools table.
         self.merge(
             "SELECT customer_id, pool, entered_at FROM customer_pools
              WHERE customer_id > ?1 AND customer_id <= ?2",
-            params![after, last],
-            &mut records,
+            params![range.after, range.last],
+            records,
             |record, r| {
                 let pool: String = r.get(1)?;
                 record.customer.pool = pool.parse().unwrap_or(Pool::New);
                 record.customer.entered_at = r.get(2)?;
                 Ok(())
             },
-        )?;
-        // Customers without a pool yet, or who enter it after `at`, do not exist for this tick.
-        records.retain(|r| r.customer.entered_at <= at);
+        )
+    }
+
+    /// Visits: count, first and last, and the clinic days with a visit.
+    fn merge_visits(&self, range: IdRange, records: &mut [CustomerRecord]) -> Result<()> {
         // Visits in (customer, time) order, counted here: cheaper than
         // SQLite's grouping, and the distinct clinic days the churn model
         // needs are simply the day changes (`(at + offset) / 86400` is the
@@ -135,8 +167,8 @@ impl Reader {
             "SELECT customer_id, at FROM visits
              WHERE customer_id > ?1 AND customer_id <= ?2 AND at <= ?3
              ORDER BY customer_id, at",
-            params![after, last, at],
-            &mut records,
+            params![range.after, range.last, range.at],
+            records,
             |record, r| {
                 let at: Timestamp = r.get(1)?;
                 let visits = &mut record.visits;
@@ -152,76 +184,90 @@ impl Reader {
                 visits.last_at = Some(at);
                 Ok(())
             },
-        )?;
-        if self.options.treatments || offset.is_some() {
-            // Cycles and the churn model need more than the aggregate: one
-            // pass over the orders (index-only, see migration 3) computes
-            // it all here, cheaper than one grouped query per need.
-            let treatments = self.options.treatments;
-            self.merge(
-                "SELECT customer_id, at, amount_cents, project, department FROM orders
-                 WHERE customer_id > ?1 AND customer_id <= ?2 AND at <= ?3
-                 ORDER BY customer_id",
-                params![after, last, at],
-                &mut records,
-                |record, r| {
-                    let (at, cents): (Timestamp, i64) = (r.get(1)?, r.get(2)?);
-                    let orders = &mut record.orders;
-                    orders.count += 1;
-                    orders.total_cents += cents;
-                    orders.last_at = orders.last_at.max(Some(at));
-                    // Spend on the days after the first visit day.
-                    if let (Some(offset), Some(first)) = (offset, record.visits.first_at)
-                        && (at + offset) / 86_400 > (first + offset) / 86_400
-                    {
-                        record.repeat.repeat_spend_cents += cents;
-                    }
-                    if treatments {
-                        let (project, department) = (text(r, 3)?, text(r, 4)?);
-                        if project.is_some() || department.is_some() {
-                            let seen = record.treatments.iter_mut().find(|t| {
-                                t.project.as_deref() == project
-                                    && t.department.as_deref() == department
-                            });
-                            match seen {
-                                Some(t) => t.last_at = t.last_at.max(at),
-                                None => record.treatments.push(TreatmentAgg {
-                                    project: project.map(str::to_string),
-                                    department: department.map(str::to_string),
-                                    last_at: at,
-                                }),
-                            }
+        )
+    }
+
+    /// Orders row by row, for the treatment cycles and the churn model:
+    /// the totals, the repeat spend and the latest order per treatment.
+    /// Runs after [`Reader::merge_visits`], which the repeat spend needs.
+    fn merge_order_rows(&self, range: IdRange, records: &mut [CustomerRecord]) -> Result<()> {
+        // Cycles and the churn model need more than the aggregate: one
+        // pass over the orders (index-only, see migration 3) computes
+        // it all here, cheaper than one grouped query per need.
+        let offset = self.options.repeat_offset;
+        let treatments = self.options.treatments;
+        self.merge(
+            "SELECT customer_id, at, amount_cents, project, department FROM orders
+             WHERE customer_id > ?1 AND customer_id <= ?2 AND at <= ?3
+             ORDER BY customer_id",
+            params![range.after, range.last, range.at],
+            records,
+            |record, r| {
+                let (at, cents): (Timestamp, i64) = (r.get(1)?, r.get(2)?);
+                let orders = &mut record.orders;
+                orders.count += 1;
+                orders.total_cents += cents;
+                orders.last_at = orders.last_at.max(Some(at));
+                // Spend on the days after the first visit day.
+                if let (Some(offset), Some(first)) = (offset, record.visits.first_at)
+                    && (at + offset) / 86_400 > (first + offset) / 86_400
+                {
+                    record.repeat.repeat_spend_cents += cents;
+                }
+                if treatments {
+                    let (project, department) = (text(r, 3)?, text(r, 4)?);
+                    if project.is_some() || department.is_some() {
+                        let seen = record.treatments.iter_mut().find(|t| {
+                            t.project.as_deref() == project && t.department.as_deref() == department
+                        });
+                        match seen {
+                            Some(t) => t.last_at = t.last_at.max(at),
+                            None => record.treatments.push(TreatmentAgg {
+                                project: project.map(str::to_string),
+                                department: department.map(str::to_string),
+                                last_at: at,
+                            }),
                         }
                     }
-                    Ok(())
-                },
-            )?;
-        } else {
-            self.merge(
-                "SELECT customer_id, count(*), sum(amount_cents), max(at) FROM orders
-                 WHERE customer_id > ?1 AND customer_id <= ?2 AND at <= ?3
-                 GROUP BY customer_id ORDER BY customer_id",
-                params![after, last, at],
-                &mut records,
-                |record, r| {
-                    record.orders = OrderAgg {
-                        count: r.get(1)?,
-                        total_cents: r.get(2)?,
-                        last_at: r.get(3)?,
-                    };
-                    Ok(())
-                },
-            )?;
-        }
+                }
+                Ok(())
+            },
+        )
+    }
+
+    /// Orders grouped by SQLite: count, total and latest, all a tick
+    /// needs without cycles or a churn model.
+    fn merge_order_totals(&self, range: IdRange, records: &mut [CustomerRecord]) -> Result<()> {
+        self.merge(
+            "SELECT customer_id, count(*), sum(amount_cents), max(at) FROM orders
+             WHERE customer_id > ?1 AND customer_id <= ?2 AND at <= ?3
+             GROUP BY customer_id ORDER BY customer_id",
+            params![range.after, range.last, range.at],
+            records,
+            |record, r| {
+                record.orders = OrderAgg {
+                    count: r.get(1)?,
+                    total_cents: r.get(2)?,
+                    last_at: r.get(3)?,
+                };
+                Ok(())
+            },
+        )
+    }
+
+    /// Follow-ups: the latest and its result, and the not-smooth ones of
+    /// the last 30 days.
+    fn merge_followups(&self, range: IdRange, records: &mut [CustomerRecord]) -> Result<()> {
         // Follow-ups in (customer, time) order, off the covering index: the
         // last one read is the latest. 2592000 s is the 30-day window of
         // `not_smooth_followups_30d`.
+        let at = range.at;
         self.merge(
             "SELECT customer_id, at, result FROM followups
              WHERE customer_id > ?1 AND customer_id <= ?2 AND at <= ?3
              ORDER BY customer_id, at",
-            params![after, last, at],
-            &mut records,
+            params![range.after, range.last, at],
+            records,
             |record, r| {
                 let followed: Timestamp = r.get(1)?;
                 let result = text(r, 2)?.and_then(|s| s.parse::<FollowupResult>().ok());
@@ -233,17 +279,23 @@ impl Reader {
                 followups.last_result = result;
                 Ok(())
             },
-        )?;
+        )
+    }
+
+    /// Messages: contacts in the current pool stay, the last one sent, and
+    /// when each rule last fired in this stay. Runs after
+    /// [`Reader::merge_pools`], which says when the stay began.
+    fn merge_outreach(&self, range: IdRange, records: &mut [CustomerRecord]) -> Result<()> {
         // One pass over the customers' messages (index-only, in (customer,
-        // rule) order): contacts in the current pool stay, the last message
-        // sent, and when each rule last fired in this stay. Summed here, not
-        // in SQL: a grouped join on the pools costs SQLite three times more.
+        // rule) order). Summed here, not in SQL: a grouped join on the
+        // pools costs SQLite three times more.
+        let at = range.at;
         self.merge(
             "SELECT customer_id, rule_id, created_at, status, sent_at FROM outreach
              WHERE customer_id > ?1 AND customer_id <= ?2 AND created_at <= ?3
              ORDER BY customer_id, rule_id",
-            params![after, last, at],
-            &mut records,
+            params![range.after, range.last, at],
+            records,
             |record, r| {
                 let created: Timestamp = r.get(2)?;
                 let status = text(r, 3)?.unwrap_or_default();
@@ -265,11 +317,7 @@ impl Reader {
                 }
                 Ok(())
             },
-        )?;
-        Ok(Batch {
-            records,
-            last: Some(last),
-        })
+        )
     }
 
     /// Runs an aggregate over a customer-id range (rows ordered by customer
@@ -297,6 +345,14 @@ impl Reader {
         }
         Ok(())
     }
+}
+
+/// The customer-id range of a batch, `(after, last]`, and the tick's time.
+#[derive(Debug, Clone, Copy)]
+struct IdRange {
+    after: i64,
+    last: i64,
+    at: Timestamp,
 }
 
 /// One batch of a scan.

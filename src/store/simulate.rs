@@ -6,7 +6,7 @@
 use rusqlite::params;
 
 use super::{Result, Store, StoreError};
-use crate::clock::Timestamp;
+use crate::base::clock::Timestamp;
 
 /// The suffix every simulation copy's file name ends with.
 pub const COPY_SUFFIX: &str = ".simulation.db";
@@ -81,7 +81,7 @@ impl Store {
     pub fn messages_since(
         &self,
         since: Timestamp,
-    ) -> Result<Vec<(crate::model::Channel, String, i64)>> {
+    ) -> Result<Vec<(crate::base::model::Channel, String, i64)>> {
         let mut stmt = self.conn.prepare(
             "SELECT channel, status, count(*) FROM outreach WHERE created_at >= ?1 GROUP BY channel, status",
         )?;

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{Result, Store};
-use crate::clock::Timestamp;
-use crate::model::FollowupResult;
+use crate::base::clock::Timestamp;
+use crate::base::i18n::{Lang, Text, t};
+use crate::base::model::FollowupResult;
 
 /// What a call achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -49,11 +50,36 @@ impl CallOutcome {
         }
     }
 
+    /// The outcome as the front desk says it: its code in English, its
+    /// word in Chinese (已预约, 有意向, 拒绝, 未接通, 空号, 退订).
+    pub fn name(self) -> Text {
+        match self {
+            CallOutcome::ReachedBooked => t!("tasks.outcome.reached_booked"),
+            CallOutcome::ReachedInterested => t!("tasks.outcome.reached_interested"),
+            CallOutcome::ReachedDeclined => t!("tasks.outcome.reached_declined"),
+            CallOutcome::NoAnswer => t!("tasks.outcome.no_answer"),
+            CallOutcome::WrongNumber => t!("tasks.outcome.wrong_number"),
+            CallOutcome::OptOut => t!("tasks.outcome.opt_out"),
+        }
+    }
+
+    /// An outcome from its code (`reached_booked`) or its Chinese word
+    /// (`已预约`), spaces around it ignored.
     pub fn parse(text: &str) -> Option<CallOutcome> {
+        let text = text.trim();
         CallOutcome::ALL
             .iter()
             .copied()
-            .find(|o| o.as_str() == text)
+            .find(|o| o.as_str() == text || o.name().render(Lang::Zh) == text)
+    }
+
+    /// Every code with its Chinese word: `reached_booked (已预约), …`.
+    pub fn known() -> String {
+        CallOutcome::ALL
+            .iter()
+            .map(|o| format!("{} ({})", o.as_str(), o.name().render(Lang::Zh)))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The follow-up result the call counts as, for the rules.
@@ -111,6 +137,17 @@ fn task_row(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
     })
 }
 
+/// A task a staff notice is owed for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwedNotice {
+    pub id: i64,
+    pub staff: String,
+    /// `YYYY-MM-DD`, the clinic-calendar day the call is planned for.
+    pub due_date: String,
+    /// Not yet done.
+    pub open: bool,
+}
+
 /// Which tasks to list.
 #[derive(Debug, Clone, Default)]
 pub struct TaskFilter {
@@ -147,7 +184,8 @@ pub enum Settle {
 
 impl Store {
     /// Creates the task for one attempt of a phone message (or returns the
-    /// existing one: creating is idempotent). Returns its id.
+    /// existing one: creating is idempotent), owing a staff notice about it
+    /// if `notice`. Returns its id.
     #[allow(clippy::too_many_arguments)]
     pub fn create_task(
         &self,
@@ -157,18 +195,52 @@ impl Store {
         staff: &str,
         due_date: &str,
         script: &str,
+        notice: bool,
         now: Timestamp,
     ) -> Result<i64> {
         self.conn.execute(
-            "INSERT OR IGNORE INTO call_tasks (outreach_id, attempt, customer_id, staff, due_date, script, status, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7)",
-            params![outreach_id, attempt, customer_id, staff, due_date, script, now],
+            "INSERT OR IGNORE INTO call_tasks (outreach_id, attempt, customer_id, staff, due_date, script, status, created_at, notice_pending)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7, ?8)",
+            params![outreach_id, attempt, customer_id, staff, due_date, script, now, notice],
         )?;
         Ok(self.conn.query_row(
             "SELECT id FROM call_tasks WHERE outreach_id = ?1 AND attempt = ?2",
             params![outreach_id, attempt],
             |r| r.get(0),
         )?)
+    }
+
+    /// The tasks a staff notice is still owed for (created with `notice`),
+    /// oldest first.
+    pub fn notices_owed(&self) -> Result<Vec<OwedNotice>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, staff, due_date, status = 'open' FROM call_tasks
+             WHERE notice_pending = 1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(OwedNotice {
+                id: r.get(0)?,
+                staff: r.get(1)?,
+                due_date: r.get(2)?,
+                open: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The notice about these tasks went through, or was given up: none is
+    /// owed for them any more.
+    pub fn notices_settled(&mut self, ids: &[i64]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut update =
+                tx.prepare_cached("UPDATE call_tasks SET notice_pending = 0 WHERE id = ?1")?;
+            for id in ids {
+                update.execute([id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Tasks planned for a day, per staff member.
@@ -260,78 +332,134 @@ impl Store {
         settle: Settle,
         now: Timestamp,
     ) -> Result<Option<TaskRow>> {
-        let tx = self.conn.transaction()?;
-        let open: Option<(i64, i64, String)> = tx
-            .query_row(
-                "SELECT outreach_id, customer_id, staff FROM call_tasks WHERE id = ?1 AND status = 'open'",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        let Some((outreach_id, customer_id, staff)) = open else {
-            return Ok(None);
+        let completion = Completion {
+            id,
+            outcome,
+            note,
+            settle,
         };
-        tx.execute(
-            "UPDATE call_tasks SET status = 'done', outcome = ?2, note = ?3, done_at = ?4 WHERE id = ?1",
-            params![id, outcome.as_str(), note, now],
-        )?;
-        let why = format!("call: {}", outcome.as_str());
-        match settle {
-            Settle::Sent => {
-                tx.execute(
+        match self.complete_tasks(&[completion], now)? {
+            None => self.task(id),
+            Some(_) => Ok(None),
+        }
+    }
+
+    /// Closes several open tasks as [`Store::complete_task`] closes one, all
+    /// in one transaction: all of them, or none when one of them is not
+    /// open (its id is returned; nothing is written).
+    pub fn complete_tasks(
+        &mut self,
+        completions: &[Completion<'_>],
+        now: Timestamp,
+    ) -> Result<Option<i64>> {
+        let tx = self.conn.transaction()?;
+        for completion in completions {
+            if !complete_in(&tx, completion, now)? {
+                // Dropping the transaction rolls back what came before.
+                return Ok(Some(completion.id));
+            }
+        }
+        tx.commit()?;
+        Ok(None)
+    }
+}
+
+/// One task to close: what the call achieved and how its message settles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completion<'a> {
+    pub id: i64,
+    pub outcome: CallOutcome,
+    pub note: Option<&'a str>,
+    pub settle: Settle,
+}
+
+/// Closes one open task inside `tx`; `false` when it is not open.
+fn complete_in(
+    tx: &rusqlite::Transaction<'_>,
+    completion: &Completion<'_>,
+    now: Timestamp,
+) -> Result<bool> {
+    let Completion {
+        id,
+        outcome,
+        note,
+        settle,
+    } = *completion;
+    let open: Option<(i64, i64, String)> = tx
+        .query_row(
+            "SELECT outreach_id, customer_id, staff FROM call_tasks WHERE id = ?1 AND status = 'open'",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((outreach_id, customer_id, staff)) = open else {
+        return Ok(false);
+    };
+    tx.execute(
+        "UPDATE call_tasks SET status = 'done', outcome = ?2, note = ?3, done_at = ?4 WHERE id = ?1",
+        params![id, outcome.as_str(), note, now],
+    )?;
+    let why = format!("call: {}", outcome.as_str());
+    match settle {
+        Settle::Sent => {
+            tx.execute(
                     "UPDATE outreach SET status = 'sent', updated_at = ?2, polled_at = ?2, last_error = NULL
                      WHERE id = ?1 AND status = 'awaiting'",
                     params![outreach_id, now],
                 )?;
-            }
-            Settle::Retry(at) => {
-                tx.execute(
+        }
+        Settle::Retry(at) => {
+            tx.execute(
                     "UPDATE outreach SET status = 'queued', due_at = ?2, updated_at = ?3, last_error = ?4
                      WHERE id = ?1 AND status = 'awaiting'",
                     params![outreach_id, at, now, why],
                 )?;
-            }
-            Settle::Failed(error) => {
-                tx.execute(
-                    "UPDATE outreach SET status = 'failed', updated_at = ?2, last_error = ?3
-                     WHERE id = ?1 AND status = 'awaiting'",
-                    params![outreach_id, now, format!("{why}: {error}")],
-                )?;
-            }
-            Settle::OptedOut => {
-                tx.execute(
-                    "UPDATE outreach SET status = 'opted_out', updated_at = ?2, last_error = ?3
-                     WHERE id = ?1 AND status = 'awaiting'",
-                    params![outreach_id, now, why],
-                )?;
-                tx.execute(
-                    "UPDATE customers SET consent_phone = 0, updated_at = ?2 WHERE id = ?1",
-                    params![customer_id, now],
-                )?;
-            }
         }
-        let kinds: &[&str] = match outcome {
-            CallOutcome::ReachedBooked => &["responded", "booked"],
-            CallOutcome::ReachedInterested | CallOutcome::ReachedDeclined => &["responded"],
-            CallOutcome::OptOut => &["opted_out"],
-            CallOutcome::NoAnswer | CallOutcome::WrongNumber => &[],
-        };
-        for kind in kinds {
+        Settle::Failed(error) => {
             tx.execute(
-                "INSERT OR IGNORE INTO outcomes (outreach_id, kind, at, amount_cents, source, ref)
-                 VALUES (?1, ?2, ?3, 0, 'call', ?4)",
-                params![outreach_id, kind, now, format!("task:{id}")],
+                "UPDATE outreach SET status = 'failed', updated_at = ?2, last_error = ?3
+                     WHERE id = ?1 AND status = 'awaiting'",
+                params![outreach_id, now, format!("{why}: {error}")],
             )?;
         }
-        let followup_note = match note {
-            Some(note) => format!("call task #{id}: {}; {note}", outcome.as_str()),
-            None => format!("call task #{id}: {}", outcome.as_str()),
-        };
-        tx.execute(
-            "INSERT INTO followups (customer_id, at, staff, result, note) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![customer_id, now, staff, outcome.followup().as_str(), followup_note],
-        )?;
-        tx.commit()?;
-        self.task(id)
+        Settle::OptedOut => {
+            tx.execute(
+                "UPDATE outreach SET status = 'opted_out', updated_at = ?2, last_error = ?3
+                     WHERE id = ?1 AND status = 'awaiting'",
+                params![outreach_id, now, why],
+            )?;
+            tx.execute(
+                "UPDATE customers SET consent_phone = 0, updated_at = ?2 WHERE id = ?1",
+                params![customer_id, now],
+            )?;
+        }
     }
+    let kinds: &[&str] = match outcome {
+        CallOutcome::ReachedBooked => &["responded", "booked"],
+        CallOutcome::ReachedInterested | CallOutcome::ReachedDeclined => &["responded"],
+        CallOutcome::OptOut => &["opted_out"],
+        CallOutcome::NoAnswer | CallOutcome::WrongNumber => &[],
+    };
+    for kind in kinds {
+        tx.execute(
+            "INSERT OR IGNORE INTO outcomes (outreach_id, kind, at, amount_cents, source, ref)
+                 VALUES (?1, ?2, ?3, 0, 'call', ?4)",
+            params![outreach_id, kind, now, format!("task:{id}")],
+        )?;
+    }
+    let followup_note = match note {
+        Some(note) => format!("call task #{id}: {}; {note}", outcome.as_str()),
+        None => format!("call task #{id}: {}", outcome.as_str()),
+    };
+    tx.execute(
+        "INSERT INTO followups (customer_id, at, staff, result, note) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            customer_id,
+            now,
+            staff,
+            outcome.followup().as_str(),
+            followup_note
+        ],
+    )?;
+    Ok(true)
 }

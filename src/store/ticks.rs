@@ -10,8 +10,9 @@
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{Result, Store, StoreError};
-use crate::clock::Timestamp;
-use crate::model::{Channel, Pool};
+use crate::base::clock::Timestamp;
+use crate::base::content::Content;
+use crate::base::model::{Channel, Pool};
 
 /// A tick as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +27,9 @@ pub struct TickRow {
     pub moves: i64,
     pub messages: i64,
     pub errors: i64,
-    /// Wall-clock start and end.
+    /// When the tick started and finished, by the clock its caller gave
+    /// (`engine::TickOptions::clock`): the wall clock for a tick that runs
+    /// now, the tick's own time for a replay.
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,
 }
@@ -65,11 +68,8 @@ pub struct NewMessage {
     pub pool: Pool,
     pub channel: Channel,
     pub template: String,
-    pub subject: Option<String>,
-    pub content: String,
-    pub html: Option<String>,
-    /// Provider template parameters (JSON object), if the template has them.
-    pub params: Option<String>,
+    /// What the template rendered (empty when it failed: see `failure`).
+    pub content: Content,
     /// The message rendered for the channel's fallback (JSON of
     /// `store::outbox::Fallback`), if the channel has one.
     pub fallback: Option<String>,
@@ -248,13 +248,13 @@ impl Store {
                     m.pool.as_str(),
                     m.channel.as_str(),
                     m.template,
-                    m.subject,
-                    m.content,
-                    m.html,
+                    m.content.subject,
+                    m.content.body,
+                    m.content.html,
                     tick.at,
                     m.due_at,
                     m.failure,
-                    m.params,
+                    m.content.params,
                     m.fallback,
                     m.held_out,
                     m.attribution_days

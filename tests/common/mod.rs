@@ -4,13 +4,17 @@
 #![allow(dead_code)]
 
 pub mod provider;
+pub mod wechat;
 
+use std::io::{BufRead, BufReader, Read};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use assert_cmd::Command;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Timelike, Utc};
 use recall::cli::InitArgs;
-use recall::daemon::Loaded;
+use recall::setup::Loaded;
 
 /// A clinic folder made by `recall init`, removed when dropped.
 pub struct Clinic {
@@ -109,6 +113,76 @@ impl Clinic {
     }
 }
 
+/// What makes a test independent of the hour it runs at. `recall run` (and
+/// `dispatch` without `--at`) works at the wall clock, while the shipped
+/// recall.toml keeps messages back in quiet hours at night in the clinic's
+/// zone (Asia/Shanghai) and ticks daily at 09:00 there: a test that relies
+/// on the wall clock removes the one and moves the other, or passes `--at`.
+impl Clinic {
+    /// Replaces `from` with `to` in recall.toml; panics if `from` is not there,
+    /// so that a change to the shipped config cannot quietly undo the edit.
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(self.config()).unwrap();
+        assert!(text.contains(from), "no {from:?} in recall.toml:\n{text}");
+        std::fs::write(self.config(), text.replace(from, to)).unwrap();
+    }
+
+    /// Takes the quiet hours off every channel, so that what the service
+    /// sends at the wall clock goes out at any hour, not only by day.
+    pub fn without_quiet_hours(&self) {
+        let text = std::fs::read_to_string(self.config()).unwrap();
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("quiet_hours"))
+            .collect();
+        assert!(
+            kept.len() < text.lines().count(),
+            "no quiet_hours in recall.toml:\n{text}"
+        );
+        std::fs::write(self.config(), kept.join("\n") + "\n").unwrap();
+    }
+
+    /// Moves the shipped daily tick (09:00) to [`daily_slot_half_a_day_away`].
+    pub fn tick_daily_half_a_day_away(&self) {
+        self.edit_config(
+            "ticks = [\"0 9 * * *\"]",
+            &format!("ticks = [\"{}\"]", daily_slot_half_a_day_away()),
+        );
+    }
+
+    /// The clinic's date when `recall init --demo` made this clinic (not the
+    /// wall clock's date, which may have moved on since): the demo's replayed
+    /// ticks end at 09:00 two days before it.
+    pub fn demo_today(&self) -> NaiveDate {
+        let last = self.count("SELECT max(at) FROM ticks");
+        DateTime::from_timestamp(last, 0)
+            .unwrap()
+            .with_timezone(&chrono_tz::Asia::Shanghai)
+            .date_naive()
+            + chrono::Duration::days(2)
+    }
+}
+
+/// A daily cron slot at the clinic time 12 hours from now (to the minute).
+/// Its latest slot is half a day old, newer than a demo's last tick (two days
+/// old), so a service started on a demo catches up; its next is half a day
+/// away, so no scheduled tick fires during a test, at whatever hour it runs.
+pub fn daily_slot_half_a_day_away() -> String {
+    let slot = (Utc::now() + chrono::Duration::hours(12)).with_timezone(&chrono_tz::Asia::Shanghai);
+    format!("{} {} * * *", slot.minute(), slot.hour())
+}
+
+/// An `--at` for `tick` and `dispatch`: 14:00 clinic time, `days` days from
+/// the clinic's today, when no channel of the shipped config is in its quiet
+/// hours (the last of them ends at 10:00, the first begins at 20:00).
+pub fn daytime_in_days(days: i64) -> String {
+    let date = Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .date_naive()
+        + chrono::Duration::days(days);
+    format!("{date} 14:00")
+}
+
 pub fn recall_in(dir: &Path) -> Command {
     let mut cmd = Command::cargo_bin("recall").unwrap();
     cmd.current_dir(dir)
@@ -118,7 +192,12 @@ pub fn recall_in(dir: &Path) -> Command {
 }
 
 pub fn at(text: &str) -> DateTime<Utc> {
-    recall::clock::parse_time(text, chrono_tz::Asia::Shanghai).unwrap()
+    recall::base::clock::parse_time(
+        text,
+        chrono_tz::Asia::Shanghai,
+        chrono::DateTime::UNIX_EPOCH,
+    )
+    .unwrap()
 }
 
 pub fn stdout(output: &std::process::Output) -> String {
@@ -145,4 +224,77 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(&path, &target).unwrap();
         }
     }
+}
+
+/// A server on 127.0.0.1 for the test providers: a thread per connection,
+/// each handed to `serve`. Returns the port.
+pub fn listen(serve: impl Fn(TcpStream) + Send + Sync + 'static) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let serve = Arc::new(serve);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let serve = serve.clone();
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    port
+}
+
+/// One HTTP/1.1 request as it arrived.
+pub struct RawRequest {
+    pub method: String,
+    /// Path and query, as sent.
+    pub target: String,
+    /// Names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The next request on a keep-alive connection (bodies by content-length),
+/// or `None` once the client has closed it.
+pub fn read_request(reader: &mut BufReader<TcpStream>) -> Option<RawRequest> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).ok()? == 0 {
+            return None;
+        }
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    let length = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(RawRequest {
+        method,
+        target,
+        headers,
+        body,
+    })
 }

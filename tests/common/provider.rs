@@ -9,8 +9,8 @@
 //! delivered again. `deliveries` counts what reached "the customer".
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,16 +58,9 @@ pub struct Provider {
 
 impl Provider {
     pub fn start() -> Provider {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let state = shared.clone();
-                std::thread::spawn(move || serve(stream, state));
-            }
-        });
+        let port = super::listen(move |stream| serve(stream, shared.clone()));
         Provider { port, state }
     }
 
@@ -125,37 +118,9 @@ fn serve(stream: TcpStream, state: Arc<Mutex<State>>) {
         Err(_) => return,
     };
     let mut reader = BufReader::new(stream);
-    loop {
-        let mut length = 0usize;
-        let mut key = None;
-        let mut line = String::new();
-        match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).unwrap_or(0) == 0 {
-                return;
-            }
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                let name = name.trim().to_ascii_lowercase();
-                if name == "content-length" {
-                    length = value.trim().parse().unwrap_or(0);
-                } else if name == "idempotency-key" {
-                    key = Some(value.trim().to_string());
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    while let Some(request) = super::read_request(&mut reader) {
+        let key = request.header("idempotency-key").map(str::to_string);
+        let json: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
         let id = json["ref"].as_i64().unwrap_or(-1);
         let run = json["run"].as_str().unwrap_or("").to_string();
         let (mode, delay, index) = {

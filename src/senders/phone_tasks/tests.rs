@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex as StdMutex;
 
 use super::*;
-use crate::clock::{Clock, parse_time};
+use crate::base::clock::{Clock, parse_time};
 use crate::config::{ChannelPolicy, DispatchSettings};
 use crate::dispatch::{Dispatcher, Route};
 use crate::store::ingest::NewCustomer;
@@ -14,7 +14,7 @@ use crate::testing::{Outbox, outbox};
 const TZ: Tz = chrono_tz::Asia::Shanghai;
 
 fn shanghai(text: &str) -> DateTime<Utc> {
-    parse_time(text, TZ).unwrap()
+    parse_time(text, TZ, chrono::DateTime::UNIX_EPOCH).unwrap()
 }
 
 fn config(staff: &[(&str, u32)]) -> Config {
@@ -272,8 +272,34 @@ async fn no_answer_on_the_last_attempt_fails_the_message() {
     assert_eq!(statuses(&f), ["failed"]);
 }
 
-/// Remembers notices instead of posting them.
-struct Notices(StdMutex<Vec<String>>);
+/// Remembers notices instead of posting them, answering from a script
+/// (then `Sent`).
+struct Notices(StdMutex<Vec<String>>, StdMutex<Vec<SendOutcome>>);
+
+impl Notices {
+    fn answering(outcomes: Vec<SendOutcome>) -> Arc<Notices> {
+        Arc::new(Notices(StdMutex::new(Vec::new()), StdMutex::new(outcomes)))
+    }
+
+    /// Notices that fail once as a throttled robot does, then go through.
+    fn throttled_once() -> Arc<Notices> {
+        Notices::answering(vec![SendOutcome::Retryable {
+            error: "errcode 45009 (api freq out of limit)".into(),
+            retry_after: None,
+        }])
+    }
+
+    fn posted(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// One drain at `at` (clinic time).
+async fn drain_at(d: &Dispatcher, f: &Outbox, at: &str) -> crate::dispatch::DispatchReport {
+    d.drain(&f.store, Clock::Fixed(shanghai(at)), &|| false)
+        .await
+        .unwrap()
+}
 
 #[async_trait]
 impl Sender for Notices {
@@ -282,17 +308,20 @@ impl Sender for Notices {
     }
 
     async fn send(&self, message: &Outbound<'_>) -> SendOutcome {
-        self.0.lock().unwrap().push(message.content.to_string());
-        SendOutcome::Sent {
-            provider_id: "n".into(),
+        self.0.lock().unwrap().push(message.content.body.clone());
+        let mut script = self.1.lock().unwrap();
+        if script.is_empty() {
+            SendOutcome::Sent {
+                provider_id: "n".into(),
+            }
+        } else {
+            script.remove(0)
         }
     }
 }
 
-#[tokio::test]
-async fn staff_get_one_notice_per_round_about_new_tasks() {
-    let f = outbox(customers(3), Channel::Phone, None);
-    let notices = Arc::new(Notices(StdMutex::new(Vec::new())));
+/// A call-task sender whose notices go to `notices`.
+fn notifying(f: &Outbox, notices: &Arc<Notices>) -> Arc<PhoneTasks> {
     let mut sender = PhoneTasks::new(
         "calls",
         &config(&[("小林", 10), ("小周", 10)]),
@@ -304,11 +333,78 @@ async fn staff_get_one_notice_per_round_about_new_tasks() {
     )
     .unwrap();
     sender.notify = Some(notices.clone());
-    dispatcher(Arc::new(sender))
+    Arc::new(sender)
+}
+
+#[tokio::test]
+async fn a_notice_that_failed_is_sent_by_a_later_pass_with_nothing_due() {
+    let f = outbox(customers(2), Channel::Phone, None);
+    let notices = Notices::throttled_once();
+    let d = dispatcher(notifying(&f, &notices));
+    drain_at(&d, &f, MONDAY_11).await;
+    assert_eq!(notices.posted().len(), 1);
+    // Nothing is due now, and the notice is still owed: it goes out, once.
+    for at in ["2026-06-01 11:05", "2026-06-01 11:10"] {
+        assert_eq!(drain_at(&d, &f, at).await.claimed, 0);
+    }
+    let posted = notices.posted();
+    assert_eq!(posted.len(), 2, "{posted:?}");
+    assert!(posted[1].contains("新的回访电话任务 2 个"), "{}", posted[1]);
+}
+
+#[tokio::test]
+async fn a_notice_the_robot_never_takes_is_given_up() {
+    let f = outbox(customers(1), Channel::Phone, None);
+    let notices = Notices::answering(vec![SendOutcome::Permanent {
+        error: "errcode 93000 (invalid webhook url)".into(),
+    }]);
+    let d = dispatcher(notifying(&f, &notices));
+    for at in [MONDAY_11, "2026-06-01 11:05"] {
+        drain_at(&d, &f, at).await;
+    }
+    assert_eq!(notices.posted().len(), 1, "not tried again");
+}
+
+#[tokio::test]
+async fn tasks_done_or_past_their_day_are_not_announced_late() {
+    let f = outbox(customers(2), Channel::Phone, None);
+    let notices = Notices::throttled_once();
+    let d = dispatcher(notifying(&f, &notices));
+    drain_at(&d, &f, MONDAY_11).await;
+    // One call is made the same day; the notice is for the other only.
+    let first = tasks(&f)[0].id;
+    let schedule = Schedule::new(&config(&[("小林", 10)]), TZ).unwrap();
+    complete(
+        &mut f.store.lock().unwrap(),
+        &schedule,
+        5,
+        first,
+        CallOutcome::ReachedBooked,
+        None,
+        shanghai("2026-06-01 11:30"),
+    )
+    .unwrap();
+    drain_at(&d, &f, "2026-06-01 12:00").await;
+    let posted = notices.posted();
+    assert!(posted[1].contains("新的回访电话任务 1 个"), "{}", posted[1]);
+    // A notice still owed the next day is dropped, not posted late.
+    let f = outbox(customers(1), Channel::Phone, None);
+    let notices = Notices::throttled_once();
+    let d = dispatcher(notifying(&f, &notices));
+    drain_at(&d, &f, MONDAY_11).await;
+    drain_at(&d, &f, "2026-06-02 11:00").await;
+    assert_eq!(notices.posted().len(), 1);
+}
+
+#[tokio::test]
+async fn staff_get_one_notice_per_round_about_new_tasks() {
+    let f = outbox(customers(3), Channel::Phone, None);
+    let notices = Notices::answering(vec![]);
+    dispatcher(notifying(&f, &notices))
         .drain(&f.store, Clock::Fixed(shanghai(MONDAY_11)), &|| false)
         .await
         .unwrap();
-    let posted = notices.0.lock().unwrap().clone();
+    let posted = notices.posted();
     assert_eq!(posted.len(), 1, "{posted:?}");
     assert!(
         posted[0].contains("新的回访电话任务 3 个")

@@ -1,0 +1,214 @@
+//! The vocabulary every other module shares: the five pools, the four
+//! channels, follow-up results and outreach statuses.
+//!
+//! These are closed sets. Rule files, the database and the CLI all spell them
+//! with the ids below; `FromStr` is the one place those spellings are parsed.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::base::i18n::{Text, t};
+
+/// Defines a closed, string-spelled enum with `as_str`, `ALL`, `Display` and `FromStr`.
+macro_rules! spelled_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The id used in rule files, the database and the CLI.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            /// All ids, for error messages and suggestions.
+            pub fn names() -> Vec<&'static str> {
+                Self::ALL.iter().map(|v| v.as_str()).collect()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownName;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownName {
+                        kind: stringify!($name),
+                        given: s.to_string(),
+                        known: Self::names(),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+/// A name that is not one of a closed set's ids.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} `{given}` (known: {})", known.join(", "))]
+pub struct UnknownName {
+    pub kind: &'static str,
+    pub given: String,
+    pub known: Vec<&'static str>,
+}
+
+spelled_enum! {
+    /// The pool a customer is in (seed 002). Every customer is in exactly one.
+    Pool {
+        /// 新客池: first visit, including people who came but have not bought.
+        New => "new",
+        /// 顾客池: has bought, stays active, follow-ups go smoothly.
+        Customer => "customer",
+        /// 预警池: follow-ups no longer go smoothly; a tendency to churn.
+        Warning => "warning",
+        /// 维护池: at-risk customers under special care, and where recalled customers land.
+        Maintenance => "maintenance",
+        /// 流失池: confirmed lost after intervention.
+        Churned => "churned",
+    }
+}
+
+impl Default for Pool {
+    /// Where every customer starts.
+    fn default() -> Self {
+        Pool::New
+    }
+}
+
+impl Pool {
+    /// The pool's name for people: its id in English, in Chinese as
+    /// clinics say it (预警池).
+    pub fn name(self) -> Text {
+        match self {
+            Pool::New => t!("pool.new"),
+            Pool::Customer => t!("pool.customer"),
+            Pool::Warning => t!("pool.warning"),
+            Pool::Maintenance => t!("pool.maintenance"),
+            Pool::Churned => t!("pool.churned"),
+        }
+    }
+}
+
+spelled_enum! {
+    /// The way a message reaches a customer. Which provider carries it is the
+    /// sender's business (`[channels.<id>] sender = ...` in `recall.toml`).
+    Channel {
+        /// 短信: high delivery, high cost, needs an approved template.
+        Sms => "sms",
+        /// 电话: a call task for a person at the clinic, who records the outcome.
+        Phone => "phone",
+        /// 微信: high open rate, low cost, backfires when pushed too often.
+        Wechat => "wechat",
+        /// 邮件: low cost, little used in China.
+        Email => "email",
+    }
+}
+
+spelled_enum! {
+    /// What a clinic's follow-up (回访) achieved.
+    FollowupResult {
+        /// 跟进顺畅
+        Smooth => "smooth",
+        /// 跟进不顺畅
+        NotSmooth => "not_smooth",
+        /// 联系不上
+        Unreachable => "unreachable",
+        /// 拒绝
+        Refused => "refused",
+    }
+}
+
+spelled_enum! {
+    /// Where a message in the outbox stands.
+    OutreachStatus {
+        /// Waiting for its due time or for a dispatcher.
+        Queued => "queued",
+        /// Claimed by a dispatcher; the provider may or may not have it yet.
+        Sending => "sending",
+        /// Accepted by the provider, waiting for a person to act (a WeCom
+        /// message staff must confirm, a call task); polled until it settles.
+        Awaiting => "awaiting",
+        /// The sender accepted it and returned a provider id.
+        Sent => "sent",
+        /// Permanently failed, or out of attempts; `last_error` says why.
+        Failed => "failed",
+        /// Never sent on purpose (no consent, do-not-contact, no address); `last_error` says why.
+        Suppressed => "suppressed",
+        /// The provider reported that the recipient opted out of this channel.
+        OptedOut => "opted_out",
+        /// Kept back on purpose: the customer is in the rule's control group.
+        HeldOut => "held_out",
+    }
+}
+
+impl OutreachStatus {
+    /// Whether a message in this status still counts as a contact: it went
+    /// out, or it is on its way.
+    pub fn is_contact(self) -> bool {
+        matches!(
+            self,
+            OutreachStatus::Queued
+                | OutreachStatus::Sending
+                | OutreachStatus::Awaiting
+                | OutreachStatus::Sent
+        )
+    }
+}
+
+spelled_enum! {
+    /// A customer's gender as the clinic recorded it.
+    Gender {
+        Female => "female",
+        Male => "male",
+        Other => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pools_round_trip_through_their_ids() {
+        for pool in Pool::ALL {
+            assert_eq!(pool.as_str().parse::<Pool>().unwrap(), *pool);
+        }
+    }
+
+    #[test]
+    fn unknown_pool_lists_the_known_ones() {
+        let err = "warn".parse::<Pool>().unwrap_err();
+        assert_eq!(err.given, "warn");
+        assert!(err.to_string().contains("warning"));
+    }
+
+    #[test]
+    fn only_pending_and_sent_messages_count_as_contacts() {
+        let contacts: Vec<_> = OutreachStatus::ALL
+            .iter()
+            .filter(|s| s.is_contact())
+            .collect();
+        assert_eq!(
+            contacts,
+            [
+                &OutreachStatus::Queued,
+                &OutreachStatus::Sending,
+                &OutreachStatus::Awaiting,
+                &OutreachStatus::Sent
+            ]
+        );
+    }
+}

@@ -1,0 +1,336 @@
+//! The contact policy of one claimed message: whether it may go out at all
+//! (do-not-contact, consent, the address its sender takes, an opt-out
+//! learned earlier in the round), else its fallback or `suppressed` with
+//! the reason; and when (quiet hours, frequency caps), else back to the
+//! queue with no attempt used. Decides only: the round writes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use super::{Dispatcher, Route, defer};
+use crate::base::clock::{self, Clock, Timestamp};
+use crate::base::model::Channel;
+use crate::config::QuietHours;
+use crate::store::StoreError;
+use crate::store::outbox::{Claimed, Settle};
+use crate::store::shared::{SharedStore, blocking};
+
+/// Why a message cannot go out on its channel as it stands.
+enum Blocked {
+    /// Do-not-contact: no channel at all.
+    Everywhere(&'static str),
+    /// This channel only: a fallback may still reach the customer.
+    Here(&'static str),
+}
+
+impl Dispatcher {
+    /// Decides what becomes of one claimed message, sending it if it may go
+    /// out. Touches no store: the outcome is written by the round's writer.
+    pub(super) async fn handle(
+        &self,
+        clock: Clock,
+        message: Claimed,
+        caps: &CapBook,
+        opt_outs: &OptOuts,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Settle {
+        let id = message.id;
+        let channel = message.channel;
+        let customer = message.recipient.external_id.clone();
+        let now = clock.now();
+        let at = now.timestamp();
+        let Some(route) = self.routes.get(&channel) else {
+            // claim_due only claims routed channels; a route removed by a
+            // reload mid-round puts the message back.
+            return Settle::Release { id, at };
+        };
+
+        // Who may be reached, and where.
+        match blocked(&message, route) {
+            Some(Blocked::Everywhere(reason)) => {
+                tracing::info!(id, channel = channel.as_str(), %customer, reason, "suppressed");
+                return Settle::Suppressed {
+                    id,
+                    reason: reason.to_string(),
+                    at,
+                };
+            }
+            Some(Blocked::Here(reason)) => {
+                let suppressed = Settle::Suppressed {
+                    id,
+                    reason: reason.to_string(),
+                    at,
+                };
+                return match self.fall_back(&message, reason, at, suppressed) {
+                    Ok(fall_back) => fall_back,
+                    Err(suppressed) => {
+                        tracing::info!(id, channel = channel.as_str(), %customer, reason, "suppressed");
+                        suppressed
+                    }
+                };
+            }
+            None => {}
+        }
+        // Consent was read at the claim; an opt-out answered since, in this
+        // round, counts as much as one read from the database.
+        if let Some(settle) = self.opted_out_this_round(&message, opt_outs, at) {
+            return settle;
+        }
+
+        // When: quiet hours, then frequency caps. Waiting uses no attempt.
+        if let Some(until) = route
+            .policy
+            .quiet_hours
+            .and_then(|q| quiet_until(q, now, self.tz))
+        {
+            let reason = format!(
+                "quiet hours for {channel}; waits until {}",
+                clock::format_local(until, self.tz)
+            );
+            return defer(id, reason, until, at);
+        }
+        if let Some((until, reason)) = self.cap_until(caps, &message, route, at) {
+            return defer(id, reason, until, at);
+        }
+        let sent = self.send(clock, &message, route, opt_outs, stop).await;
+        if !matches!(sent, Settle::Sent { .. } | Settle::Awaiting { .. }) {
+            caps.forget(message.recipient.customer_id, channel, at);
+        }
+        sent
+    }
+
+    /// If another message of this round found the customer opted out of
+    /// this channel: the fallback, or `suppressed` with the reason, as for a
+    /// customer whose consent is already withdrawn.
+    pub(super) fn opted_out_this_round(
+        &self,
+        message: &Claimed,
+        opt_outs: &OptOuts,
+        at: Timestamp,
+    ) -> Option<Settle> {
+        let learned_from = opt_outs.learned(message)?;
+        let reason = format!(
+            "opted out of {} (the provider's answer to message {learned_from} in this dispatch round)",
+            message.channel
+        );
+        let suppressed = Settle::Suppressed {
+            id: message.id,
+            reason: reason.clone(),
+            at,
+        };
+        Some(match self.fall_back(message, &reason, at, suppressed) {
+            Ok(fall_back) => fall_back,
+            Err(suppressed) => {
+                tracing::info!(id = message.id, channel = message.channel.as_str(),
+                    customer = %message.recipient.external_id, %reason, "suppressed");
+                suppressed
+            }
+        })
+    }
+
+    /// The switch to the message's fallback channel if it has one that is
+    /// routed (with `otherwise` written if the stored fallback turns out
+    /// unusable), or `otherwise` back when there is none.
+    pub(super) fn fall_back(
+        &self,
+        message: &Claimed,
+        why: &str,
+        at: Timestamp,
+        otherwise: Settle,
+    ) -> Result<Settle, Settle> {
+        let Some(fallback) = self
+            .routes
+            .get(&message.channel)
+            .and_then(|r| r.policy.fallback)
+        else {
+            return Err(otherwise);
+        };
+        if !message.has_fallback || !self.routes.contains_key(&fallback) {
+            return Err(otherwise);
+        }
+        Ok(Settle::FallBack {
+            id: message.id,
+            note: format!("{why}; falling back to {fallback}"),
+            routed: self.channels(),
+            at,
+            otherwise: Box::new(otherwise),
+        })
+    }
+
+    /// What the frequency caps of these messages' customers have already
+    /// counted (one query), if any cap is configured.
+    pub(super) async fn cap_book(
+        &self,
+        store: &SharedStore,
+        claimed: &[Claimed],
+        now: Timestamp,
+    ) -> Result<CapBook, StoreError> {
+        let longest = self
+            .routes
+            .values()
+            .filter_map(|r| r.policy.cap)
+            .chain(self.settings.cap)
+            .map(|cap| cap.window.as_secs() as i64)
+            .max();
+        let Some(window) = longest else {
+            return Ok(CapBook::default());
+        };
+        let mut customers: Vec<i64> = claimed.iter().map(|m| m.recipient.customer_id).collect();
+        customers.sort_unstable();
+        customers.dedup();
+        let since = now - window;
+        let rows = blocking(store, move |s| s.contacts_since(&customers, since)).await?;
+        let mut book: HashMap<i64, Vec<(Channel, Timestamp)>> = HashMap::new();
+        for (customer, channel, at) in rows {
+            book.entry(customer).or_default().push((channel, at));
+        }
+        Ok(CapBook {
+            contacts: Mutex::new(book),
+        })
+    }
+
+    /// When the customer's frequency caps allow this message, if they do not
+    /// now. When they allow it, the contact is counted at once, so another
+    /// message of the same customer in the same round sees it.
+    fn cap_until(
+        &self,
+        caps: &CapBook,
+        message: &Claimed,
+        route: &Route,
+        now: Timestamp,
+    ) -> Option<(Timestamp, String)> {
+        let checks = [
+            (route.policy.cap, Some(message.channel)),
+            (self.settings.cap, None),
+        ];
+        if checks.iter().all(|(cap, _)| cap.is_none()) {
+            return None;
+        }
+        let customer = message.recipient.customer_id;
+        let mut book = caps.contacts.lock().unwrap_or_else(|p| p.into_inner());
+        let contacts = book.entry(customer).or_default();
+        let mut latest: Option<(Timestamp, String)> = None;
+        for (cap, channel) in checks {
+            let Some(cap) = cap else { continue };
+            let window = cap.window.as_secs() as i64;
+            let since = now - window;
+            let counted = contacts
+                .iter()
+                .filter(|(c, at)| *at > since && channel.is_none_or(|ch| ch == *c))
+                .map(|(_, at)| *at);
+            let (count, oldest) = counted.fold((0i64, None::<Timestamp>), |(n, o), at| {
+                (n + 1, Some(o.map_or(at, |o: Timestamp| o.min(at))))
+            });
+            if count >= i64::from(cap.count) {
+                let until = oldest.unwrap_or(now) + window + 1;
+                let scope = channel.map_or("all channels".to_string(), |c| c.to_string());
+                let reason = format!(
+                    "frequency cap of {} per {} on {scope} reached; waits until {}",
+                    cap.count,
+                    humantime::format_duration(cap.window),
+                    clock::format_local(until, self.tz)
+                );
+                if latest.as_ref().is_none_or(|(t, _)| until > *t) {
+                    latest = Some((until, reason));
+                }
+            }
+        }
+        if latest.is_none() {
+            contacts.push((message.channel, now));
+        }
+        latest
+    }
+}
+
+/// The contacts frequency caps count for the customers of one round: from
+/// the database at the claim, plus the round's own sends as they start.
+#[derive(Default)]
+pub(super) struct CapBook {
+    contacts: Mutex<HashMap<i64, Vec<(Channel, Timestamp)>>>,
+}
+
+impl CapBook {
+    /// Takes back a contact counted for a send that did not hand the
+    /// message over.
+    fn forget(&self, customer: i64, channel: Channel, at: Timestamp) {
+        let mut book = self.contacts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(contacts) = book.get_mut(&customer)
+            && let Some(i) = contacts.iter().rposition(|c| *c == (channel, at))
+        {
+            contacts.remove(i);
+        }
+    }
+}
+
+/// The opt-outs providers answered during one round: (customer, channel) →
+/// the message whose answer said so. Consent is read when messages are
+/// claimed, so without this a customer's other messages on the channel in
+/// the same round would still go out.
+#[derive(Default)]
+pub(super) struct OptOuts {
+    learned: Mutex<HashMap<(i64, Channel), i64>>,
+}
+
+impl OptOuts {
+    pub(super) fn learn(&self, message: &Claimed) {
+        let mut learned = self.learned.lock().unwrap_or_else(|p| p.into_inner());
+        learned
+            .entry((message.recipient.customer_id, message.channel))
+            .or_insert(message.id);
+    }
+
+    /// The message whose answer said this one's customer opted out of its
+    /// channel, if one did in this round.
+    fn learned(&self, message: &Claimed) -> Option<i64> {
+        let learned = self.learned.lock().unwrap_or_else(|p| p.into_inner());
+        learned
+            .get(&(message.recipient.customer_id, message.channel))
+            .copied()
+    }
+}
+
+/// Why a message must not go out on its channel through `route`, if it
+/// must not. The address is the one the route's sender takes: a customer
+/// without it is blocked here, before any sender sees the message.
+fn blocked(message: &Claimed, route: &Route) -> Option<Blocked> {
+    if message.do_not_contact {
+        Some(Blocked::Everywhere("customer is marked do-not-contact"))
+    } else if !message.consent {
+        Some(Blocked::Here(match message.channel {
+            Channel::Sms => "no consent for sms",
+            Channel::Phone => "no consent for phone calls",
+            Channel::Wechat => "no consent for wechat",
+            Channel::Email => "no consent for email",
+        }))
+    } else if address(message, route).is_none() {
+        Some(Blocked::Here(
+            route.sender.address_kind(message.channel).missing(),
+        ))
+    } else {
+        None
+    }
+}
+
+/// The address a message goes to on its channel through `route`.
+pub(super) fn address<'a>(message: &'a Claimed, route: &Route) -> Option<&'a str> {
+    route
+        .sender
+        .address_kind(message.channel)
+        .of(&message.recipient)
+}
+
+/// The end of the quiet window `now` is in (clinic time), if it is in one.
+fn quiet_until(quiet: QuietHours, now: DateTime<Utc>, tz: Tz) -> Option<Timestamp> {
+    let local = now.with_timezone(&tz);
+    if !quiet.contains(local.time()) {
+        return None;
+    }
+    let mut day = local.date_naive();
+    if local.time() >= quiet.end {
+        day = day.succ_opt()?;
+    }
+    clock::local_to_utc(day.and_time(quiet.end), tz).map(|t| t.timestamp())
+}

@@ -1,0 +1,546 @@
+//! Checking one rule as written ([`RawRule`]) and compiling it into a
+//! [`Rule`]: its id, pools, condition (compiled once into a CEL program,
+//! then type-checked), options and actions, each checked by its own step.
+//! Every problem goes into the report with its position.
+
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use cel::common::ast::Expr;
+use cel::{Env, IdedExpr};
+use toml::Spanned;
+
+use super::file::{self, RawRule};
+use super::{Action, Condition, DEFAULT_ATTRIBUTION_DAYS, Origin, Rule, typecheck, values};
+use crate::base::diag::{Diagnostic, Report};
+use crate::base::i18n::{Text, list, t};
+use crate::base::model::{Channel, Pool};
+use crate::facts;
+use crate::templates::TemplateSet;
+
+pub(super) struct Checker<'a> {
+    pub(super) path: &'a Path,
+    pub(super) text: &'a str,
+    pub(super) templates: Option<&'a TemplateSet>,
+}
+
+impl Checker<'_> {
+    fn error<T>(&self, at: &Spanned<T>, message: Text) -> Diagnostic {
+        Diagnostic::error(self.path, Some(at.span()), message)
+    }
+
+    /// Checks one rule as written and compiles it; `None` if it has errors
+    /// (each is in `report`, in the order of the rule's keys).
+    pub(super) fn compile(
+        &self,
+        raw: RawRule,
+        line: usize,
+        env: &Env,
+        report: &mut Report,
+    ) -> Option<Rule> {
+        let errors_before = report.errors();
+        let id = self.id(&raw, report);
+        let from = self.from(&raw, report);
+        let to = self.to(&raw, &from, report);
+        let condition = self.condition(&raw.when, env, report);
+        let cooldown_days = self.cooldown_days(&raw, report);
+        let holdout = self.holdout(&raw, report);
+        let attribution_days = self.attribution_days(&raw, report);
+        let actions = self.actions(&raw, report);
+        self.check_it_does_something(&raw, &id, report);
+
+        if report.errors() > errors_before {
+            return None;
+        }
+        Some(Rule {
+            id,
+            description: raw.description,
+            from,
+            to,
+            priority: raw.priority,
+            condition: condition?,
+            cooldown_days,
+            holdout,
+            attribution_days,
+            enabled: raw.enabled,
+            actions,
+            origin: Origin {
+                file: self.path.to_path_buf(),
+                line,
+                id_span: raw.id.span(),
+            },
+        })
+    }
+
+    /// The rule's id: letters, digits, `_` or `-`.
+    fn id(&self, raw: &RawRule, report: &mut Report) -> String {
+        let id = raw.id.get_ref().trim().to_string();
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            report.push(
+                self.error(&raw.id, t!("rules.id.bad", id = &id))
+                    .hint(t!("rules.id.bad_hint")),
+            );
+        }
+        id
+    }
+
+    /// The pools the rule applies to: at least one, each known, none twice.
+    fn from(&self, raw: &RawRule, report: &mut Report) -> Vec<Pool> {
+        let mut from = Vec::new();
+        let pools = raw.from.get_ref().items(raw.from.span());
+        if pools.is_empty() {
+            report.push(
+                self.error(&raw.from, t!("rules.from.empty"))
+                    .suggest("", Pool::names()),
+            );
+        }
+        for pool in &pools {
+            match pool.get_ref().parse::<Pool>() {
+                Ok(p) if from.contains(&p) => {
+                    report.push(self.error(pool, t!("rules.from.twice", pool = p)))
+                }
+                Ok(p) => from.push(p),
+                Err(_) => report.push(
+                    self.error(pool, t!("rules.unknown_pool", name = pool.get_ref()))
+                        .suggest(pool.get_ref(), Pool::names()),
+                ),
+            }
+        }
+        from
+    }
+
+    /// The pool the rule moves customers to: known, and not one of `from`.
+    fn to(&self, raw: &RawRule, from: &[Pool], report: &mut Report) -> Option<Pool> {
+        raw.to
+            .as_ref()
+            .and_then(|to| match to.get_ref().parse::<Pool>() {
+                Ok(p) if from.contains(&p) => {
+                    report.push(
+                        self.error(to, t!("rules.to.in_from", pool = p))
+                            .hint(t!("rules.to.in_from_hint")),
+                    );
+                    None
+                }
+                Ok(p) => Some(p),
+                Err(_) => {
+                    report.push(
+                        self.error(to, t!("rules.unknown_pool", name = to.get_ref()))
+                            .suggest(to.get_ref(), Pool::names()),
+                    );
+                    None
+                }
+            })
+    }
+
+    /// `cooldown_days`: at least 1, and only of use on a rule that only sends.
+    fn cooldown_days(&self, raw: &RawRule, report: &mut Report) -> Option<i64> {
+        raw.cooldown_days.as_ref().and_then(|c| {
+            let days = *c.get_ref();
+            if days < 1 {
+                report.push(self.error(c, t!("rules.cooldown_days.too_small")));
+                None
+            } else {
+                if raw.to.is_some() {
+                    report.push(
+                        Diagnostic::warning(
+                            self.path,
+                            Some(c.span()),
+                            t!("rules.cooldown_days.no_effect"),
+                        )
+                        .hint(t!("rules.cooldown_days.no_effect_hint")),
+                    );
+                }
+                Some(days)
+            }
+        })
+    }
+
+    /// `holdout`: a share from 0 to 0.5, and only of use on a rule that sends.
+    fn holdout(&self, raw: &RawRule, report: &mut Report) -> f64 {
+        match &raw.holdout {
+            None => 0.0,
+            Some(h) => {
+                let share = *h.get_ref();
+                if !(0.0..=0.5).contains(&share) {
+                    report.push(
+                        self.error(h, t!("rules.holdout.range", share))
+                            .hint(t!("rules.holdout.range_hint")),
+                    );
+                } else if raw.action.is_empty() {
+                    report.push(Diagnostic::warning(
+                        self.path,
+                        Some(h.span()),
+                        t!("rules.holdout.no_effect"),
+                    ));
+                }
+                share
+            }
+        }
+    }
+
+    /// `attribution_days`: at least 1, [`DEFAULT_ATTRIBUTION_DAYS`] if not given.
+    fn attribution_days(&self, raw: &RawRule, report: &mut Report) -> i64 {
+        match &raw.attribution_days {
+            None => DEFAULT_ATTRIBUTION_DAYS,
+            Some(days) if *days.get_ref() >= 1 => *days.get_ref(),
+            Some(days) => {
+                report.push(self.error(days, t!("rules.attribution_days.too_small")));
+                DEFAULT_ATTRIBUTION_DAYS
+            }
+        }
+    }
+
+    /// The rule's `[[rule.action]]`s that check out.
+    fn actions(&self, raw: &RawRule, report: &mut Report) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for raw_action in &raw.action {
+            if let Some(action) = self.action(raw_action.get_ref(), report) {
+                actions.push(action);
+            }
+        }
+        actions
+    }
+
+    /// A rule must move customers or send something.
+    fn check_it_does_something(&self, raw: &RawRule, id: &str, report: &mut Report) {
+        if raw.to.is_none() && raw.action.is_empty() {
+            report.push(
+                self.error(&raw.id, t!("rules.does_nothing", id))
+                    .hint(t!("rules.does_nothing_hint")),
+            );
+        }
+    }
+    fn action(&self, raw: &file::RawAction, report: &mut Report) -> Option<Action> {
+        let channel = match raw.channel.get_ref().parse::<Channel>() {
+            Ok(c) => c,
+            Err(_) => {
+                report.push(
+                    self.error(
+                        &raw.channel,
+                        t!("config.channels.unknown", name = raw.channel.get_ref()),
+                    )
+                    .suggest(raw.channel.get_ref(), Channel::names()),
+                );
+                return None;
+            }
+        };
+        let template = raw.template.get_ref().clone();
+        if let Some(templates) = self.templates
+            && !templates.has(channel, &template)
+        {
+            let known = templates.names(channel);
+            report.push(
+                self.error(
+                    &raw.template,
+                    t!("rules.action.no_template", template = &template, channel),
+                )
+                .suggest(&template, known),
+            );
+            return None;
+        }
+        let delay = match &raw.delay {
+            None => Duration::ZERO,
+            Some(delay) => match humantime::parse_duration(delay.get_ref()) {
+                Ok(d) => d,
+                Err(e) => {
+                    report.push(
+                        self.error(
+                            delay,
+                            t!("rules.action.bad_delay", value = delay.get_ref(), error = e),
+                        )
+                        .hint(t!("rules.action.bad_delay_hint")),
+                    );
+                    return None;
+                }
+            },
+        };
+        Some(Action {
+            channel,
+            template,
+            delay,
+            span: raw.channel.span(),
+        })
+    }
+
+    /// Compiles `when` and checks that it only names facts.
+    fn condition(
+        &self,
+        when: &Spanned<String>,
+        env: &Env,
+        report: &mut Report,
+    ) -> Option<Condition> {
+        let source = when.get_ref().clone();
+        let offset = value_offset(self.text, when.span());
+        let to_file = |range: Range<usize>| -> Range<usize> {
+            let start = offset + char_to_byte(&source, range.start);
+            let end = offset + char_to_byte(&source, range.end.max(range.start + 1));
+            start..end
+        };
+        if source.trim().is_empty() {
+            report.push(
+                self.error(when, t!("rules.when.empty"))
+                    .hint(t!("rules.when.empty_hint")),
+            );
+            return None;
+        }
+        let program = match env.compile(&source) {
+            Ok(program) => program,
+            Err(errors) => {
+                let plain = syntax_hints(&source);
+                // The first error is the slip; the rest follow from it.
+                for e in errors.errors.iter().take(1) {
+                    let span = e
+                        .source_info
+                        .as_ref()
+                        .and_then(|info| info.offset_for(e.expr_id))
+                        .map(|(s, t)| to_file(s as usize..t as usize))
+                        .or_else(|| {
+                            // pos is (line, column) within the expression, 1-based line.
+                            let (line, col) = e.pos;
+                            (line == 1 && col >= 0).then(|| to_file(col as usize..col as usize + 1))
+                        });
+                    let mut diagnostic = Diagnostic::error(
+                        self.path,
+                        span.or(Some(when.span())),
+                        t!("rules.when.parse", why = plain_parse_error(&e.msg)),
+                    );
+                    for hint in &plain {
+                        diagnostic = diagnostic.hint(hint.clone());
+                    }
+                    report.push(diagnostic.hint(t!("rules.when.parse_hint")));
+                }
+                return None;
+            }
+        };
+        let mut ok = true;
+        let mut used = Vec::new();
+        let info = program.source_info();
+        walk_idents(program.expression(), &mut |id, name| {
+            if let Some(def) = facts::lookup(name) {
+                used.push(def.name);
+            } else {
+                ok = false;
+                let span = info
+                    .offset_for(id)
+                    .map(|(s, e)| to_file(s as usize..e as usize));
+                let mut diagnostic = Diagnostic::error(
+                    self.path,
+                    span.or(Some(when.span())),
+                    t!("rules.unknown_fact", name),
+                )
+                .suggest(name, facts::names());
+                if Pool::names().contains(&name) {
+                    diagnostic = diagnostic.hint(t!("rules.unknown_fact_pool_hint", name));
+                } else if diagnostic.hints.is_empty() {
+                    diagnostic = diagnostic.hint(t!("rules.unknown_fact_hint"));
+                }
+                report.push(diagnostic);
+            }
+        });
+        if ok {
+            for problem in typecheck::check(program.expression()) {
+                let span = info
+                    .offset_for(problem.expr_id)
+                    .map(|(s, e)| to_file(s as usize..e as usize));
+                let mut diagnostic =
+                    Diagnostic::error(self.path, span.or(Some(when.span())), problem.message);
+                if let Some(hint) = problem.hint {
+                    diagnostic = diagnostic.hint(hint);
+                }
+                report.push(diagnostic);
+                ok = false;
+            }
+        }
+        if ok {
+            for bad in values::check(program.expression()) {
+                let span = info
+                    .offset_for(bad.expr_id)
+                    .map(|(s, e)| to_file(s as usize..e as usize));
+                let (fact, given) = (bad.fact, &bad.given);
+                report.push(
+                    Diagnostic::error(
+                        self.path,
+                        span.or(Some(when.span())),
+                        t!("rules.when.never_equal", fact, given),
+                    )
+                    .suggest(given, bad.known.iter().copied())
+                    .hint(t!(
+                        "rules.when.one_of",
+                        fact,
+                        known = list(bad.known.iter().copied(), t!("sep.list"))
+                    )),
+                );
+                ok = false;
+            }
+        }
+        used.sort_unstable();
+        used.dedup();
+        ok.then_some(Condition {
+            source,
+            program,
+            facts: used,
+        })
+    }
+}
+
+/// The CEL parser's message without its grammar: "Syntax error: mismatched
+/// input 'and' expecting {<EOF>, '==', ...}" becomes "unexpected `and`".
+fn plain_parse_error(message: &str) -> Text {
+    let message = message.trim_start_matches("Syntax error:").trim();
+    let token = [
+        "mismatched input '",
+        "extraneous input '",
+        "token recognition error at: '",
+    ]
+    .iter()
+    .find_map(|prefix| message.strip_prefix(prefix))
+    .and_then(|rest| {
+        rest.rfind('\'')
+            .map(|end| rest[..end].split("' expecting").next().unwrap_or(""))
+    })
+    .map(str::trim)
+    .filter(|token| !token.is_empty());
+    match token {
+        Some("<EOF>") => t!("rules.when.ends_early"),
+        Some(token) => t!("rules.when.unexpected", token),
+        None => {
+            let cel = message.split(" expecting {").next().unwrap_or(message);
+            t!("rules.when.cel_says", message = cel)
+        }
+    }
+}
+
+/// Plain hints for the usual slips in a condition the CEL parser rejects:
+/// words for `&&`/`||`/`!`, a single `=`.
+fn syntax_hints(source: &str) -> Vec<Text> {
+    let mut hints = Vec::new();
+    // Outside quoted text only.
+    let mut outside = String::new();
+    let mut quote: Option<char> = None;
+    for c in source.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => outside.push(' '),
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None => outside.push(c),
+        }
+    }
+    let words: Vec<String> = outside
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .map(str::to_lowercase)
+        .collect();
+    let has = |w: &str| words.iter().any(|x| x == w);
+    if has("and") {
+        hints.push(t!("rules.when.and_hint"));
+    }
+    if has("or") {
+        hints.push(t!("rules.when.or_hint"));
+    }
+    if has("not") {
+        hints.push(t!("rules.when.not_hint"));
+    }
+    let bytes = outside.as_bytes();
+    let single_equals = bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'='
+            && !matches!(bytes.get(i + 1), Some(b'='))
+            && !matches!(
+                i.checked_sub(1).map(|j| bytes[j]),
+                Some(b'=' | b'!' | b'<' | b'>')
+            )
+    });
+    if single_equals {
+        hints.push(t!("rules.when.equals_hint"));
+    }
+    if outside.contains("<>") {
+        hints.push(t!("rules.when.not_equal_hint"));
+    }
+    hints
+}
+
+/// Calls `f(id, name)` for every free identifier in an expression (names bound
+/// by comprehensions such as `tags.exists(t, ...)` are not free).
+fn walk_idents(expr: &IdedExpr, f: &mut dyn FnMut(u64, &str)) {
+    fn walk(expr: &IdedExpr, bound: &mut Vec<String>, f: &mut dyn FnMut(u64, &str)) {
+        match &expr.expr {
+            Expr::Ident(name) => {
+                if !bound.iter().any(|b| b == name) {
+                    f(expr.id, name);
+                }
+            }
+            Expr::Call(call) => {
+                if let Some(target) = &call.target {
+                    walk(target, bound, f);
+                }
+                for arg in &call.args {
+                    walk(arg, bound, f);
+                }
+            }
+            Expr::Select(select) => walk(&select.operand, bound, f),
+            Expr::List(list) => list.elements.iter().for_each(|e| walk(e, bound, f)),
+            Expr::Map(map) => {
+                for entry in &map.entries {
+                    if let cel::common::ast::EntryExpr::MapEntry(e) = &entry.expr {
+                        walk(&e.key, bound, f);
+                        walk(&e.value, bound, f);
+                    }
+                }
+            }
+            Expr::Struct(s) => {
+                for entry in &s.entries {
+                    if let cel::common::ast::EntryExpr::StructField(field) = &entry.expr {
+                        walk(&field.value, bound, f);
+                    }
+                }
+            }
+            Expr::Comprehension(c) => {
+                walk(&c.iter_range, bound, f);
+                walk(&c.accu_init, bound, f);
+                let pushed = [c.iter_var.clone(), c.accu_var.clone()];
+                let depth = bound.len();
+                bound.extend(pushed);
+                if let Some(iter_var2) = &c.iter_var2 {
+                    bound.push(iter_var2.clone());
+                }
+                walk(&c.loop_cond, bound, f);
+                walk(&c.loop_step, bound, f);
+                walk(&c.result, bound, f);
+                bound.truncate(depth);
+            }
+            Expr::Literal(_) | Expr::Unspecified => {}
+        }
+    }
+    walk(expr, &mut Vec::new(), f)
+}
+
+/// Byte offset in the file of the first character of a string value whose
+/// span (including quotes) is `span`.
+fn value_offset(text: &str, span: Range<usize>) -> usize {
+    let raw = text.get(span.clone()).unwrap_or("");
+    let quote = if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
+        let after = &raw[3..];
+        3 + if after.starts_with("\r\n") {
+            2
+        } else if after.starts_with('\n') {
+            1
+        } else {
+            0
+        }
+    } else if raw.starts_with('"') || raw.starts_with('\'') {
+        1
+    } else {
+        0
+    };
+    span.start + quote
+}
+
+/// Byte offset of the `chars`-th character of `text` (clamped to its end).
+fn char_to_byte(text: &str, chars: usize) -> usize {
+    text.char_indices()
+        .nth(chars)
+        .map_or(text.len(), |(i, _)| i)
+}

@@ -1,0 +1,114 @@
+//! The clinic's setup, loaded and checked together: `recall.toml`, the
+//! templates and the rules (checked against the templates and the configured
+//! channels). Every command that evaluates rules, the service and its
+//! reloads, and the rule tests start from a [`Loaded`]. `scaffold` holds the
+//! shipped files `recall init` writes.
+
+pub mod scaffold;
+
+use std::sync::Arc;
+
+use crate::base::i18n::t;
+use crate::config::{self, Config};
+use crate::rules::RuleSet;
+use crate::templates::TemplateSet;
+
+/// Everything loaded and checked before the service starts: the
+/// configuration (the senders' settings included), templates and rules.
+pub struct Loaded {
+    pub config: Config,
+    pub rules: Arc<RuleSet>,
+    pub templates: Arc<TemplateSet>,
+}
+
+impl Loaded {
+    /// Reads `recall.toml` and checks the senders' settings, then the
+    /// templates, then the rules (which are
+    /// checked against the templates and the configured channels). Returns
+    /// everything with its warnings, or every error found.
+    pub fn load(config_path: &std::path::Path) -> crate::base::diag::Checked<Loaded> {
+        let config = config::load(config_path)?;
+        let mut report = crate::base::diag::Report::default();
+        if let Err(errors) = crate::senders::configs(&config) {
+            report.extend(errors);
+        }
+        let templates = match crate::templates::load(&config.templates_dir) {
+            Ok((templates, warnings)) => {
+                report.extend(warnings);
+                Some(templates)
+            }
+            Err(errors) => {
+                report.extend(errors);
+                None
+            }
+        };
+        let rules = match crate::rules::load(&config.rules_dir, templates.as_ref()) {
+            Ok((rules, warnings)) => {
+                report.extend(warnings);
+                Some(rules)
+            }
+            Err(errors) => {
+                report.extend(errors);
+                None
+            }
+        };
+        match (templates, rules) {
+            (Some(templates), Some(rules)) if !report.has_errors() => {
+                for rule in rules.rules.iter().filter(|r| r.enabled) {
+                    for action in &rule.actions {
+                        if !config.channels.contains_key(&action.channel) {
+                            report.push(
+                                crate::base::diag::Diagnostic::warning(
+                                    &rule.origin.file,
+                                    Some(action.span.clone()),
+                                    t!("setup.no_sender", id = &rule.id, channel = action.channel),
+                                )
+                                .hint(t!(
+                                    "setup.no_sender_hint",
+                                    channel = action.channel,
+                                    config = config.path.display()
+                                )),
+                            );
+                        }
+                        let fallback = config
+                            .channels
+                            .get(&action.channel)
+                            .and_then(|p| p.fallback);
+                        if let Some(fallback) = fallback
+                            && !templates.has(fallback, &action.template)
+                        {
+                            let template = &action.template;
+                            report.push(
+                                crate::base::diag::Diagnostic::warning(
+                                    &rule.origin.file,
+                                    Some(action.span.clone()),
+                                    t!(
+                                        "setup.no_fallback_template",
+                                        id = &rule.id,
+                                        template,
+                                        channel = action.channel,
+                                        fallback
+                                    ),
+                                )
+                                .hint(t!(
+                                    "setup.no_fallback_template_hint",
+                                    fallback,
+                                    template
+                                )),
+                            );
+                        }
+                    }
+                }
+                Ok((
+                    Loaded {
+                        config,
+                        rules: Arc::new(rules),
+                        templates: Arc::new(templates),
+                    },
+                    report,
+                ))
+            }
+            _ => Err(report),
+        }
+    }
+}
