@@ -377,7 +377,7 @@ pub fn doc_codes(cell: &str) -> Vec<i64> {
 
 /// How a table's outcome column names a send outcome: `sent`, `awaiting`,
 /// `deferred`, `retried`, `retried after ...` (the provider said when),
-/// `failed`, `opted out`.
+/// `failed`, `opted out`, `paused` (the sender refused).
 pub fn outcome_word(outcome: &crate::dispatch::sender::SendOutcome) -> &'static str {
     use crate::dispatch::sender::SendOutcome;
     match outcome {
@@ -391,6 +391,7 @@ pub fn outcome_word(outcome: &crate::dispatch::sender::SendOutcome) -> &'static 
         SendOutcome::Retryable { .. } => "retried",
         SendOutcome::Permanent { .. } => "failed",
         SendOutcome::OptedOut { .. } => "opted out",
+        SendOutcome::Refused { .. } => "paused",
     }
 }
 
@@ -398,7 +399,9 @@ pub fn outcome_word(outcome: &crate::dispatch::sender::SendOutcome) -> &'static 
 fn outcome_text(outcome: &crate::dispatch::sender::SendOutcome) -> &str {
     use crate::dispatch::sender::SendOutcome;
     match outcome {
-        SendOutcome::Retryable { error, .. } | SendOutcome::Permanent { error } => error,
+        SendOutcome::Retryable { error, .. }
+        | SendOutcome::Permanent { error }
+        | SendOutcome::Refused { error, .. } => error,
         SendOutcome::Deferred { reason, .. } | SendOutcome::OptedOut { reason } => reason,
         SendOutcome::Sent { .. } | SendOutcome::Awaiting { .. } => "",
     }

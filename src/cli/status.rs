@@ -1,4 +1,6 @@
-//! `recall status`: pool sizes, the outbox by channel and status, the last tick.
+//! `recall status`: pool sizes, the outbox by channel and status (messages
+//! retrying after a failure apart from plain queued ones), how each sender
+//! is doing (failing, paused, with the provider's code), the last tick.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -10,7 +12,9 @@ use clap::Args;
 use super::{Book, Format, OutputArgs, Rows, lang, load_config, open_store, write};
 use crate::base::clock;
 use crate::base::i18n::{Lang, t};
+use crate::base::model::{Channel, OutreachStatus};
 use crate::base::output::{Cell, Section};
+use crate::store::health::SenderState;
 use crate::store::queries::Status;
 
 #[derive(Debug, Args)]
@@ -27,6 +31,11 @@ pub(super) fn run(config_path: &Path, args: &StatusArgs, now: DateTime<Utc>) -> 
     let status = store.status(now.timestamp())?;
     let lang = lang();
     let output = args.output.output(Format::Table, lang);
+    let mut status = status;
+    // Senders no longer in recall.toml are of no concern.
+    status
+        .senders
+        .retain(|h| config.senders.contains_key(&h.sender));
     let book = if output.format == Format::Table {
         tables(&status, &config.clinic.name, tz, lang)
     } else {
@@ -63,11 +72,41 @@ fn tables(status: &Status, clinic: &str, tz: chrono_tz::Tz, lang: Lang) -> Book 
             ("messages", t!("column.messages")),
         ],
     );
-    for (channel, state, n) in &status.outreach {
+    for (channel, state, n) in outbox_counts(status) {
         outbox.push(vec![
             Cell::Text(channel.to_string()),
-            Cell::Text(state.to_string()),
-            Cell::Int(*n),
+            Cell::Text(state),
+            Cell::Int(n),
+        ]);
+    }
+    let mut senders = Rows::keyed(
+        lang,
+        &[
+            ("sender", t!("column.sender")),
+            ("state", t!("status.state")),
+            ("failures", t!("status.failures")),
+            ("error", t!("column.error")),
+            ("since", t!("status.since")),
+            ("next_probe", t!("status.next_probe")),
+        ],
+    );
+    for h in &status.senders {
+        let error = match &h.code {
+            Some(code) if h.state == SenderState::Paused => {
+                format!("{code}: {}", h.last_error.as_deref().unwrap_or(""))
+            }
+            _ => h.last_error.clone().unwrap_or_default(),
+        };
+        senders.push(vec![
+            Cell::Text(h.sender.clone()),
+            Cell::Text(h.state.to_string()),
+            Cell::Int(h.failures),
+            Cell::Text(error),
+            Cell::Time { at: h.since, tz },
+            match h.probe_at {
+                Some(at) if h.state == SenderState::Paused => Cell::Time { at, tz },
+                _ => Cell::Empty,
+            },
         ]);
     }
     let last_tick = match &status.last_tick {
@@ -86,18 +125,59 @@ fn tables(status: &Status, clinic: &str, tz: chrono_tz::Tz, lang: Lang) -> Book 
         None => t!("status.no_tick"),
     };
     let heading = t!("status.heading", clinic, customers = status.customers);
+    let mut sections = vec![
+        Section::new("pools", String::new(), pools),
+        Section::new("outbox", String::new(), outbox)
+            .when_empty(t!("status.no_messages").render(lang)),
+    ];
+    if !status.senders.is_empty() {
+        sections.push(Section::new(
+            "senders",
+            t!("status.senders").render(lang),
+            senders,
+        ));
+    }
+    let mut notes = vec![t!("status.due_now", count = status.due_now).render(lang)];
+    for r in &status.retrying {
+        notes.push(
+            t!(
+                "status.retrying",
+                channel = r.channel,
+                count = r.count,
+                error = &r.last_error
+            )
+            .render(lang),
+        );
+    }
+    notes.push(last_tick.render(lang));
     Book {
         title: Some(heading.render(lang)),
-        sections: vec![
-            Section::new("pools", String::new(), pools),
-            Section::new("outbox", String::new(), outbox)
-                .when_empty(t!("status.no_messages").render(lang)),
-        ],
-        notes: vec![
-            t!("status.due_now", count = status.due_now).render(lang),
-            last_tick.render(lang),
-        ],
+        sections,
+        notes,
     }
+}
+
+/// Messages per (channel, state), the queued ones that are retrying after
+/// a failure counted apart as `retrying`: a failing sender's messages do
+/// not look like plain queued ones.
+fn outbox_counts(status: &Status) -> Vec<(Channel, String, i64)> {
+    let mut counts = Vec::new();
+    for (channel, state, n) in &status.outreach {
+        let retrying = status
+            .retrying
+            .iter()
+            .find(|r| r.channel == *channel)
+            .map_or(0, |r| r.count);
+        if *state == OutreachStatus::Queued && retrying > 0 {
+            if *n > retrying {
+                counts.push((*channel, state.to_string(), n - retrying));
+            }
+            counts.push((*channel, "retrying".to_string(), retrying));
+        } else {
+            counts.push((*channel, state.to_string(), *n));
+        }
+    }
+    counts
 }
 
 /// For files and scripts: one row per number, with the part it belongs to.
@@ -120,12 +200,20 @@ fn rows(status: &Status, tz: chrono_tz::Tz, lang: Lang) -> Rows {
             Cell::Int(*n),
         ]);
     }
-    for (channel, state, n) in &status.outreach {
+    for (channel, state, n) in outbox_counts(status) {
         all.push(vec![
             text("outreach"),
             Cell::Text(channel.to_string()),
-            Cell::Text(state.to_string()),
-            Cell::Int(*n),
+            Cell::Text(state),
+            Cell::Int(n),
+        ]);
+    }
+    for h in &status.senders {
+        all.push(vec![
+            text("sender"),
+            Cell::Text(h.sender.clone()),
+            Cell::Text(h.state.to_string()),
+            Cell::Int(h.failures),
         ]);
     }
     all.push(vec![

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::DEFAULT_CONCURRENCY;
+use super::{DEFAULT_CONCURRENCY, DEFAULT_FAILING_AFTER};
 use crate::predict::ScoreConfig;
 
 /// The configuration file as written.
@@ -222,6 +222,12 @@ pub struct DispatchSection {
     /// Messages handed to providers at once, and at most this many whose
     /// result is not yet written: the at-least-once window after a crash.
     pub concurrency: u32,
+    /// A sender whose last this-many attempts all failed (for any reason)
+    /// is `failing`: `/healthz` says degraded, `recall status` shows it.
+    pub failing_after: u32,
+    /// A `wecom_robot` sender (by name) that tells staff when a sender
+    /// starts failing, is paused or is back: one notice per incident.
+    pub alert: Option<Spanned<String>>,
 }
 
 impl Default for DispatchSection {
@@ -235,6 +241,8 @@ impl Default for DispatchSection {
             max_per_customer: None,
             poll_every: Spanned::new(0..0, "10m".to_string()),
             concurrency: DEFAULT_CONCURRENCY,
+            failing_after: DEFAULT_FAILING_AFTER,
+            alert: None,
         }
     }
 }

@@ -271,10 +271,18 @@ pub struct DispatchSettings {
     /// Sends in flight at once; also the most messages that can be sent
     /// again after a crash (sent, result not yet committed).
     pub concurrency: u32,
+    /// Failed attempts in a row after which a sender is `failing`.
+    pub failing_after: u32,
+    /// The `wecom_robot` sender that tells staff of sender incidents.
+    pub alert: Option<String>,
 }
 
 /// Sends in flight at once unless `[dispatch] concurrency` says otherwise.
 pub const DEFAULT_CONCURRENCY: u32 = 32;
+
+/// Failed attempts in a row that make a sender `failing`, unless
+/// `[dispatch] failing_after` says otherwise.
+pub const DEFAULT_FAILING_AFTER: u32 = 5;
 
 impl Default for DispatchSettings {
     fn default() -> Self {
@@ -287,6 +295,8 @@ impl Default for DispatchSettings {
             cap: None,
             poll_every: Duration::from_secs(600),
             concurrency: DEFAULT_CONCURRENCY,
+            failing_after: DEFAULT_FAILING_AFTER,
+            alert: None,
         }
     }
 }

@@ -32,6 +32,7 @@ pub(super) fn validate(path: &Path, text: &str, file: ConfigFile, report: &mut R
     let mut dispatch = dispatch(path, text, &file.dispatch, report);
     let senders = senders(path, text, file.senders, report);
     let channels = channels(path, text, &file.channels, &senders, report);
+    dispatch.alert = alert(path, file.dispatch.alert.as_ref(), &senders, report);
     let retention = retention(path, &file.retention, report);
     let metrics = metrics(path, file.metrics.as_ref(), report);
     clinic.cycles = cycles(path, &file.cycles, report);
@@ -172,6 +173,16 @@ fn dispatch(
             .hint(t!("config.dispatch.concurrency_hint")),
         );
     }
+    if file.failing_after == 0 {
+        report.push(
+            Diagnostic::error(
+                path,
+                key("dispatch", "failing_after"),
+                t!("config.dispatch.failing_after"),
+            )
+            .hint(t!("config.dispatch.failing_after_hint")),
+        );
+    }
     if file.batch_size == 0 {
         report.push(Diagnostic::error(
             path,
@@ -188,7 +199,42 @@ fn dispatch(
         cap: None,
         poll_every,
         concurrency: file.concurrency,
+        failing_after: file.failing_after,
+        alert: None,
     }
+}
+
+/// `[dispatch] alert`: a defined sender, and one that posts to staff (a
+/// WeCom group robot), never to customers.
+fn alert(
+    path: &Path,
+    alert: Option<&Spanned<String>>,
+    senders: &BTreeMap<String, SenderEntry>,
+    report: &mut Report,
+) -> Option<String> {
+    let alert = alert?;
+    let name = alert.get_ref();
+    let span = span_of(&alert.span());
+    let Some(entry) = senders.get(name) else {
+        report.push(
+            Diagnostic::error(path, span, t!("config.dispatch.alert_undefined", name))
+                .suggest(name, senders.keys().map(String::as_str)),
+        );
+        return None;
+    };
+    let kind = entry
+        .settings
+        .get("kind")
+        .and_then(toml::Value::as_str)
+        .unwrap_or("");
+    if kind != "wecom_robot" {
+        report.push(
+            Diagnostic::error(path, span, t!("config.dispatch.alert_kind", name, kind))
+                .hint(t!("config.dispatch.alert_kind_hint")),
+        );
+        return None;
+    }
+    Some(name.clone())
 }
 
 /// `[senders]`: each sender's `rate_limit`, common to every kind. The rest

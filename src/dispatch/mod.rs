@@ -39,8 +39,11 @@
 //! `send.rs` paces, hands the message to its sender and turns the answer
 //! into the outcome to write (retries with backoff); `poll.rs` asks about
 //! messages awaiting a person; `pacer.rs` is a sender's rate limit;
-//! `sender.rs` the `Sender` trait.
+//! `sender.rs` the `Sender` trait; `health.rs` how each sender is doing
+//! (failing, paused by a refusal of its credentials or account, probed,
+//! resumed) and the alert to staff of each change.
 
+pub mod health;
 pub mod pacer;
 mod policy;
 mod poll;
@@ -144,6 +147,9 @@ pub struct Dispatcher {
     routes: BTreeMap<Channel, Route>,
     settings: DispatchSettings,
     tz: Tz,
+    /// `[dispatch] alert`: the sender (by name) that tells staff when a
+    /// sender starts failing, is paused or is back.
+    alert: Option<(String, Arc<dyn Sender>)>,
 }
 
 impl Dispatcher {
@@ -158,7 +164,14 @@ impl Dispatcher {
             routes,
             settings,
             tz,
+            alert: None,
         }
+    }
+
+    /// The same, telling staff of each sender incident through `alert`.
+    pub fn with_alert(mut self, name: &str, alert: Arc<dyn Sender>) -> Self {
+        self.alert = Some((name.to_string(), alert));
+        self
     }
 
     /// Channels that have a sender. Messages on other channels wait.
@@ -185,8 +198,10 @@ impl Dispatcher {
             }
         }
         // Even when nothing was claimed: work a sender owes from earlier
-        // rounds (a staff notice that failed) is retried here.
+        // rounds (a staff notice that failed) is retried here, and so is an
+        // alert about a sender's incident.
         self.after_round(clock).await;
+        self.announce(store, clock).await;
         Ok(total)
     }
 

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use super::health::Book;
 use super::{Dispatcher, Route, defer};
 use crate::base::clock::{self, Clock, Timestamp};
 use crate::base::model::Channel;
@@ -35,6 +36,7 @@ impl Dispatcher {
         message: Claimed,
         caps: &CapBook,
         opt_outs: &OptOuts,
+        health: &Book,
         stop: &(dyn Fn() -> bool + Sync),
     ) -> Settle {
         let id = message.id;
@@ -95,7 +97,9 @@ impl Dispatcher {
         if let Some((until, reason)) = self.cap_until(caps, &message, route, at) {
             return defer(id, reason, until, at);
         }
-        let sent = self.send(clock, &message, route, opt_outs, stop).await;
+        let sent = self
+            .send(clock, &message, route, opt_outs, health, stop)
+            .await;
         if !matches!(sent, Settle::Sent { .. } | Settle::Awaiting { .. }) {
             caps.forget(message.recipient.customer_id, channel, at);
         }

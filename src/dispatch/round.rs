@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
+use super::health::Book;
 use super::policy::OptOuts;
 use super::{DispatchReport, Dispatcher};
 use crate::base::clock::Clock;
@@ -33,10 +34,16 @@ impl Dispatcher {
         clock: Clock,
         stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<DispatchReport, StoreError> {
-        let channels = self.channels();
         let limit = self.settings.batch_size;
         let now = clock.now().timestamp();
-        let claimed = blocking(store, move |s| s.claim_due(now, &channels, limit)).await?;
+        // Paused senders' channels are left alone, but for one message of
+        // each whose probe is due.
+        let health = Book::load(store).await?;
+        let claims = self.claims(&health, now);
+        let mut claimed = blocking(store, move |s| s.claim_due(now, &claims.open, limit)).await?;
+        for channels in claims.probes {
+            claimed.extend(blocking(store, move |s| s.claim_due(now, &channels, 1)).await?);
+        }
         let claimed_count = claimed.len();
         if claimed.is_empty() {
             return Ok(DispatchReport::default());
@@ -71,8 +78,9 @@ impl Dispatcher {
                         let tx = tx.clone();
                         let caps = &caps;
                         let opt_outs = &opt_outs;
+                        let health = &health;
                         in_flight.push(async move {
-                            let outcome = self.handle(clock, message, caps, opt_outs, stop).await;
+                            let outcome = self.handle(clock, message, caps, opt_outs, health, stop).await;
                             // The writer is gone only if it failed; the
                             // round reports that error.
                             let _ = tx.send((outcome, permit));
@@ -97,6 +105,10 @@ impl Dispatcher {
             report.released += unsent.len();
             let now = clock.now().timestamp();
             blocking(store, move |s| s.release(&unsent, now)).await?;
+        }
+        let learned = health.changed();
+        if !learned.is_empty() {
+            blocking(store, move |s| s.save_sender_health(&learned)).await?;
         }
         report.claimed = claimed_count;
         Ok(report)

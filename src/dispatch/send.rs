@@ -2,19 +2,22 @@
 //! handed over, and the sender's answer turned into the outcome to write:
 //! sent, awaiting a person, deferred, retried with exponential backoff and
 //! jitter (or at the provider's Retry-After) until `give_up_after`, failed
-//! or fallen back, opted out.
+//! or fallen back, opted out, or held while its sender is paused. Every
+//! answer also tells the round's health book how the sender is doing.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::health::{Attempt, Book};
 use super::policy::{OptOuts, address};
 use super::sender::SendOutcome;
 use super::{Dispatcher, Route, defer, outbound};
-use crate::base::clock::Clock;
+use crate::base::clock::{Clock, Timestamp};
 use crate::base::mask;
 use crate::base::metrics;
 use crate::config::DispatchSettings;
+use crate::store::health::SenderHealth;
 use crate::store::outbox::{Claimed, Settle};
 
 impl Dispatcher {
@@ -25,6 +28,7 @@ impl Dispatcher {
         message: &Claimed,
         route: &Route,
         opt_outs: &OptOuts,
+        health: &Book,
         stop: &(dyn Fn() -> bool + Sync),
     ) -> Settle {
         let id = message.id;
@@ -45,6 +49,12 @@ impl Dispatcher {
             return settle;
         }
 
+        // Its sender may have been paused since the claim, by another
+        // message of this round: it waits, no attempt used.
+        if let Some(paused) = health.holding(&route.sender_name, now.timestamp()) {
+            return held(id, &paused, now.timestamp());
+        }
+
         let address = address(message, route).unwrap_or_default().to_string();
         let outbound = outbound(message, &address, clock.now());
         let started = std::time::Instant::now();
@@ -53,6 +63,13 @@ impl Dispatcher {
         if matches!(outcome, SendOutcome::OptedOut { .. }) {
             opt_outs.learn(message);
         }
+        let at = clock.now().timestamp();
+        health.learn(
+            &route.sender_name,
+            &Attempt::of(&outcome),
+            at,
+            &self.settings,
+        );
         self.record(message, route, &address, outcome, clock.now())
     }
 
@@ -146,6 +163,15 @@ impl Dispatcher {
                     }
                 }
             }
+            // The sender is paused (`health`): the message waits for it,
+            // no attempt used, nothing failed. It is due at once, but no
+            // round claims a paused sender's messages before its probe.
+            SendOutcome::Refused { code, error } => defer(
+                id,
+                format!("sender {sender} paused ({code}): {error}"),
+                at,
+                at,
+            ),
             SendOutcome::OptedOut { reason } => {
                 tracing::info!(id, channel, to = %mask::address(address), %reason,
                     "recipient opted out; consent withdrawn for this channel");
@@ -158,6 +184,18 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// A message of a paused sender, not handed over: back to the queue, due
+/// at once (the claims leave it until the sender's probe), no attempt used.
+fn held(id: i64, paused: &SenderHealth, at: Timestamp) -> Settle {
+    let reason = format!(
+        "sender {} paused ({}): {}",
+        paused.sender,
+        paused.code.as_deref().unwrap_or(""),
+        paused.last_error.as_deref().unwrap_or("")
+    );
+    defer(id, reason, at, at)
 }
 
 /// Exponential backoff with ±20% jitter: base · 2^(attempt−1), capped.

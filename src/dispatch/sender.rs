@@ -76,6 +76,13 @@ pub enum SendOutcome {
     /// The recipient has opted out of this channel (unfollowed, blacklisted,
     /// refused): the customer's consent for the channel is withdrawn.
     OptedOut { reason: String },
+    /// The provider refused the sender itself, not the message: its
+    /// credentials (a wrong key or signature) or its account (suspended,
+    /// out of balance). Every message would fail the same way, so the
+    /// dispatcher pauses the sender: the message waits, no attempt used,
+    /// and one probe goes out later. `code` is the provider's
+    /// (`AuthFailure.SignatureFailure`, `isv.AMOUNT_NOT_ENOUGH`, `20003`).
+    Refused { code: String, error: String },
 }
 
 /// What became of a message that was [`SendOutcome::Awaiting`].

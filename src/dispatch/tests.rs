@@ -124,6 +124,8 @@ fn settings(max_attempts: u32) -> DispatchSettings {
         cap: None,
         poll_every: Duration::from_secs(600),
         concurrency: 4,
+        failing_after: 5,
+        alert: None,
     }
 }
 

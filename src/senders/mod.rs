@@ -424,11 +424,22 @@ pub fn dispatcher(config: &Config) -> Result<Dispatcher, BuildError> {
             },
         );
     }
-    Ok(Dispatcher::with_routes(
-        routes,
-        config.dispatch.clone(),
-        config.clinic.timezone,
-    ))
+    let dispatcher =
+        Dispatcher::with_routes(routes, config.dispatch.clone(), config.clinic.timezone);
+    // `[dispatch] alert`: checked by `config` to name a WeCom robot.
+    let Some(name) = &config.dispatch.alert else {
+        return Ok(dispatcher);
+    };
+    let alert = match built.get(name.as_str()) {
+        Some((sender, _)) => sender.clone(),
+        None => {
+            let sender_config = configs
+                .get(name)
+                .ok_or_else(|| BuildError::new(name, "not defined under [senders]"))?;
+            build(name, sender_config, &ctx)?
+        }
+    };
+    Ok(dispatcher.with_alert(name, alert))
 }
 
 /// Builds the sender a config section describes.

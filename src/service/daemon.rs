@@ -299,6 +299,7 @@ async fn apply_reload(
                 .await?;
             }
             log_reloaded(cause, reloaded.changes);
+            probe_paused(live, scheduled.clock).await;
         }
         Err(Refused::Invalid(report)) => {
             // The same text `recall check` prints: place, the line with a
@@ -317,6 +318,23 @@ async fn apply_reload(
         }
     }
     Ok(())
+}
+
+/// After a reload (new secrets in the environment file, a fixed account):
+/// every paused sender probes at the next dispatch instead of waiting.
+async fn probe_paused(live: &Live, clock: Clock) {
+    let database = live.loaded().config.database.clone();
+    let now = clock.now().timestamp();
+    let probed = tokio::task::spawn_blocking(move || {
+        crate::store::Store::open(&database).and_then(|s| s.probe_paused_now(now))
+    })
+    .await;
+    match probed {
+        Ok(Ok(0)) => {}
+        Ok(Ok(senders)) => tracing::info!(senders, "{}", say(t!("service.reload.probing"))),
+        Ok(Err(e)) => tracing::warn!(error = %e, "{}", say(t!("service.reload.probe_failed"))),
+        Err(e) => tracing::warn!(error = %e, "{}", say(t!("service.reload.probe_failed"))),
+    }
 }
 
 /// What a successful reload changed, or that it changed nothing.

@@ -23,6 +23,7 @@ use crate::base::clock::Clock;
 use crate::base::i18n::{lang, t};
 use crate::base::metrics::{self, Snapshot};
 use crate::store::Store;
+use crate::store::health::SenderState;
 
 /// What "healthy" means for this service.
 #[derive(Debug, Clone)]
@@ -155,16 +156,23 @@ async fn scrape(store: Arc<Mutex<Store>>, clock: Clock) -> Result<Snapshot, Stri
 }
 
 /// Healthy when the database answers, the dispatcher completed a pass
-/// recently, and no scheduled tick is overdue.
+/// recently, and no scheduled tick is overdue; degraded (still 200, the
+/// service itself works) when a configured sender is paused or failing,
+/// with the reason.
 async fn check(store: Arc<Mutex<Store>>, health: &Health) -> (bool, String) {
     let now = health.clock.now();
-    let last_tick = tokio::task::spawn_blocking(move || {
+    let read = tokio::task::spawn_blocking(move || {
         let store = store.lock().unwrap_or_else(|p| p.into_inner());
-        store.last_tick().map_err(|e| e.to_string())
+        let last_tick = store.last_tick()?;
+        Ok((last_tick, store.sender_health()?))
     })
     .await
     .map_err(|e| e.to_string())
-    .and_then(|r| r);
+    .and_then(|r: Result<_, crate::store::StoreError>| r.map_err(|e| e.to_string()));
+    let (last_tick, senders) = match read {
+        Ok((tick, senders)) => (Ok(tick), senders),
+        Err(e) => (Err(e), Vec::new()),
+    };
     let (_, last_dispatch) = metrics::global().last_activity();
     let mut problems = Vec::new();
     let database = match &last_tick {
@@ -198,12 +206,58 @@ async fn check(store: Arc<Mutex<Store>>, health: &Health) -> (bool, String) {
             problems.push("the last scheduled tick has not finished".to_string());
         }
     }
+    let healthy = problems.is_empty();
+    let senders: Vec<_> = senders
+        .into_iter()
+        .filter(|h| config.senders.contains_key(&h.sender) && h.state != SenderState::Ok)
+        .collect();
+    for h in &senders {
+        let error = h.last_error.as_deref().unwrap_or("");
+        let sender = h.sender.as_str();
+        problems.push(
+            match h.state {
+                SenderState::Paused => t!(
+                    "observe.sender_paused",
+                    sender,
+                    code = h.code.as_deref().unwrap_or(""),
+                    error
+                ),
+                _ => t!(
+                    "observe.sender_failing",
+                    sender,
+                    failures = h.failures,
+                    error
+                ),
+            }
+            .render(lang()),
+        );
+    }
+    let status = match (healthy, senders.is_empty()) {
+        (false, _) => "unhealthy",
+        (true, false) => "degraded",
+        (true, true) => "ok",
+    };
+    let senders: Vec<_> = senders
+        .iter()
+        .map(|h| {
+            serde_json::json!({
+                "sender": h.sender,
+                "state": h.state.as_str(),
+                "code": h.code,
+                "failures": h.failures,
+                "last_error": h.last_error,
+                "since": h.since,
+                "next_probe_at": h.probe_at,
+            })
+        })
+        .collect();
     let body = serde_json::json!({
-        "status": if problems.is_empty() { "ok" } else { "unhealthy" },
+        "status": status,
         "database": database,
         "last_tick_at": last_tick_at,
         "last_dispatch_at": (last_dispatch > 0).then_some(last_dispatch),
         "problems": problems,
+        "senders": senders,
     });
-    (problems.is_empty(), format!("{body}\n"))
+    (healthy, format!("{body}\n"))
 }

@@ -330,4 +330,25 @@ DROP INDEX followups_external;
 DROP INDEX followups_external_id;
 CREATE UNIQUE INDEX followups_external ON followups (external_id, customer_id) WHERE external_id IS NOT NULL;
 "#,
+    // 10 (sender health): how each sender is doing, kept here so that every
+    // dispatcher (the service, each `recall dispatch`), `recall status` and
+    // `/healthz` see the same: `ok`, `failing` (its last attempts all
+    // failed) or `paused` (the provider refused the credentials or the
+    // account: nothing is sent but one probe at `probe_at`). `announced` is
+    // the state the alert sender last told staff about: a notice is owed
+    // while it differs from `state`.
+    r#"
+CREATE TABLE sender_health (
+    sender TEXT PRIMARY KEY,
+    state TEXT NOT NULL DEFAULT 'ok' CHECK (state IN ('ok', 'failing', 'paused')),
+    failures INTEGER NOT NULL DEFAULT 0,
+    code TEXT,
+    last_error TEXT,
+    since INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    probe_at INTEGER,
+    probes INTEGER NOT NULL DEFAULT 0,
+    announced TEXT NOT NULL DEFAULT 'ok'
+);
+"#,
 ];

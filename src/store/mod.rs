@@ -12,6 +12,7 @@
 //! and `log`.
 
 pub mod attribution;
+pub mod health;
 pub mod import;
 pub mod ingest;
 mod migrations;

@@ -20,6 +20,20 @@ pub struct Status {
     pub due_now: i64,
     pub last_tick: Option<TickRow>,
     pub unfinished_tick: Option<TickRow>,
+    /// Queued messages that failed and wait for a retry, per channel (also
+    /// counted as `queued` in `outreach`).
+    pub retrying: Vec<Retrying>,
+    /// How each sender is doing, as the dispatcher last recorded it.
+    pub senders: Vec<crate::store::health::SenderHealth>,
+}
+
+/// The queued messages of a channel that are retrying after a failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retrying {
+    pub channel: Channel,
+    pub count: i64,
+    /// The error of the one that failed last.
+    pub last_error: String,
 }
 
 /// Which outreach rows `recall log` shows.
@@ -159,6 +173,31 @@ impl Store {
         )?;
         status.last_tick = self.last_tick()?;
         status.unfinished_tick = self.unfinished_tick()?;
+        // A retry sets `retrying_since`; the last error is the newest's.
+        let mut stmt = self.conn.prepare(
+            "SELECT channel, count(*),
+                (SELECT last_error FROM outreach l WHERE l.channel = o.channel AND l.status = 'queued'
+                   AND l.retrying_since IS NOT NULL ORDER BY l.updated_at DESC, l.id DESC LIMIT 1)
+             FROM outreach o WHERE status = 'queued' AND retrying_since IS NOT NULL
+             GROUP BY channel ORDER BY channel",
+        )?;
+        for row in stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })? {
+            let (channel, count, last_error) = row?;
+            if let Ok(channel) = channel.parse() {
+                status.retrying.push(Retrying {
+                    channel,
+                    count,
+                    last_error: last_error.unwrap_or_default(),
+                });
+            }
+        }
+        status.senders = self.sender_health()?;
         Ok(status)
     }
 

@@ -15,6 +15,9 @@ pub enum Verdict {
     Retry(Option<Duration>),
     Permanent,
     OptedOut,
+    /// The credentials or the account, not the message: the dispatcher
+    /// pauses the sender.
+    Refused,
 }
 
 /// Maps an Aliyun `Code` (SendSms business codes and API gateway codes) to
@@ -45,8 +48,8 @@ pub fn verdict(code: &str, message: &str, now: DateTime<Utc>) -> (Verdict, &'sta
             "the account's monthly sending limit is reached; raise it in the SMS console",
         ),
         "isv.AMOUNT_NOT_ENOUGH" | "isv.OUT_OF_SERVICE" => (
-            Retry(None),
-            "the Aliyun account is out of balance (业务停机/余额不足); top it up and the messages go out on retry",
+            Refused,
+            "the Aliyun account is out of balance (业务停机/余额不足); top it up: the sender resumes when a probe goes through, or at a reload",
         ),
         "isp.SYSTEM_ERROR" | "isp.GATEWAY_ERROR" | "isv.SYSTEM_ERROR" | "ServiceUnavailable"
         | "InternalError" | "SignatureNonceUsed" => (Retry(None), "a passing error at Aliyun"),
@@ -92,9 +95,10 @@ pub fn verdict(code: &str, message: &str, now: DateTime<Utc>) -> (Verdict, &'sta
             "the message content hit Aliyun's forbidden-keyword list; change the wording or the parameters",
         ),
         "isv.EXTEND_CODE_ERROR" => (Permanent, "extension code misuse"),
-        // The account and its credentials: configuration.
+        // The account and its credentials: configuration. Every message
+        // would fail alike, so the sender is paused, no message failed.
         "isp.RAM_PERMISSION_DENY" => (
-            Permanent,
+            Refused,
             "configuration: the AccessKey's RAM user lacks SMS permission (grant AliyunDysmsFullAccess or dysms:SendSms and dysms:QuerySendDetails)",
         ),
         "isv.PRODUCT_UN_SUBSCRIPT"
@@ -102,7 +106,7 @@ pub fn verdict(code: &str, message: &str, now: DateTime<Utc>) -> (Verdict, &'sta
         | "isv.ACCOUNT_NOT_EXISTS"
         | "isv.ACCOUNT_ABNORMAL"
         | "isv.DENY_IP_RANGE" => (
-            Permanent,
+            Refused,
             "configuration: the Aliyun account cannot send SMS from here; see the SMS console",
         ),
         "SignatureDoesNotMatch"
@@ -110,7 +114,7 @@ pub fn verdict(code: &str, message: &str, now: DateTime<Utc>) -> (Verdict, &'sta
         | "InvalidAccessKeyId.NotFound"
         | "InvalidAccessKeyId.Inactive"
         | "InvalidAccessKeyId" => (
-            Permanent,
+            Refused,
             "configuration: the AccessKey ID or secret in the environment is wrong or disabled",
         ),
         // The signing time is the dispatcher's clock: the system clock, or
@@ -121,7 +125,7 @@ pub fn verdict(code: &str, message: &str, now: DateTime<Utc>) -> (Verdict, &'sta
             "the signing time is more than 15 minutes off Aliyun's: sync this machine's clock (and do not dispatch with --at to a real provider)",
         ),
         c if c.starts_with("Forbidden") => (
-            Permanent,
+            Refused,
             "configuration: the AccessKey may not call this API",
         ),
         // Unknown codes: the `isv.` family is about the request (it will not

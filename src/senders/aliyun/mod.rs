@@ -624,6 +624,7 @@ impl AliyunSms {
                 retry_after: answer.retry_after.or(wait),
             },
             Verdict::Permanent => SendOutcome::Permanent { error },
+            Verdict::Refused => SendOutcome::Refused { code, error },
             Verdict::OptedOut => SendOutcome::OptedOut {
                 reason: format!("Aliyun {code}: {text} — {hint}"),
             },

@@ -340,7 +340,9 @@ fn retryable(outcome: &SendOutcome) -> Option<Option<Duration>> {
 
 fn error_text(outcome: &SendOutcome) -> &str {
     match outcome {
-        SendOutcome::Retryable { error, .. } | SendOutcome::Permanent { error } => error,
+        SendOutcome::Retryable { error, .. }
+        | SendOutcome::Permanent { error }
+        | SendOutcome::Refused { error, .. } => error,
         SendOutcome::OptedOut { reason } => reason,
         _ => "",
     }
@@ -442,7 +444,7 @@ async fn bad_numbers_templates_and_signatures_are_permanent() {
 }
 
 #[tokio::test]
-async fn credential_errors_are_permanent_and_blame_the_configuration() {
+async fn credential_errors_refuse_the_sender_and_blame_the_configuration() {
     let outcome = outcome_of(error(
         400,
         "SignatureDoesNotMatch",
@@ -451,7 +453,7 @@ async fn credential_errors_are_permanent_and_blame_the_configuration() {
     .await;
     let error = error_text(&outcome);
     assert!(
-        matches!(outcome, SendOutcome::Permanent { .. }),
+        matches!(&outcome, SendOutcome::Refused { code, .. } if code == "SignatureDoesNotMatch"),
         "{outcome:?}"
     );
     assert!(
@@ -898,11 +900,11 @@ fn the_code_table_sorts_codes_into_outcomes() {
             "isv.DAY_LIMIT_CONTROL",
             Verdict::Retry(Some(china::until_midnight(now))),
         ),
-        ("isv.AMOUNT_NOT_ENOUGH", Verdict::Retry(None)),
+        ("isv.AMOUNT_NOT_ENOUGH", Verdict::Refused),
         ("isp.SYSTEM_ERROR", Verdict::Retry(None)),
         ("Throttling.Api", Verdict::Retry(None)),
-        ("isp.RAM_PERMISSION_DENY", Verdict::Permanent),
-        ("InvalidAccessKeyId.NotFound", Verdict::Permanent),
+        ("isp.RAM_PERMISSION_DENY", Verdict::Refused),
+        ("InvalidAccessKeyId.NotFound", Verdict::Refused),
         ("InvalidTimeStamp.Expired", Verdict::Retry(None)),
         ("isv.SOMETHING_NEW", Verdict::Permanent),
         ("SomethingElse", Verdict::Retry(None)),

@@ -504,7 +504,7 @@ impl PhoneTasks {
                 tracing::info!(tasks = total, "staff notified of new call tasks");
                 self.settle_notices(&current).await
             }
-            SendOutcome::Retryable { error, .. } => {
+            SendOutcome::Retryable { error, .. } | SendOutcome::Refused { error, .. } => {
                 tracing::warn!(tasks = total, %error,
                     "could not notify staff of new call tasks; the next dispatch tries again");
                 Ok(())

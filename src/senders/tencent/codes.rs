@@ -17,6 +17,9 @@ pub enum Verdict {
     Deferred(DateTime<Utc>),
     Permanent,
     OptedOut,
+    /// The credentials or the account, not the message: the dispatcher
+    /// pauses the sender.
+    Refused,
 }
 
 /// Maps a Tencent SMS `Code` (per-number `SendStatusSet[i].Code` or the
@@ -60,8 +63,8 @@ pub fn verdict(code: &str, now: DateTime<Utc>) -> (Verdict, &'static str) {
         ),
         "FailedOperation.InsufficientBalanceInSmsPackage"
         | "UnauthorizedOperation.ServiceSuspendDueToArrears" => (
-            Retry(None),
-            "the Tencent account is out of SMS package or in arrears; top it up and the messages go out on retry",
+            Refused,
+            "the Tencent account is out of SMS package or in arrears; top it up: the sender resumes when a probe goes through, or at a reload",
         ),
         c if c.starts_with("InternalError") || c.starts_with("RequestLimitExceeded") => {
             (Retry(None), "a passing error at Tencent")
@@ -101,16 +104,18 @@ pub fn verdict(code: &str, now: DateTime<Utc>) -> (Verdict, &'static str) {
             Retry(None),
             "the signing time is more than five minutes off Tencent's: sync this machine's clock (and do not dispatch with --at to a real provider)",
         ),
+        // Every message would fail alike: the sender is paused, no
+        // message failed.
         c if c.starts_with("AuthFailure") => (
-            Permanent,
+            Refused,
             "configuration: the SecretId/SecretKey in the environment are wrong, disabled or not allowed to send SMS",
         ),
         "InvalidParameterValue.SdkAppIdNotExist" => (
-            Permanent,
+            Refused,
             "configuration: `sms_sdk_app_id` is not an SMS application of this account (or not in `region`)",
         ),
         c if c.starts_with("UnauthorizedOperation") => (
-            Permanent,
+            Refused,
             "configuration: the account or application may not send this (check sms_sdk_app_id, IP allowlist and permissions in the SMS console)",
         ),
         c if c.starts_with("FailedOperation")

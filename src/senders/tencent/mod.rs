@@ -7,7 +7,11 @@
 //! outreach id goes in `SessionContext`, which Tencent hands back in status
 //! receipts and replies. Tencent answers per number inside an HTTP 200:
 //! `Response.SendStatusSet[i].Code` for our number, or `Response.Error` when
-//! the whole request was refused.
+//! the whole request was refused. Credential and account codes
+//! (`AuthFailure.*`, arrears, no SMS package) refuse the sender itself,
+//! which the dispatcher pauses. An attempt whose answer was lost (a
+//! timeout, a 5xx, a cut-off answer) is marked in doubt; Tencent has no
+//! look-up by `SessionContext`, so its next attempt sends again.
 //!
 //! This module must never log or format the SecretKey, and never log message
 //! content or an unmasked phone number.
@@ -26,7 +30,7 @@ use super::kit::{self, http};
 use super::{BuildError, Context, Invalid, Problems};
 use crate::base::mask;
 use crate::base::phone::{self, CountryCode};
-use crate::dispatch::sender::{Outbound, SendOutcome, Sender};
+use crate::dispatch::sender::{Outbound, SendOutcome, Sender, in_doubt};
 
 mod codes;
 
@@ -369,6 +373,10 @@ impl TencentSms {
                 reason: format!("Tencent {code}: {hint}"),
             },
             Verdict::Permanent => SendOutcome::Permanent { error },
+            Verdict::Refused => SendOutcome::Refused {
+                code: code.to_string(),
+                error,
+            },
             Verdict::OptedOut => SendOutcome::OptedOut {
                 reason: format!("Tencent {code}: {text} — {hint}"),
             },
@@ -424,12 +432,12 @@ impl TencentSms {
                     http::error_text(e)
                 )
             } else if e.is_timeout() {
-                format!(
+                in_doubt(&format!(
                     "SendSms timed out after {}; the message may have gone out (Tencent SendSms is not idempotent)",
                     humantime::format_duration(self.settings.timeout)
-                )
+                ))
             } else {
-                format!("SendSms failed: {}", http::error_text(e))
+                in_doubt(&format!("SendSms failed: {}", http::error_text(e)))
             };
             SendOutcome::Retryable {
                 error,
@@ -439,10 +447,10 @@ impl TencentSms {
         http::read_answer(response, message.now)
             .await
             .map_err(|cut| SendOutcome::Retryable {
-                error: format!(
+                error: in_doubt(&format!(
                     "SendSms: the answer was cut off ({}); the message may have gone out",
                     http::error_text(cut.error)
-                ),
+                )),
                 retry_after: cut.retry_after,
             })
     }
@@ -461,7 +469,14 @@ impl TencentSms {
         let Some(response) = response.filter(|_| status < 300) else {
             let error =
                 format!("Tencent answered SendSms with HTTP {status} and no readable Response");
-            return if status >= 500 || status == 429 || status < 300 {
+            // A 5xx or an unreadable 2xx may come after Tencent took it.
+            if status >= 500 || status < 300 {
+                return SendOutcome::Retryable {
+                    error: in_doubt(&format!("{error}; the message may have gone out")),
+                    retry_after,
+                };
+            }
+            return if status == 429 {
                 SendOutcome::Retryable { error, retry_after }
             } else {
                 SendOutcome::Permanent { error }
@@ -494,10 +509,10 @@ impl TencentSms {
             });
         let Some(ours) = ours else {
             return SendOutcome::Retryable {
-                error: format!(
+                error: in_doubt(&format!(
                     "Tencent's answer to SendSms has no status for {} (request {request_id}); the message may have gone out",
                     mask::phone(phone)
-                ),
+                )),
                 retry_after,
             };
         };

@@ -315,7 +315,9 @@ fn retryable(outcome: &SendOutcome) -> Option<Option<Duration>> {
 
 fn error_text(outcome: &SendOutcome) -> &str {
     match outcome {
-        SendOutcome::Retryable { error, .. } | SendOutcome::Permanent { error } => error,
+        SendOutcome::Retryable { error, .. }
+        | SendOutcome::Permanent { error }
+        | SendOutcome::Refused { error, .. } => error,
         SendOutcome::OptedOut { reason } | SendOutcome::Deferred { reason, .. } => reason,
         _ => "",
     }
@@ -418,7 +420,10 @@ async fn request_level_errors_are_read_from_response_error() {
         "The provided credentials could not be validated. Please check your signature is correct.",
     ))
     .await;
-    assert!(matches!(auth, SendOutcome::Permanent { .. }), "{auth:?}");
+    assert!(
+        matches!(&auth, SendOutcome::Refused { code, .. } if code == "AuthFailure.SignatureFailure"),
+        "{auth:?}"
+    );
     assert!(
         error_text(&auth).contains("configuration") && !error_text(&auth).contains(SECRET_KEY),
         "{auth:?}"
@@ -585,14 +590,14 @@ fn the_code_table_sorts_codes_into_outcomes() {
         ("LimitExceeded.PhoneNumberCountLimit", Verdict::Permanent),
         (
             "FailedOperation.InsufficientBalanceInSmsPackage",
-            Verdict::Retry(None),
+            Verdict::Refused,
         ),
-        ("AuthFailure.SecretIdNotFound", Verdict::Permanent),
-        ("AuthFailure.SignatureFailure", Verdict::Permanent),
+        ("AuthFailure.SecretIdNotFound", Verdict::Refused),
+        ("AuthFailure.SignatureFailure", Verdict::Refused),
         ("AuthFailure.SignatureExpire", Verdict::Retry(None)),
         (
             "UnauthorizedOperation.RequestIpNotInWhitelist",
-            Verdict::Permanent,
+            Verdict::Refused,
         ),
         ("FailedOperation.SomethingNew", Verdict::Permanent),
         ("SomethingElse", Verdict::Retry(None)),

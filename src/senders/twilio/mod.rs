@@ -5,7 +5,9 @@
 //! (form body `To`, `From` or `MessagingServiceSid`, `Body`; HTTP basic auth
 //! with the account SID and the auth token from the environment). Twilio's
 //! error codes decide the outcome: 21610 (the recipient replied STOP) is an
-//! opt-out and is never retried.
+//! opt-out and is never retried; 20003 (authentication), a 401, 20005 and
+//! 10001 (the account is not active) refuse the sender itself, which the
+//! dispatcher pauses.
 //!
 //! Numbers go to Twilio in E.164 (`+14155550100`, `+447700900123`), read by
 //! `base::phone`. A number stored without a country code is refused before
@@ -15,8 +17,8 @@
 //! (`1-415-555-0016` with `1` → `+14155550016`).
 //!
 //! Twilio's create-message call takes no idempotency key, so a send whose
-//! answer was lost (a timeout after the request went out) is ambiguous. Such
-//! an error is marked in doubt (`dispatch::sender::in_doubt`, saying "outcome
+//! answer was lost (a timeout after the request went out) or that Twilio
+//! answered with a 5xx is ambiguous. Such an error is marked in doubt (`dispatch::sender::in_doubt`, saying "outcome
 //! unknown"), as is a message the dispatcher was sending when it died, and
 //! the next attempt of a message in doubt first lists the
 //! recent messages to that number: if one with the same body was created in
@@ -319,28 +321,46 @@ impl TwilioSender {
                          Twilio refuses messages to them until they text START"
                     .to_string(),
             },
-            Some(20003) => SendOutcome::Permanent {
+            // The credentials (20003, or a 401 without a code) and the
+            // account (20005, 10001: suspended, out of funds, trial not
+            // activated): every message would fail alike, so the sender
+            // is paused, not the message failed.
+            Some(20003) => SendOutcome::Refused {
+                code: "20003".to_string(),
                 error: format!(
                     "{described}; a configuration problem: check account_sid and the token in {}",
                     self.auth_token_env
                 ),
             },
-            _ if status == StatusCode::UNAUTHORIZED => SendOutcome::Permanent {
+            _ if status == StatusCode::UNAUTHORIZED => SendOutcome::Refused {
+                code: code.map_or_else(|| status.as_u16().to_string(), |c| c.to_string()),
                 error: format!(
                     "{described}; a configuration problem: check account_sid and the token in {}",
                     self.auth_token_env
+                ),
+            },
+            Some(code @ (20005 | 10001)) => SendOutcome::Refused {
+                code: code.to_string(),
+                error: format!(
+                    "{described}; the Twilio account is not active (suspended, out of funds or a trial not activated): see the Twilio Console"
                 ),
             },
             Some(20429) => SendOutcome::Retryable {
                 error: described,
                 retry_after: retry_after(headers, message.now),
             },
-            _ if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() => {
-                SendOutcome::Retryable {
-                    error: described,
-                    retry_after: retry_after(headers, message.now),
-                }
-            }
+            _ if status == StatusCode::TOO_MANY_REQUESTS => SendOutcome::Retryable {
+                error: described,
+                retry_after: retry_after(headers, message.now),
+            },
+            // A 5xx says nothing of whether Twilio created the message
+            // before failing: in doubt, so the next attempt asks first.
+            _ if status.is_server_error() => SendOutcome::Retryable {
+                error: in_doubt(&format!(
+                    "{described} ({OUTCOME_UNKNOWN}: the next attempt asks Twilio before sending again)"
+                )),
+                retry_after: retry_after(headers, message.now),
+            },
             Some(21211 | 21614) => SendOutcome::Permanent {
                 error: format!("{described} (the number is invalid or cannot receive SMS)"),
             },

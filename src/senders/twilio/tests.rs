@@ -186,11 +186,22 @@ async fn invalid_numbers_are_permanent_and_masked() {
 }
 
 #[tokio::test]
-async fn bad_credentials_are_permanent_and_point_at_the_config() {
+async fn bad_credentials_and_inactive_accounts_refuse_the_sender_and_point_at_the_config() {
     let (outcome, _) = send_one(twilio_error(401, 20003, "Authenticate")).await;
-    let SendOutcome::Permanent { error } = outcome else {
-        panic!("20003 must be permanent");
+    let SendOutcome::Refused { code, error } = outcome else {
+        panic!("20003 must refuse the sender");
     };
+    assert_eq!(code, "20003");
+    for answer in [
+        twilio_error(401, 20005, "Account not active"),
+        twilio_error(403, 10001, "Account is not active"),
+    ] {
+        let (outcome, _) = send_one(answer).await;
+        assert!(
+            matches!(&outcome, SendOutcome::Refused { error, .. } if error.contains("not active")),
+            "{outcome:?}"
+        );
+    }
     assert!(
         error.contains("configuration problem") && error.contains("TWILIO_AUTH_TOKEN"),
         "{error}"
@@ -209,14 +220,23 @@ async fn throttling_honours_retry_after_and_outages_are_retried() {
             retry_after: Some(Duration::from_secs(7)),
         }
     );
+    // A 5xx may come after Twilio created the message: in doubt.
     let (outcome, _) = send_one(Reply::text(503, "upstream unavailable")).await;
-    assert!(matches!(
-        outcome,
-        SendOutcome::Retryable {
-            retry_after: None,
-            ..
-        }
-    ));
+    assert!(
+        matches!(
+            &outcome,
+            SendOutcome::Retryable {
+                retry_after: None,
+                error,
+            } if crate::store::outbox::is_in_doubt(Some(error)) && error.contains(OUTCOME_UNKNOWN)
+        ),
+        "{outcome:?}"
+    );
+    let (outcome, _) = send_one(twilio_error(429, 20429, "Too Many Requests")).await;
+    assert!(
+        matches!(&outcome, SendOutcome::Retryable { error, .. } if !crate::store::outbox::is_in_doubt(Some(error))),
+        "a refusal to take the message is not in doubt: {outcome:?}"
+    );
     let (outcome, _) = send_one(twilio_error(
         400,
         21408,
