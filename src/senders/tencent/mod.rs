@@ -470,7 +470,7 @@ impl TencentSms {
             let error =
                 format!("Tencent answered SendSms with HTTP {status} and no readable Response");
             // A 5xx or an unreadable 2xx may come after Tencent took it.
-            if status >= 500 || status < 300 {
+            if !(300..500).contains(&status) {
                 return SendOutcome::Retryable {
                     error: in_doubt(&format!("{error}; the message may have gone out")),
                     retry_after,
