@@ -305,19 +305,7 @@ impl Dispatcher {
         for health in owed {
             let content = Content::text(incident_text(&health).render(lang()));
             let recipient = Recipient::default();
-            let notice = Outbound {
-                id: 0,
-                channel: Channel::Wechat,
-                rule_id: "sender_alert",
-                template: "sender_alert",
-                content: &content,
-                recipient: &recipient,
-                address: "",
-                attempt: 1,
-                previous_error: None,
-                in_doubt: false,
-                now: clock.now(),
-            };
+            let notice = Outbound::staff_notice("sender_alert", &content, &recipient, clock.now());
             let told = match alert.send(&notice).await {
                 SendOutcome::Sent { .. } | SendOutcome::Awaiting { .. } => true,
                 SendOutcome::Permanent { error } | SendOutcome::Refused { error, .. } => {

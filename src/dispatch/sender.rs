@@ -42,6 +42,32 @@ pub struct Outbound<'a> {
     pub now: DateTime<Utc>,
 }
 
+impl<'a> Outbound<'a> {
+    /// A notice to the clinic's staff, not a customer's message (a WeCom
+    /// robot post): `kind` names it in the rule and template fields, there
+    /// is no address, and it is always a first attempt.
+    pub fn staff_notice(
+        kind: &'a str,
+        content: &'a Content,
+        nobody: &'a Recipient,
+        now: DateTime<Utc>,
+    ) -> Outbound<'a> {
+        Outbound {
+            id: 0,
+            channel: Channel::Wechat,
+            rule_id: kind,
+            template: kind,
+            content,
+            recipient: nobody,
+            address: "",
+            attempt: 1,
+            previous_error: None,
+            in_doubt: false,
+            now,
+        }
+    }
+}
+
 /// The error of an attempt that may have reached the provider (the request
 /// went out, the answer was lost): marked so that the next attempt of the
 /// message comes with [`Outbound::in_doubt`] set. The one marker of that

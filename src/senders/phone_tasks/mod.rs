@@ -28,7 +28,6 @@ use super::{BuildError, Context, Invalid, Problems, SenderConfig};
 use crate::base::clock::{self, Timestamp};
 use crate::base::content::Content;
 use crate::base::mask;
-use crate::base::model::Channel;
 use crate::config::QuietHours;
 use crate::dispatch::sender::{Outbound, PollOutcome, SendOutcome, Sender};
 use crate::store::shared::{SharedStore, blocking};
@@ -486,19 +485,7 @@ impl PhoneTasks {
         );
         let recipient = crate::store::outbox::Recipient::default();
         let content = Content::text(text);
-        let notice = Outbound {
-            id: 0,
-            channel: Channel::Wechat,
-            rule_id: "call_task_notice",
-            template: "call_task_notice",
-            content: &content,
-            recipient: &recipient,
-            address: "",
-            attempt: 1,
-            previous_error: None,
-            in_doubt: false,
-            now,
-        };
+        let notice = Outbound::staff_notice("call_task_notice", &content, &recipient, now);
         match robot.send(&notice).await {
             SendOutcome::Sent { .. } => {
                 tracing::info!(tasks = total, "staff notified of new call tasks");

@@ -5,6 +5,7 @@ use std::sync::Mutex as StdMutex;
 
 use super::*;
 use crate::base::clock::{Clock, parse_time};
+use crate::base::model::Channel;
 use crate::config::{ChannelPolicy, DispatchSettings};
 use crate::dispatch::{Dispatcher, Route};
 use crate::store::ingest::NewCustomer;
