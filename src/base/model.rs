@@ -151,10 +151,33 @@ spelled_enum! {
         OptedOut => "opted_out",
         /// Kept back on purpose: the customer is in the rule's control group.
         HeldOut => "held_out",
+        /// Taken out of the queue before any provider had it: by a person
+        /// (`recall cancel`), or never sendable (a message onboarding
+        /// replayed); `last_error` says who and why.
+        Cancelled => "cancelled",
+        /// Still unsent when its action's `expires_after` ran out (held by
+        /// a cap, quiet hours, an outage): never sent late.
+        Expired => "expired",
     }
 }
 
 impl OutreachStatus {
+    /// The status for people: its id in English, in Chinese as a clinic says it.
+    pub fn name(self) -> Text {
+        match self {
+            OutreachStatus::Queued => t!("outreach_status.queued"),
+            OutreachStatus::Sending => t!("outreach_status.sending"),
+            OutreachStatus::Awaiting => t!("outreach_status.awaiting"),
+            OutreachStatus::Sent => t!("outreach_status.sent"),
+            OutreachStatus::Failed => t!("outreach_status.failed"),
+            OutreachStatus::Suppressed => t!("outreach_status.suppressed"),
+            OutreachStatus::OptedOut => t!("outreach_status.opted_out"),
+            OutreachStatus::HeldOut => t!("outreach_status.held_out"),
+            OutreachStatus::Cancelled => t!("outreach_status.cancelled"),
+            OutreachStatus::Expired => t!("outreach_status.expired"),
+        }
+    }
+
     /// Whether a message in this status still counts as a contact: it went
     /// out, or it is on its way.
     pub fn is_contact(self) -> bool {

@@ -29,7 +29,8 @@ pub struct LogArgs {
     /// Only this channel.
     #[arg(long)]
     pub channel: Option<String>,
-    /// Only this status (queued, sending, sent, failed, suppressed, opted_out).
+    /// Only this status (queued, sending, awaiting, sent, failed, suppressed,
+    /// opted_out, held_out, cancelled, expired).
     #[arg(long)]
     pub status: Option<String>,
     /// Only entries at or after this time (clinic time).
@@ -81,8 +82,9 @@ pub(super) fn run(config_path: &Path, args: &LogArgs, now: DateTime<Utc>) -> Res
             moves(&store, &filter, tz, lang)?,
         )
     } else {
-        let rows = messages(&store, &filter, tz, lang)?;
-        let rows = if output.format == Format::Table {
+        let table = output.format == Format::Table;
+        let rows = messages(&store, &filter, tz, lang, table)?;
+        let rows = if table {
             // Keep the table readable: the columns people scan.
             rows.select(&[
                 "created", "customer", "rule", "channel", "status", "attempts", "error", "content",
@@ -123,8 +125,9 @@ fn moves(store: &Store, filter: &LogFilter, tz: Tz, lang: Lang) -> Result<Rows> 
     Ok(rows)
 }
 
-/// The messages that pass the filter, every column.
-fn messages(store: &Store, filter: &LogFilter, tz: Tz, lang: Lang) -> Result<Rows> {
+/// The messages that pass the filter, every column; statuses by their
+/// names in `lang` for a table (`已取消`), by their ids for files and scripts.
+fn messages(store: &Store, filter: &LogFilter, tz: Tz, lang: Lang, table: bool) -> Result<Rows> {
     let mut rows = Rows::keyed(
         lang,
         &[
@@ -158,7 +161,10 @@ fn messages(store: &Store, filter: &LogFilter, tz: Tz, lang: Lang) -> Result<Row
             Cell::Text(e.pool),
             Cell::Text(e.channel),
             Cell::Text(e.template),
-            Cell::Text(e.status),
+            Cell::Text(match e.status.parse::<OutreachStatus>() {
+                Ok(status) if table => status.name().render(lang),
+                _ => e.status,
+            }),
             Cell::Int(e.attempts),
             Cell::text(e.sender),
             Cell::text(e.provider_id),

@@ -6,6 +6,7 @@
 //! that a test could not reach through the library.
 
 mod backup;
+mod cancel;
 mod check;
 mod demo;
 mod dispatch;
@@ -16,6 +17,7 @@ mod import;
 mod init;
 mod log;
 mod model;
+mod onboard;
 mod outcome;
 mod prune;
 mod reload;
@@ -87,6 +89,13 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     /// Evaluate the rules once: move customers between pools and queue their messages.
     Tick(tick::TickArgs),
+    /// Place the customers an import brought in the pools their history
+    /// implies, by replaying the rules silently over it: moves recorded,
+    /// nothing sent. Until then ticks leave them alone.
+    Onboard(onboard::OnboardArgs),
+    /// Take queued messages out of the queue (status `cancelled`, who and
+    /// why in the log); nothing a provider already has is touched.
+    Cancel(cancel::CancelArgs),
     /// Send the messages that are due, through each channel's sender, ask
     /// about messages awaiting staff (WeCom tasks, call tasks), then exit.
     Dispatch(dispatch::DispatchArgs),
@@ -209,6 +218,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Test(args) => test::run(config, &args, now),
         Command::Simulate(args) => simulate::run(config, &args, now),
         Command::Tick(args) => tick::run(config, &args, now, wall_clock()),
+        Command::Onboard(args) => onboard::run(config, &args, now),
+        Command::Cancel(args) => cancel::run(config, &args, now),
         Command::Dispatch(args) => dispatch::run(config, &args, now),
         Command::Status(args) => status::run(config, &args, now),
         Command::Log(args) => log::run(config, &args, now),

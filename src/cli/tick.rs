@@ -127,6 +127,10 @@ fn write_report(
         errors = report.errors
     );
     writeln!(out, "{}", summary.render(lang))?;
+    if report.waiting > 0 {
+        let waiting = t!("onboard.waiting", count = report.waiting);
+        writeln!(out, "{}", waiting.render(lang))?;
+    }
     write_by_rule(out, report, lang)?;
     write_samples(out, report, lang)?;
     Ok(ExitCode::SUCCESS)

@@ -259,10 +259,38 @@ impl Checker<'_> {
                 }
             },
         };
+        let expires_after = match &raw.expires_after {
+            None => None,
+            Some(expiry) => match humantime::parse_duration(expiry.get_ref()) {
+                Ok(d) if !d.is_zero() => Some(d),
+                Ok(_) => {
+                    report.push(
+                        self.error(expiry, t!("rules.action.zero_expires_after"))
+                            .hint(t!("rules.action.bad_expires_after_hint")),
+                    );
+                    return None;
+                }
+                Err(e) => {
+                    report.push(
+                        self.error(
+                            expiry,
+                            t!(
+                                "rules.action.bad_expires_after",
+                                value = expiry.get_ref(),
+                                error = e
+                            ),
+                        )
+                        .hint(t!("rules.action.bad_expires_after_hint")),
+                    );
+                    return None;
+                }
+            },
+        };
         Some(Action {
             channel,
             template,
             delay,
+            expires_after,
             span: raw.channel.span(),
         })
     }

@@ -12,6 +12,7 @@ pub mod file;
 mod lint;
 pub mod typecheck;
 pub mod values;
+mod window;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -96,6 +97,8 @@ pub struct Action {
     pub template: String,
     /// How long after the tick the message is due.
     pub delay: Duration,
+    /// How long after it is due an unsent message expires (`expires_after`).
+    pub expires_after: Option<Duration>,
     /// The byte range of the action's `channel` value, for pointing at it.
     pub span: Range<usize>,
 }

@@ -463,6 +463,8 @@ async fn tick_worker(
     let ctx = Arc::new(ctx);
     // After a failed tick: when to try again, and the wait after that.
     let mut retry: Option<(tokio::time::Instant, Duration)> = None;
+    // Customers waiting for onboarding are mentioned once per run.
+    let mut told_waiting = false;
     loop {
         let retry_at = retry.map(|(at, _)| at);
         let cause = tokio::select! {
@@ -519,6 +521,14 @@ async fn tick_worker(
                 retry = None;
                 report.count_in(crate::base::metrics::global(), ctx.clock.now().timestamp());
                 log_tick(&report, cause, tz);
+                if report.waiting > 0 && !told_waiting {
+                    told_waiting = true;
+                    tracing::warn!(
+                        waiting = report.waiting,
+                        "{}",
+                        say(t!("onboard.waiting", count = report.waiting))
+                    );
+                }
                 ctx.ticked.notify_one();
             }
             // A failed tick (database locked for minutes, disk full) is

@@ -344,8 +344,9 @@ fn upsert(
 
 impl Writer<'_> {
     /// A customer: only the columns the file has are written; a new
-    /// customer starts in `new` from `first_seen` (or now), with the
-    /// consent default for every channel the file says nothing about.
+    /// customer starts in `new` from `first_seen` (or now), waiting for
+    /// onboarding, with the consent default for every channel the file
+    /// says nothing about.
     fn customer(&mut self, row: &CustomerIn) -> rusqlite::Result<Change> {
         use rusqlite::types::Value;
         let (tx, clinic_id, now) = (self.tx, self.clinic_id, self.options.now);
@@ -407,13 +408,22 @@ impl Writer<'_> {
         match existing {
             None => {
                 let first_seen = row.first_seen.unwrap_or(now);
-                let mut all_columns = vec!["clinic_id", "external_id", "created_at", "updated_at"];
+                // Waits for onboarding until judged: by `recall onboard`,
+                // or by a tick if their history turns out to be new.
+                let mut all_columns = vec![
+                    "clinic_id",
+                    "external_id",
+                    "created_at",
+                    "updated_at",
+                    "onboarding",
+                ];
                 all_columns.extend(columns.iter().copied());
                 let mut all_values = vec![
                     Value::Integer(clinic_id),
                     Value::Text(row.external_id.clone()),
                     Value::Integer(first_seen),
                     Value::Integer(now),
+                    Value::Integer(1),
                 ];
                 all_values.extend(values);
                 let mut defaulted = false;

@@ -330,4 +330,26 @@ DROP INDEX followups_external;
 DROP INDEX followups_external_id;
 CREATE UNIQUE INDEX followups_external ON followups (external_id, customer_id) WHERE external_id IS NOT NULL;
 "#,
+    // 10 (issue 12, onboarding and cancelling): a customer an import adds
+    // waits for onboarding (`onboarding` = 1) until `recall onboard` places
+    // them by their history or a tick judges them as genuinely new; a
+    // message may expire (`expires_at`, from its action's `expires_after`);
+    // and two statuses more: `cancelled` (by `recall cancel`, or replayed by
+    // onboarding and never sendable) and `expired`. SQLite cannot alter a
+    // CHECK, and rebuilding `outreach` would need foreign keys off: the
+    // CHECK is widened in place (SQLite's documented writable_schema
+    // procedure for loosening a constraint: every stored row still passes)
+    // and the schema reloaded. The ALTERs change the schema cookie, so
+    // other connections reload the schema too.
+    r#"
+ALTER TABLE customers ADD COLUMN onboarding INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX customers_onboarding ON customers (clinic_id) WHERE onboarding = 1;
+ALTER TABLE outreach ADD COLUMN expires_at INTEGER;
+CREATE INDEX outreach_expiring ON outreach (expires_at) WHERE status = 'queued' AND expires_at IS NOT NULL;
+PRAGMA writable_schema = ON;
+UPDATE sqlite_master
+   SET sql = replace(sql, '''opted_out'', ''held_out'')', '''opted_out'', ''held_out'', ''cancelled'', ''expired'')')
+ WHERE type = 'table' AND name = 'outreach';
+PRAGMA writable_schema = RESET;
+"#,
 ];

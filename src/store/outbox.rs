@@ -125,6 +125,10 @@ fn claimed_row(r: &Row<'_>) -> rusqlite::Result<Claimed> {
 /// Deferring a message keeps it.
 pub const IN_DOUBT: &str = "[in doubt] ";
 
+/// What a message that expired unsent carries in `last_error`.
+pub const EXPIRED: &str =
+    "expired: still unsent when its action's expires_after ran out; never sent";
+
 /// What crash recovery writes on a message left in `sending`.
 pub const INTERRUPTED: &str = "[in doubt] interrupted while sending; requeued";
 
@@ -207,7 +211,8 @@ impl Store {
     }
 
     /// Claims up to `limit` messages due at `now` on the given channels,
-    /// oldest due first.
+    /// oldest due first. Queued messages past their `expires_at` (on any
+    /// channel) become `expired` first, in the same transaction.
     pub fn claim_due(
         &mut self,
         now: Timestamp,
@@ -220,6 +225,13 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Expired first, in the same transaction: a message is either
+        // claimed before its expiry or expired, never both.
+        tx.prepare_cached(
+            "UPDATE outreach SET status = 'expired', last_error = ?2, updated_at = ?1
+             WHERE status = 'queued' AND expires_at IS NOT NULL AND expires_at <= ?1",
+        )?
+        .execute(params![now, EXPIRED])?;
         let ids: Vec<i64> = {
             let mut stmt = tx.prepare_cached(&format!(
                 "SELECT id FROM outreach WHERE status = 'queued' AND due_at <= ?1 AND channel IN ({})
@@ -485,6 +497,104 @@ impl Store {
             self.record_outcome(id, "delivered", now, 0, "provider", "poll")?;
         }
         Ok(())
+    }
+}
+
+/// Which queued messages `recall cancel` takes out; `None` matches all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CancelFilter {
+    pub rule: Option<String>,
+    pub channel: Option<Channel>,
+    /// The clinic's customer id.
+    pub customer: Option<String>,
+    pub template: Option<String>,
+}
+
+/// A message `recall cancel` took out of the queue (or, in a dry run, would).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelledRow {
+    pub id: i64,
+    pub customer: String,
+    pub rule_id: String,
+    pub channel: String,
+    pub template: String,
+    pub due_at: Timestamp,
+}
+
+/// What [`Store::cancel_queued`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cancelled {
+    /// The queued messages that matched: cancelled, unless a dry run.
+    pub rows: Vec<CancelledRow>,
+    /// Messages that matched but a provider already has (`sending`,
+    /// `awaiting`): left alone.
+    pub handed_over: i64,
+}
+
+const CANCEL_WHERE: &str = "(?1 IS NULL OR o.rule_id = ?1) AND (?2 IS NULL OR o.channel = ?2)
+    AND (?3 IS NULL OR c.external_id = ?3) AND (?4 IS NULL OR o.template = ?4)";
+
+impl Store {
+    /// Takes the queued messages that match `filter` out of the queue
+    /// (`cancelled`, `note` saying who and why), in one transaction: the
+    /// dispatcher claims only queued messages in its own, so each message
+    /// is either claimed and sent or cancelled, never both. Nothing a
+    /// provider has is touched. A dry run only reads.
+    pub fn cancel_queued(
+        &mut self,
+        clinic_id: i64,
+        filter: &CancelFilter,
+        note: &str,
+        dry_run: bool,
+        now: Timestamp,
+    ) -> Result<Cancelled> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let bound = params![
+            filter.rule,
+            filter.channel.map(Channel::as_str),
+            filter.customer,
+            filter.template,
+            clinic_id
+        ];
+        let rows: Vec<CancelledRow> = tx
+            .prepare(&format!(
+                "SELECT o.id, c.external_id, o.rule_id, o.channel, o.template, o.due_at
+                 FROM outreach o JOIN customers c ON c.id = o.customer_id
+                 WHERE o.status = 'queued' AND c.clinic_id = ?5 AND {CANCEL_WHERE}
+                 ORDER BY o.due_at, o.id"
+            ))?
+            .query_map(bound, |r| {
+                Ok(CancelledRow {
+                    id: r.get(0)?,
+                    customer: r.get(1)?,
+                    rule_id: r.get(2)?,
+                    channel: r.get(3)?,
+                    template: r.get(4)?,
+                    due_at: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let handed_over = tx.query_row(
+            &format!(
+                "SELECT count(*) FROM outreach o JOIN customers c ON c.id = o.customer_id
+                 WHERE o.status IN ('sending', 'awaiting') AND c.clinic_id = ?5 AND {CANCEL_WHERE}"
+            ),
+            bound,
+            |r| r.get(0),
+        )?;
+        if !dry_run {
+            let mut cancel = tx.prepare_cached(
+                "UPDATE outreach SET status = 'cancelled', last_error = ?2, updated_at = ?3
+                 WHERE id = ?1 AND status = 'queued'",
+            )?;
+            for row in &rows {
+                cancel.execute(params![row.id, redact(note), now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(Cancelled { rows, handed_over })
     }
 }
 

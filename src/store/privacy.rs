@@ -15,7 +15,8 @@ use super::{Result, Store};
 use crate::base::clock::Timestamp;
 
 /// Statuses after which a message never changes again.
-const FINAL: &str = "('sent', 'failed', 'suppressed', 'opted_out', 'held_out')";
+const FINAL: &str =
+    "('sent', 'failed', 'suppressed', 'opted_out', 'held_out', 'cancelled', 'expired')";
 
 /// What a retention pass deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -20,6 +20,10 @@ pub struct CustomerRow {
     pub tags: String,
     pub pool: Pool,
     pub entered_at: Timestamp,
+    /// Set while the customer waits for onboarding (an import added them
+    /// and nothing has judged them yet): the earliest time anything is
+    /// known of them, their first record or first visit, order or follow-up.
+    pub history_from: Option<Timestamp>,
 }
 
 /// Visits up to the tick's time.

@@ -122,11 +122,18 @@ impl Reader {
         limit: usize,
     ) -> Result<Vec<CustomerRecord>> {
         // `+c.clinic_id` keeps SQLite on the rowid range (an index on
-        // clinic_id would make every batch scan the whole clinic).
+        // clinic_id would make every batch scan the whole clinic). The
+        // history of a customer waiting for onboarding is looked up for
+        // them alone (each a few index probes).
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT id, external_id, name, gender, birth_date, city, source_channel, tags
+                "SELECT id, external_id, name, gender, birth_date, city, source_channel, tags,
+                    CASE WHEN onboarding = 1 THEN min(created_at,
+                        coalesce((SELECT min(at) FROM visits v WHERE v.customer_id = customers.id), created_at),
+                        coalesce((SELECT min(at) FROM orders o WHERE o.customer_id = customers.id), created_at),
+                        coalesce((SELECT min(at) FROM followups f WHERE f.customer_id = customers.id), created_at))
+                    END
                  FROM customers WHERE +clinic_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
             )?
             .query_map(params![clinic_id, after, limit as i64], |r| {
@@ -388,6 +395,7 @@ fn customer_row(r: &Row<'_>) -> rusqlite::Result<CustomerRow> {
         city: r.get(5)?,
         source_channel: r.get(6)?,
         tags: r.get(7)?,
+        history_from: r.get(8)?,
         pool: Pool::New,
         // Set from the pools table; a customer without a pool never exists for a tick.
         entered_at: Timestamp::MAX,
