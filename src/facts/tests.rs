@@ -27,6 +27,7 @@ fn record() -> CustomerRecord {
             tags: r#"["vip","玻尿酸"]"#.into(),
             pool: Pool::Customer,
             entered_at: at("2026-03-01 10:00"),
+            history_from: None,
         },
         visits: VisitAgg {
             count: 3,

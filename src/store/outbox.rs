@@ -1024,4 +1024,86 @@ mod tests {
         assert_eq!(again[0].content, earlier_content());
         assert!(!again[0].has_fallback);
     }
+
+    fn status(store: &Store, id: i64) -> String {
+        store
+            .conn
+            .query_row("SELECT status FROM outreach WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_claim_expires_what_is_past_its_expiry_and_never_claims_it() {
+        let fixture = outbox(
+            vec![
+                NewCustomer::named("C1", "王丽"),
+                NewCustomer::named("C2", "李娜"),
+            ],
+            Channel::Sms,
+            None,
+        );
+        let mut store = fixture.store.lock().unwrap();
+        store
+            .conn
+            .execute_batch(&format!(
+                "UPDATE outreach SET expires_at = {} WHERE id = 1;
+                 UPDATE outreach SET expires_at = {} WHERE id = 2;",
+                T0 + 60,
+                T0 + 61
+            ))
+            .unwrap();
+        // On time: both go. Handed back (a deferral), then one past its expiry.
+        let claimed = store.claim_due(T0, &[Channel::Sms], 10).unwrap();
+        assert_eq!(claimed.len(), 2);
+        store.release(&[1, 2], T0).unwrap();
+        let claimed = store.claim_due(T0 + 61, &[Channel::Sms], 10).unwrap();
+        assert!(claimed.is_empty(), "{claimed:?}");
+        assert_eq!(status(&store, 1), "expired");
+        assert_eq!(status(&store, 2), "expired");
+        // The log says why.
+        let last: Option<String> = store
+            .conn
+            .query_row("SELECT last_error FROM outreach WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(last.as_deref(), Some(EXPIRED));
+    }
+
+    #[test]
+    fn cancel_leaves_a_claimed_message_to_its_dispatcher() {
+        let fixture = outbox(
+            vec![
+                NewCustomer::named("C1", "王丽"),
+                NewCustomer::named("C2", "李娜"),
+            ],
+            Channel::Sms,
+            None,
+        );
+        let mut store = fixture.store.lock().unwrap();
+        let claimed = store.claim_due(T0, &[Channel::Sms], 1).unwrap();
+        assert_eq!(claimed[0].id, 1);
+        let filter = CancelFilter {
+            rule: Some("r".into()),
+            ..CancelFilter::default()
+        };
+        let dry = store.cancel_queued(1, &filter, "why", true, T0).unwrap();
+        assert_eq!((dry.rows.len(), dry.handed_over), (1, 1));
+        assert_eq!(status(&store, 2), "queued", "a dry run writes nothing");
+        let done = store.cancel_queued(1, &filter, "why", false, T0).unwrap();
+        assert_eq!(done.rows[0].id, 2);
+        assert_eq!(status(&store, 2), "cancelled");
+        // The dispatcher's outcome still lands on its message; the
+        // cancelled one is never claimed.
+        store.mark_sent(1, "log", "p1", 45, T0).unwrap();
+        assert_eq!(status(&store, 1), "sent");
+        assert!(
+            store
+                .claim_due(T0 + 10, &[Channel::Sms], 10)
+                .unwrap()
+                .is_empty()
+        );
+    }
 }
