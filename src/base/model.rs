@@ -117,6 +117,18 @@ spelled_enum! {
     }
 }
 
+impl Channel {
+    /// The channel's name for people: its id in English, 短信 in Chinese.
+    pub fn name(self) -> Text {
+        match self {
+            Channel::Sms => t!("channel.sms"),
+            Channel::Phone => t!("channel.phone"),
+            Channel::Wechat => t!("channel.wechat"),
+            Channel::Email => t!("channel.email"),
+        }
+    }
+}
+
 spelled_enum! {
     /// What a clinic's follow-up (回访) achieved.
     FollowupResult {
@@ -155,6 +167,20 @@ spelled_enum! {
 }
 
 impl OutreachStatus {
+    /// The status's name for people: its id in English, 排队中 in Chinese.
+    pub fn name(self) -> Text {
+        match self {
+            OutreachStatus::Queued => t!("outreach.queued"),
+            OutreachStatus::Sending => t!("outreach.sending"),
+            OutreachStatus::Awaiting => t!("outreach.awaiting"),
+            OutreachStatus::Sent => t!("outreach.sent"),
+            OutreachStatus::Failed => t!("outreach.failed"),
+            OutreachStatus::Suppressed => t!("outreach.suppressed"),
+            OutreachStatus::OptedOut => t!("outreach.opted_out"),
+            OutreachStatus::HeldOut => t!("outreach.held_out"),
+        }
+    }
+
     /// Whether a message in this status still counts as a contact: it went
     /// out, or it is on its way.
     pub fn is_contact(self) -> bool {

@@ -12,7 +12,9 @@ use chrono_tz::Tz;
 
 use super::{Dispatcher, Route, defer};
 use crate::base::clock::{self, Clock, Timestamp};
+use crate::base::i18n::t;
 use crate::base::model::Channel;
+use crate::base::reason::stored;
 use crate::config::QuietHours;
 use crate::store::StoreError;
 use crate::store::outbox::{Claimed, Settle};
@@ -21,9 +23,9 @@ use crate::store::shared::{SharedStore, blocking};
 /// Why a message cannot go out on its channel as it stands.
 enum Blocked {
     /// Do-not-contact: no channel at all.
-    Everywhere(&'static str),
+    Everywhere(String),
     /// This channel only: a fallback may still reach the customer.
-    Here(&'static str),
+    Here(String),
 }
 
 impl Dispatcher {
@@ -52,19 +54,15 @@ impl Dispatcher {
         match blocked(&message, route) {
             Some(Blocked::Everywhere(reason)) => {
                 tracing::info!(id, channel = channel.as_str(), %customer, reason, "suppressed");
-                return Settle::Suppressed {
-                    id,
-                    reason: reason.to_string(),
-                    at,
-                };
+                return Settle::Suppressed { id, reason, at };
             }
             Some(Blocked::Here(reason)) => {
                 let suppressed = Settle::Suppressed {
                     id,
-                    reason: reason.to_string(),
+                    reason: reason.clone(),
                     at,
                 };
-                return match self.fall_back(&message, reason, at, suppressed) {
+                return match self.fall_back(&message, &reason, at, suppressed) {
                     Ok(fall_back) => fall_back,
                     Err(suppressed) => {
                         tracing::info!(id, channel = channel.as_str(), %customer, reason, "suppressed");
@@ -86,10 +84,11 @@ impl Dispatcher {
             .quiet_hours
             .and_then(|q| quiet_until(q, now, self.tz))
         {
-            let reason = format!(
-                "quiet hours for {channel}; waits until {}",
-                clock::format_local(until, self.tz)
-            );
+            let reason = stored(t!(
+                "reason.quiet_hours",
+                channel,
+                until = clock::format_local(until, self.tz)
+            ));
             return defer(id, reason, until, at);
         }
         if let Some((until, reason)) = self.cap_until(caps, &message, route, at) {
@@ -112,10 +111,11 @@ impl Dispatcher {
         at: Timestamp,
     ) -> Option<Settle> {
         let learned_from = opt_outs.learned(message)?;
-        let reason = format!(
-            "opted out of {} (the provider's answer to message {learned_from} in this dispatch round)",
-            message.channel
-        );
+        let reason = stored(t!(
+            "reason.opted_out_this_round",
+            channel = message.channel,
+            message = learned_from
+        ));
         let suppressed = Settle::Suppressed {
             id: message.id,
             reason: reason.clone(),
@@ -153,7 +153,7 @@ impl Dispatcher {
         }
         Ok(Settle::FallBack {
             id: message.id,
-            note: format!("{why}; falling back to {fallback}"),
+            note: stored(t!("reason.falling_back", why, fallback)),
             routed: self.channels(),
             at,
             otherwise: Box::new(otherwise),
@@ -226,13 +226,14 @@ impl Dispatcher {
             });
             if count >= i64::from(cap.count) {
                 let until = oldest.unwrap_or(now) + window + 1;
-                let scope = channel.map_or("all channels".to_string(), |c| c.to_string());
-                let reason = format!(
-                    "frequency cap of {} per {} on {scope} reached; waits until {}",
-                    cap.count,
-                    humantime::format_duration(cap.window),
-                    clock::format_local(until, self.tz)
-                );
+                let scope = channel.map_or(t!("reason.all_channels"), Channel::name);
+                let reason = stored(t!(
+                    "reason.cap",
+                    count = cap.count,
+                    window = humantime::format_duration(cap.window),
+                    scope,
+                    until = clock::format_local(until, self.tz)
+                ));
                 if latest.as_ref().is_none_or(|(t, _)| until > *t) {
                     latest = Some((until, reason));
                 }
@@ -297,14 +298,14 @@ impl OptOuts {
 /// without it is blocked here, before any sender sees the message.
 fn blocked(message: &Claimed, route: &Route) -> Option<Blocked> {
     if message.do_not_contact {
-        Some(Blocked::Everywhere("customer is marked do-not-contact"))
+        Some(Blocked::Everywhere(stored(t!("reason.do_not_contact"))))
     } else if !message.consent {
-        Some(Blocked::Here(match message.channel {
-            Channel::Sms => "no consent for sms",
-            Channel::Phone => "no consent for phone calls",
-            Channel::Wechat => "no consent for wechat",
-            Channel::Email => "no consent for email",
-        }))
+        Some(Blocked::Here(stored(match message.channel {
+            Channel::Sms => t!("reason.no_consent.sms"),
+            Channel::Phone => t!("reason.no_consent.phone"),
+            Channel::Wechat => t!("reason.no_consent.wechat"),
+            Channel::Email => t!("reason.no_consent.email"),
+        })))
     } else if address(message, route).is_none() {
         Some(Blocked::Here(
             route.sender.address_kind(message.channel).missing(),

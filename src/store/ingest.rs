@@ -10,7 +10,9 @@ use rusqlite::{Transaction, params};
 
 use super::{Result, Store};
 use crate::base::clock::Timestamp;
+use crate::base::i18n::t;
 use crate::base::model::{FollowupResult, Gender, Pool};
+use crate::base::reason::stored;
 
 /// Which channels a customer agreed to be contacted on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +118,12 @@ impl Ingest<'_> {
                 first_seen_at,
             ])?;
         let id = self.tx.last_insert_rowid();
-        self.place(id, Pool::New, first_seen_at, "first record of the customer")?;
+        self.place(
+            id,
+            Pool::New,
+            first_seen_at,
+            &stored(t!("move.first_record")),
+        )?;
         Ok(id)
     }
 

@@ -17,7 +17,9 @@ use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 use super::{Result, Store};
 use crate::base::clock::Timestamp;
 use crate::base::content::Content;
-use crate::base::model::Channel;
+use crate::base::i18n::t;
+use crate::base::model::{Channel, OutreachStatus};
+use crate::base::reason::stored;
 use crate::base::redact::redact;
 
 /// Who a message goes to, with every address the clinic has for them.
@@ -122,11 +124,14 @@ fn claimed_row(r: &Row<'_>) -> rusqlite::Result<Claimed> {
 /// marker of that state, whoever set it; the next claim reads it as
 /// [`Claimed::in_doubt`], and senders whose provider can be asked (Aliyun's
 /// QuerySendDetails, Twilio's message list) ask before sending again.
-/// Deferring a message keeps it.
+/// Deferring a message keeps it. The start of `reason.in_doubt` in the
+/// catalogue, as [`mark_in_doubt`] writes it.
 pub const IN_DOUBT: &str = "[in doubt] ";
 
 /// What crash recovery writes on a message left in `sending`.
-pub const INTERRUPTED: &str = "[in doubt] interrupted while sending; requeued";
+fn interrupted() -> String {
+    mark_in_doubt(&stored(t!("reason.interrupted")))
+}
 
 /// Whether an outreach's `last_error` says its previous attempt is in doubt.
 pub fn is_in_doubt(last_error: Option<&str>) -> bool {
@@ -138,7 +143,7 @@ pub fn mark_in_doubt(error: &str) -> String {
     if error.starts_with(IN_DOUBT) {
         error.to_string()
     } else {
-        format!("{IN_DOUBT}{error}")
+        stored(t!("reason.in_doubt", error))
     }
 }
 
@@ -174,7 +179,7 @@ fn placeholders(first: usize, count: usize) -> String {
 
 impl Store {
     /// Puts messages left in `sending` by a dispatcher that died back in the
-    /// queue, marked in doubt ([`INTERRUPTED`]): the provider may have taken
+    /// queue, marked in doubt ([`interrupted`]): the provider may have taken
     /// them before the crash, so senders that can ask do so before sending
     /// again. Call once when a dispatcher starts, holding the dispatch lock.
     /// Returns how many were requeued.
@@ -182,7 +187,7 @@ impl Store {
         Ok(self.conn.execute(
             "UPDATE outreach SET status = 'queued', updated_at = ?1, last_error = ?2
              WHERE status = 'sending'",
-            params![now, INTERRUPTED],
+            params![now, interrupted()],
         )?)
     }
 
@@ -198,8 +203,9 @@ impl Store {
                 "UPDATE outreach SET status = 'queued', updated_at = ?2, last_error = ?3
                  WHERE id = ?1 AND status = 'sending'",
             )?;
+            let interrupted = interrupted();
             for id in ids {
-                requeued += update.execute(params![id, now, INTERRUPTED])?;
+                requeued += update.execute(params![id, now, interrupted])?;
             }
         }
         tx.commit()?;
@@ -382,11 +388,18 @@ impl Store {
         Ok(self.conn.execute(
             "UPDATE outreach SET status = 'queued', attempts = 0, retrying_since = NULL,
                 due_at = ?1, updated_at = ?1,
-                last_error = 'requeued by hand after: ' || coalesce(last_error, 'failed')
+                last_error = ?4 || coalesce(last_error, ?5)
              WHERE status = 'failed'
                AND (?2 IS NULL OR channel = ?2)
                AND (?3 IS NULL OR updated_at >= ?3)",
-            params![now, channel.map(|c| c.as_str()), since],
+            params![
+                now,
+                channel.map(|c| c.as_str()),
+                since,
+                // The sentence up to its `{error}`, which SQL appends.
+                stored(t!("reason.requeued_by_hand", error = "")),
+                OutreachStatus::Failed.as_str()
+            ],
         )?)
     }
 
