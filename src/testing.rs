@@ -326,6 +326,7 @@ fn queue(
             failure: None,
             held_out: false,
             attribution_days: 30,
+            assign_to: None,
         }],
         ..TickBatch::default()
     };

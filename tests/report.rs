@@ -171,6 +171,7 @@ fn fixture() -> Clinic {
                 failure: None,
                 held_out: fate == Fate::HeldOut,
                 attribution_days: 30,
+                assign_to: None,
             }],
             ..TickBatch::default()
         };
@@ -687,6 +688,7 @@ fn a_visit_recorded_before_the_call_is_marked_reached_is_still_a_recall() {
                 failure: None,
                 held_out: false,
                 attribution_days: 30,
+                assign_to: None,
             }],
             ..TickBatch::default()
         };

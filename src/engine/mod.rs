@@ -25,7 +25,7 @@ use crate::base::metrics::Metrics;
 use crate::base::model::Channel;
 use crate::config::Clinic;
 use crate::facts::{FactContext, Facts};
-use crate::rules::RuleSet;
+use crate::rules::{Assign, RuleSet};
 use crate::rules::eval::Evaluator;
 use crate::store::outbox::Fallback;
 use crate::store::record::CustomerRecord;
@@ -597,6 +597,10 @@ fn decide(
                 failure,
                 held_out,
                 attribution_days: rule.attribution_days,
+                assign_to: match action.assign {
+                    Assign::Advisor => facts.advisor.clone(),
+                    Assign::RoundRobin => None,
+                },
             }
         })
         .collect();

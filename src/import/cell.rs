@@ -9,7 +9,7 @@ use chrono_tz::Tz;
 use super::records::Record;
 use super::{RowError, quote};
 use crate::base::clock::{self, Timestamp};
-use crate::base::model::{FollowupResult, Gender};
+use crate::base::model::{FollowupResult, Gender, Words};
 
 /// One row's cells by column id.
 pub(super) struct Cell<'a> {
@@ -181,22 +181,9 @@ fn parse_flag(text: &str) -> Option<bool> {
 }
 
 pub(super) fn parse_gender(text: &str) -> Option<Gender> {
-    match text.trim().to_lowercase().as_str() {
-        "女" | "female" | "f" => Some(Gender::Female),
-        "男" | "male" | "m" => Some(Gender::Male),
-        "其他" | "other" => Some(Gender::Other),
-        _ => None,
-    }
+    Gender::from_word(text)
 }
 
 pub(super) fn followup_result(text: &str) -> Option<FollowupResult> {
-    match text.trim().to_lowercase().as_str() {
-        "smooth" | "顺畅" | "正常" | "跟进顺畅" => Some(FollowupResult::Smooth),
-        "not_smooth" | "不顺畅" | "跟进不顺畅" => Some(FollowupResult::NotSmooth),
-        "unreachable" | "未接通" | "联系不上" | "无人接听" => {
-            Some(FollowupResult::Unreachable)
-        }
-        "refused" | "拒绝" | "拒接" => Some(FollowupResult::Refused),
-        _ => None,
-    }
+    FollowupResult::from_word(text)
 }

@@ -127,6 +127,8 @@ pub struct CustomerIn {
     pub city: Option<Option<String>>,
     pub source_channel: Option<Option<String>>,
     pub tags: Option<Vec<String>>,
+    /// The customer's own advisor (专属顾问): a staff member's name.
+    pub advisor: Option<Option<String>>,
     /// sms, phone, wechat, email: `None` when the file says nothing (no
     /// column, or an empty cell).
     pub consent: [Option<bool>; 4],
@@ -420,6 +422,7 @@ fn customer(
         birth_date,
         city: cell.optional("city"),
         source_channel: cell.optional("source_channel"),
+        advisor: cell.optional("advisor"),
         tags: cell.raw("tags").map(|t| {
             t.split([',', ';', '，', '；', '、', '|'])
                 .map(str::trim)

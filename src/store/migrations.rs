@@ -330,4 +330,14 @@ DROP INDEX followups_external;
 DROP INDEX followups_external_id;
 CREATE UNIQUE INDEX followups_external ON followups (external_id, customer_id) WHERE external_id IS NOT NULL;
 "#,
+    // 10 (issue 12, advisors): a customer's own advisor (专属顾问), as
+    // imported; the staff member a phone message is meant for, decided by
+    // the tick (an action with `assign = "advisor"`); and whether a call
+    // task went to the customer's advisor rather than by round robin, so
+    // the round robin's turn skips it.
+    r#"
+ALTER TABLE customers ADD COLUMN advisor TEXT;
+ALTER TABLE outreach ADD COLUMN assign_to TEXT;
+ALTER TABLE call_tasks ADD COLUMN via_advisor INTEGER NOT NULL DEFAULT 0;
+"#,
 ];

@@ -126,7 +126,7 @@ impl Reader {
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT id, external_id, name, gender, birth_date, city, source_channel, tags
+                "SELECT id, external_id, name, gender, birth_date, city, source_channel, tags, advisor
                  FROM customers WHERE +clinic_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
             )?
             .query_map(params![clinic_id, after, limit as i64], |r| {
@@ -388,6 +388,7 @@ fn customer_row(r: &Row<'_>) -> rusqlite::Result<CustomerRow> {
         city: r.get(5)?,
         source_channel: r.get(6)?,
         tags: r.get(7)?,
+        advisor: r.get(8)?,
         pool: Pool::New,
         // Set from the pools table; a customer without a pool never exists for a tick.
         entered_at: Timestamp::MAX,

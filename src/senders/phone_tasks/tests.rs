@@ -24,6 +24,8 @@ fn config(staff: &[(&str, u32)]) -> Config {
             .map(|(name, capacity)| Staff {
                 name: name.to_string(),
                 daily_capacity: *capacity,
+                advisor: false,
+                off: false,
             })
             .collect(),
         working_hours: default_hours(),
