@@ -342,8 +342,8 @@ fn a_29_february_birthday_is_on_28_february_in_other_years() {
     assert_eq!(days_to_birthday(leap, date(2028, 2, 28)), 1, "2028 has a 29th");
     assert_eq!(days_to_birthday(leap, date(2028, 2, 29)), 0);
     // The day after: next year's 28 February.
-    assert_eq!(days_to_birthday(leap, date(2027, 3, 1)), 364);
-    assert_eq!(days_to_birthday(leap, date(2028, 3, 1)), 364);
+    assert_eq!(days_to_birthday(leap, date(2027, 3, 1)), 365, "to 2028-02-29");
+    assert_eq!(days_to_birthday(leap, date(2028, 3, 1)), 364, "to 2029-02-28");
 }
 
 #[test]
