@@ -182,7 +182,10 @@ fn an_advisor_rule_sends_the_call_to_the_advisor_and_falls_back_to_the_round_rob
     assert!(task("C1").2 && task("C6").2, "{tasks:?}");
     for fallback in ["C2", "C3", "C4"] {
         let (_, staff, via_advisor) = task(fallback);
-        assert!(!via_advisor, "{fallback} goes to the round robin: {tasks:?}");
+        assert!(
+            !via_advisor,
+            "{fallback} goes to the round robin: {tasks:?}"
+        );
         assert_ne!(staff, "李娜", "李娜 is off: no call at all");
     }
 
@@ -223,7 +226,10 @@ fn check_warns_when_no_staff_is_an_advisor_and_refuses_an_unknown_assign() {
         text.contains("rule `vip_advisor_call` gives calls to the customer's advisor, but no staff entry of the phone sender `calls` is an advisor"),
         "{text}"
     );
-    assert!(text.contains("rules/front.toml:10:10"), "at the assign value:\n{text}");
+    assert!(
+        text.contains("rules/front.toml:10:10"),
+        "at the assign value:\n{text}"
+    );
     assert!(text.contains("advisor = true"), "{text}");
 
     with_rules(&clinic, &VIP_CALL.replace("\"advisor\"", "\"advisr\""));
@@ -405,7 +411,11 @@ when = 'city == "上海" && visit_cont > 3'
             .unwrap_or_else(|| panic!("no {needle:?} in\n{text}"))
     };
     let full = at("full-width `（` from a Chinese keyboard: conditions need the half-width `(`");
-    assert_eq!(lines[full + 1].trim(), "--> rules/front.toml:6:25", "{text}");
+    assert_eq!(
+        lines[full + 1].trim(),
+        "--> rules/front.toml:6:25",
+        "{text}"
+    );
     assert_eq!(
         lines[full + 3],
         "6 | when = 'city == \"上海\" && （visit_count ＞ 3）'"
@@ -417,7 +427,11 @@ when = 'city == "上海" && visit_cont > 3'
         "{text}"
     );
     let typo = at("unknown fact `visit_cont`");
-    assert_eq!(lines[typo + 1].trim(), "--> rules/front.toml:12:25", "{text}");
+    assert_eq!(
+        lines[typo + 1].trim(),
+        "--> rules/front.toml:12:25",
+        "{text}"
+    );
     assert_eq!(
         lines[typo + 4],
         format!("   | {}{}", " ".repeat(26), "^".repeat("visit_cont".len())),

@@ -213,7 +213,10 @@ impl Words for Gender {
 
 impl Words for FollowupResult {
     const WORDS: &'static [(FollowupResult, &'static [&'static str])] = &[
-        (FollowupResult::Smooth, &["smooth", "顺畅", "正常", "跟进顺畅"]),
+        (
+            FollowupResult::Smooth,
+            &["smooth", "顺畅", "正常", "跟进顺畅"],
+        ),
         (
             FollowupResult::NotSmooth,
             &["not_smooth", "不顺畅", "跟进不顺畅"],

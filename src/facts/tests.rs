@@ -321,7 +321,11 @@ fn days_to_birthday_is_zero_on_the_day_and_counts_to_the_next_one() {
     assert_eq!(days_to_birthday(birth, date(2026, 6, 15)), 0);
     assert_eq!(days_to_birthday(birth, date(2026, 6, 14)), 1);
     assert_eq!(days_to_birthday(birth, date(2026, 6, 16)), 364);
-    assert_eq!(days_to_birthday(birth, date(2027, 6, 16)), 365, "2028 is leap");
+    assert_eq!(
+        days_to_birthday(birth, date(2027, 6, 16)),
+        365,
+        "2028 is leap"
+    );
 }
 
 #[test]
@@ -339,11 +343,23 @@ fn a_29_february_birthday_is_on_28_february_in_other_years() {
     let leap = date(1996, 2, 29);
     assert_eq!(days_to_birthday(leap, date(2027, 2, 28)), 0);
     assert_eq!(days_to_birthday(leap, date(2027, 2, 21)), 7);
-    assert_eq!(days_to_birthday(leap, date(2028, 2, 28)), 1, "2028 has a 29th");
+    assert_eq!(
+        days_to_birthday(leap, date(2028, 2, 28)),
+        1,
+        "2028 has a 29th"
+    );
     assert_eq!(days_to_birthday(leap, date(2028, 2, 29)), 0);
     // The day after: next year's 28 February.
-    assert_eq!(days_to_birthday(leap, date(2027, 3, 1)), 365, "to 2028-02-29");
-    assert_eq!(days_to_birthday(leap, date(2028, 3, 1)), 364, "to 2029-02-28");
+    assert_eq!(
+        days_to_birthday(leap, date(2027, 3, 1)),
+        365,
+        "to 2028-02-29"
+    );
+    assert_eq!(
+        days_to_birthday(leap, date(2028, 3, 1)),
+        364,
+        "to 2029-02-28"
+    );
 }
 
 #[test]

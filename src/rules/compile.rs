@@ -308,9 +308,13 @@ impl Checker<'_> {
             at(start)..at(end.max(start + 1))
         };
         // CEL's offsets are bytes of the condition, `stop` included.
-        let chars_before = |byte: usize| source.char_indices().take_while(|(i, _)| *i < byte).count();
+        let chars_before =
+            |byte: usize| source.char_indices().take_while(|(i, _)| *i < byte).count();
         let expr_span = |(start, stop): (u32, u32)| {
-            to_file(chars_before(start as usize), chars_before(stop as usize + 1))
+            to_file(
+                chars_before(start as usize),
+                chars_before(stop as usize + 1),
+            )
         };
         if source.trim().is_empty() {
             report.push(
@@ -434,7 +438,7 @@ impl Checker<'_> {
                     .iter()
                     .filter_map(|w| Some((info.offset_for(w.expr_id)?, w.id)))
                     .collect();
-                words.sort_by(|a, b| b.0.cmp(&a.0));
+                words.sort_by_key(|w| std::cmp::Reverse(w.0));
                 for ((start, stop), id) in words {
                     let range = start as usize..(stop as usize + 1).min(text.len());
                     if text.is_char_boundary(range.start) && text.is_char_boundary(range.end) {

@@ -588,7 +588,10 @@ fn carets_count_escapes_and_multibyte_text_and_cover_the_whole_name() {
     )
     .unwrap_err()
     .render(false);
-    assert!(rendered.contains("\n  |         ^^^^^^^^^^\n"), "{rendered}");
+    assert!(
+        rendered.contains("\n  |         ^^^^^^^^^^\n"),
+        "{rendered}"
+    );
 }
 
 #[test]

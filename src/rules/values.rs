@@ -107,12 +107,7 @@ fn text_of(expr: &IdedExpr) -> Option<&str> {
     }
 }
 
-fn test_literal(
-    literal: &IdedExpr,
-    fact: &'static str,
-    known: &[&'static str],
-    found: &mut Found,
-) {
+fn test_literal(literal: &IdedExpr, fact: &'static str, known: &[&'static str], found: &mut Found) {
     let Some(text) = text_of(literal) else { return };
     match canonical(fact, text) {
         Some(id) if id == text => {}

@@ -8,9 +8,9 @@ pub mod scaffold;
 
 use std::sync::Arc;
 
+use crate::base::diag::Diagnostic;
 use crate::base::i18n::t;
 use crate::config::{self, Config};
-use crate::base::diag::Diagnostic;
 use crate::rules::{Action, Assign, Rule, RuleSet};
 use crate::senders::SenderConfig;
 use crate::templates::TemplateSet;

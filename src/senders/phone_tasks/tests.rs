@@ -468,7 +468,12 @@ async fn advisor_calls_go_to_the_advisor_and_otherwise_to_the_round_robin() {
     // (off), 4 has no advisor. Their SMS messages are not routed here.
     let f = outbox(customers(4), Channel::Sms, None);
     let due = shanghai("2026-06-01 09:00").timestamp();
-    for (customer, advisor) in [(1, Some("王芳")), (2, Some("王芳")), (3, Some("李娜")), (4, None)] {
+    for (customer, advisor) in [
+        (1, Some("王芳")),
+        (2, Some("王芳")),
+        (3, Some("李娜")),
+        (4, None),
+    ] {
         queue_assigned(&f.store, customer, due, advisor);
     }
     let mut config = config(&[("小周", 10), ("王芳", 1), ("小林", 10), ("李娜", 10)]);
