@@ -110,6 +110,14 @@ fn messages(clinic: &Clinic) -> Vec<(String, String, String)> {
         .unwrap()
 }
 
+fn tick(clinic: &Clinic, at: &str) {
+    clinic
+        .recall()
+        .args(["tick", "--at", at])
+        .assert()
+        .success();
+}
+
 fn check(clinic: &Clinic, lang: &str) -> (bool, String) {
     let out = clinic
         .recall()
@@ -154,11 +162,7 @@ fn an_advisor_rule_sends_the_call_to_the_advisor_and_falls_back_to_the_round_rob
         "no warning: 王芳 is an advisor\n{text}"
     );
 
-    clinic
-        .recall()
-        .args(["tick", "--at", &format!("{MONDAY} 09:00")])
-        .assert()
-        .success();
+    tick(&clinic, &format!("{MONDAY} 09:00"));
     assert_eq!(
         clinic.count("SELECT count(*) FROM outreach WHERE assign_to = '王芳'"),
         2,
@@ -283,11 +287,7 @@ fn birthday_rules_fire_in_the_week_and_the_month_and_29_february_is_28_february(
          B4,孙磊,男,,2026-01-01\n",
     );
     // 2027 has no 29 February: B2's birthday is on the 28th, 8 days away.
-    clinic
-        .recall()
-        .args(["tick", "--at", "2027-02-20 09:00"])
-        .assert()
-        .success();
+    tick(&clinic, "2027-02-20 09:00");
     let fired = messages(&clinic);
     assert_eq!(
         fired,
@@ -298,11 +298,7 @@ fn birthday_rules_fire_in_the_week_and_the_month_and_29_february_is_28_february(
         )],
         "only B1 (born in March)"
     );
-    clinic
-        .recall()
-        .args(["tick", "--at", "2027-02-21 09:00"])
-        .assert()
-        .success();
+    tick(&clinic, "2027-02-21 09:00");
     let fired = messages(&clinic);
     assert_eq!(fired.len(), 2, "{fired:?}");
     assert_eq!(
@@ -355,11 +351,7 @@ fn chinese_values_in_conditions_mean_the_english_ones() {
         "followups.csv",
         "回访编号,客户编号,回访时间,回访结果\nF1,G3,2026-02-01,不顺畅\nF2,G4,2026-02-01,顺畅\n",
     );
-    clinic
-        .recall()
-        .args(["tick", "--at", "2026-03-01 09:00"])
-        .assert()
-        .success();
+    tick(&clinic, "2026-03-01 09:00");
     let fired: Vec<(String, String)> = messages(&clinic)
         .into_iter()
         .map(|(customer, rule, _)| (customer, rule))
