@@ -7,6 +7,7 @@
 
 mod backup;
 mod check;
+mod customer;
 mod demo;
 mod dispatch;
 mod export;
@@ -94,6 +95,10 @@ pub enum Command {
     Status(status::StatusArgs),
     /// The outreach log: every message, what it said and what became of it.
     Log(log::LogArgs),
+    /// Find a customer by clinic id, name or phone and tell their story:
+    /// pool, facts now (churn facts with their model), and one timeline of
+    /// visits, orders, follow-ups, moves with reasons, messages, call tasks.
+    Customer(customer::CustomerArgs),
     /// The facts rule conditions can use, with their exact definitions.
     Facts(facts::FactsArgs),
     /// Import customers, visits, orders or follow-ups from a CRM/HIS CSV export
@@ -212,6 +217,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Dispatch(args) => dispatch::run(config, &args, now),
         Command::Status(args) => status::run(config, &args, now),
         Command::Log(args) => log::run(config, &args, now),
+        Command::Customer(args) => customer::run(config, &args, now),
         Command::Facts(args) => facts::run(&args),
         Command::Import(args) => import::run(config, &args, now),
         Command::Report(args) => report::run(
