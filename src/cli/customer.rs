@@ -14,8 +14,10 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use clap::Args;
 
-use super::{Book, Format, OutputArgs, Rows, lang, load_config, open_store, parse_at, write};
-use crate::base::i18n::{Lang, Text, list, t};
+use super::{
+    Book, Format, OutputArgs, Rows, lang, load_config, only_section, open_store, parse_at, write,
+};
+use crate::base::i18n::{Lang, Text, t};
 use crate::base::mask;
 use crate::base::output::{Cell, Section};
 use crate::engine::story::{CustomerStory, customer_story};
@@ -77,22 +79,16 @@ pub(super) fn run(config_path: &Path, args: &CustomerArgs, now: DateTime<Utc>) -
         bail!(t!("customer.none", query).render(lang));
     };
     let table = output.format == Format::Table;
-    let mut book = book(&story, lang, tz, table);
+    let mut book = only_section(
+        book(&story, lang, tz, table),
+        args.section.as_deref(),
+        |section, known| t!("customer.unknown_section", section, known),
+    )?;
     if table {
         // The value as a reason quotes it is for scripts; people read the value.
         for section in book.sections.iter_mut().filter(|s| s.key == "facts") {
             section.rows = section.rows.select(&["fact", "value", "model"]);
         }
-    }
-    if let Some(key) = &args.section {
-        let keys: Vec<String> = book.sections.iter().map(|s| s.key.clone()).collect();
-        book = match book.only(key) {
-            Some(book) => book,
-            None => {
-                let known = list(keys, t!("sep.list"));
-                bail!(t!("customer.unknown_section", section = key, known).render(lang))
-            }
-        };
     }
     write(&output, &book)?;
     Ok(ExitCode::SUCCESS)

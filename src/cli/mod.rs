@@ -301,6 +301,27 @@ pub(crate) fn write(output: &Output, book: &Book) -> Result<()> {
     Ok(())
 }
 
+/// Only the section `key` of `book`, when `--section` asks for one;
+/// `unknown` is the error for a key the book does not have, given the key
+/// and the list of the known ones.
+pub(crate) fn only_section(
+    book: Book,
+    key: Option<&str>,
+    unknown: impl FnOnce(&str, crate::base::i18n::Arg) -> crate::base::i18n::Text,
+) -> Result<Book> {
+    let Some(key) = key else {
+        return Ok(book);
+    };
+    let keys: Vec<String> = book.sections.iter().map(|s| s.key.clone()).collect();
+    match book.only(key) {
+        Some(book) => Ok(book),
+        None => {
+            let known = crate::base::i18n::list(keys, t!("sep.list"));
+            bail!(unknown(key, known).render(lang()))
+        }
+    }
+}
+
 /// Loads config, templates and rules; prints errors and fails if any.
 fn load(config: &Path) -> Result<Loaded> {
     match Loaded::load(config) {
