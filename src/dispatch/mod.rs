@@ -249,6 +249,20 @@ fn defer(id: i64, reason: String, until: Timestamp, at: Timestamp) -> Settle {
         id,
         reason,
         until,
+        held: false,
+        at,
+    }
+}
+
+/// A deferral by the clinic's policy (quiet hours, a frequency cap): like
+/// [`defer`], and released early by a reload that changes the policy.
+fn hold(id: i64, reason: String, until: Timestamp, at: Timestamp) -> Settle {
+    tracing::debug!(id, %reason, "held");
+    Settle::Deferred {
+        id,
+        reason,
+        until,
+        held: true,
         at,
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::{Dispatcher, Route, defer};
+use super::{Dispatcher, Route, hold};
 use crate::base::clock::{self, Clock, Timestamp};
 use crate::base::model::Channel;
 use crate::config::QuietHours;
@@ -90,10 +90,10 @@ impl Dispatcher {
                 "quiet hours for {channel}; waits until {}",
                 clock::format_local(until, self.tz)
             );
-            return defer(id, reason, until, at);
+            return hold(id, reason, until, at);
         }
         if let Some((until, reason)) = self.cap_until(caps, &message, route, at) {
-            return defer(id, reason, until, at);
+            return hold(id, reason, until, at);
         }
         let sent = self.send(clock, &message, route, opt_outs, stop).await;
         if !matches!(sent, Settle::Sent { .. } | Settle::Awaiting { .. }) {

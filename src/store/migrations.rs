@@ -330,4 +330,11 @@ DROP INDEX followups_external;
 DROP INDEX followups_external_id;
 CREATE UNIQUE INDEX followups_external ON followups (external_id, customer_id) WHERE external_id IS NOT NULL;
 "#,
+    // 10: a message the clinic's own policy holds back (quiet hours, a
+    // frequency cap) is marked, so a reload that changes the policy can
+    // release it at once instead of leaving it due at the old policy's end.
+    r#"
+ALTER TABLE outreach ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX outreach_held ON outreach (id) WHERE held = 1;
+"#,
 ];
