@@ -78,7 +78,7 @@ pub enum Command {
     /// Set up a demo clinic (if DIR is missing) and run the service on it in the foreground.
     Demo(demo::DemoArgs),
     /// Check recall.toml, the rules and the templates; exit 1 on any error.
-    Check,
+    Check(check::CheckArgs),
     /// Run the rule tests (rules/tests/*.toml): each case's customers, ticks
     /// and expected moves and messages, against the clinic's rules.
     Test(test::TestArgs),
@@ -210,7 +210,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Init(args) => init::run(&args, now).map(|_| ExitCode::SUCCESS),
         Command::Demo(args) => demo::run(&args, now, wall_clock()),
-        Command::Check => Ok(check::run(config)),
+        Command::Check(args) => Ok(check::run(config, &args.folders)),
         Command::Test(args) => test::run(config, &args, now),
         Command::Simulate(args) => simulate::run(config, &args, now),
         Command::Tick(args) => tick::run(config, &args, now, wall_clock()),
@@ -324,7 +324,41 @@ pub(crate) fn only_section(
 
 /// Loads config, templates and rules; prints errors and fails if any.
 fn load(config: &Path) -> Result<Loaded> {
-    match Loaded::load(config) {
+    load_with(config, &FolderArgs::default())
+}
+
+/// `--rules DIR` and `--templates DIR`: a proposal's folders in place of
+/// the ones recall.toml names, for `check`, `test` and `simulate`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FolderArgs {
+    /// Rules folder to use instead of the one recall.toml names (a proposal).
+    #[arg(long, value_name = "DIR")]
+    pub rules: Option<PathBuf>,
+    /// Templates folder to use instead of the one recall.toml names.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
+
+impl FolderArgs {
+    fn folders(&self) -> crate::setup::Folders {
+        crate::setup::Folders {
+            rules: self.rules.clone(),
+            templates: self.templates.clone(),
+        }
+    }
+}
+
+/// The line that says which rules and templates a command used.
+fn folders_used(config: &Config) -> String {
+    let rules = config.rules_dir.display();
+    let templates = config.templates_dir.display();
+    t!("cli.folders_used", rules, templates).render(lang())
+}
+
+/// Loads config, rules and templates (from `folders` where it names them),
+/// printing warnings; on any error prints them all and fails.
+fn load_with(config: &Path, folders: &FolderArgs) -> Result<Loaded> {
+    match Loaded::load_with(config, &folders.folders()) {
         Ok((loaded, warnings)) => {
             if !warnings.diagnostics.is_empty() {
                 eprint!("{}", warnings.render_in(lang(), color()));

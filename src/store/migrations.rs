@@ -330,7 +330,13 @@ DROP INDEX followups_external;
 DROP INDEX followups_external_id;
 CREATE UNIQUE INDEX followups_external ON followups (external_id, customer_id) WHERE external_id IS NOT NULL;
 "#,
-    // 10: `recall customer` finds customers by the last four digits of
+    // 10: a message the clinic's own policy holds back (quiet hours, a
+    // frequency cap) is marked, so a reload that changes the policy can
+    // release it at once instead of leaving it due at the old policy's end.
+    r#"
+ALTER TABLE outreach ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX outreach_held ON outreach (id) WHERE held = 1;
+    // 11: `recall customer` finds customers by the last four digits of
     // their phone and by any part of their name, from indexes (see
     // `store::story`). Phones are stored as typed, so the tail is read from
     // the number without spaces, dashes, dots, slashes and brackets (ASCII

@@ -8,7 +8,7 @@
 //! facts derived from it are the facts that tick judged. The CLI's `recall
 //! customer` and the web console show a story; neither joins tables itself.
 //!
-//! Search is served by indexes (migration 10): the clinic id by
+//! Search is served by indexes (migration 11): the clinic id by
 //! `customers (clinic_id, external_id)`, the last four digits of a phone by
 //! `customers_phone_tail` (through the view `customer_phone_tails`), a word
 //! of a name by `customer_name_grams` (its first pair of characters, or its
