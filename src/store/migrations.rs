@@ -336,6 +336,7 @@ CREATE UNIQUE INDEX followups_external ON followups (external_id, customer_id) W
     r#"
 ALTER TABLE outreach ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX outreach_held ON outreach (id) WHERE held = 1;
+"#,
     // 11: `recall customer` finds customers by the last four digits of
     // their phone and by any part of their name, from indexes (see
     // `store::story`). Phones are stored as typed, so the tail is read from
