@@ -10,9 +10,12 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::{Dispatcher, Route, defer};
+use super::sender::AddressKind;
+use super::{Dispatcher, Route, hold};
 use crate::base::clock::{self, Clock, Timestamp};
+use crate::base::mask;
 use crate::base::model::Channel;
+use crate::base::phone::{self, CountryCode};
 use crate::config::QuietHours;
 use crate::store::StoreError;
 use crate::store::outbox::{Claimed, Settle};
@@ -24,6 +27,10 @@ enum Blocked {
     Everywhere(&'static str),
     /// This channel only: a fallback may still reach the customer.
     Here(&'static str),
+    /// The address is no address at all (a phone number no number of its
+    /// region looks like): a fallback may reach the customer, else the
+    /// message fails here, without a provider call, for a person to fix.
+    Invalid(String),
 }
 
 impl Dispatcher {
@@ -49,7 +56,7 @@ impl Dispatcher {
         };
 
         // Who may be reached, and where.
-        match blocked(&message, route) {
+        match blocked(&message, route, self.region) {
             Some(Blocked::Everywhere(reason)) => {
                 tracing::info!(id, channel = channel.as_str(), %customer, reason, "suppressed");
                 return Settle::Suppressed {
@@ -72,6 +79,21 @@ impl Dispatcher {
                     }
                 };
             }
+            Some(Blocked::Invalid(reason)) => {
+                let failed = Settle::Failed {
+                    id,
+                    sender: route.sender_name.clone(),
+                    error: format!("invalid_address: {reason}"),
+                    at,
+                };
+                return match self.fall_back(&message, &reason, at, failed) {
+                    Ok(fall_back) => fall_back,
+                    Err(failed) => {
+                        tracing::warn!(id, channel = channel.as_str(), %customer, %reason, "{}", "invalid address");
+                        failed
+                    }
+                };
+            }
             None => {}
         }
         // Consent was read at the claim; an opt-out answered since, in this
@@ -90,10 +112,10 @@ impl Dispatcher {
                 "quiet hours for {channel}; waits until {}",
                 clock::format_local(until, self.tz)
             );
-            return defer(id, reason, until, at);
+            return hold(id, reason, until, at);
         }
         if let Some((until, reason)) = self.cap_until(caps, &message, route, at) {
-            return defer(id, reason, until, at);
+            return hold(id, reason, until, at);
         }
         let sent = self.send(clock, &message, route, opt_outs, stop).await;
         if !matches!(sent, Settle::Sent { .. } | Settle::Awaiting { .. }) {
@@ -295,7 +317,7 @@ impl OptOuts {
 /// Why a message must not go out on its channel through `route`, if it
 /// must not. The address is the one the route's sender takes: a customer
 /// without it is blocked here, before any sender sees the message.
-fn blocked(message: &Claimed, route: &Route) -> Option<Blocked> {
+fn blocked(message: &Claimed, route: &Route, region: CountryCode) -> Option<Blocked> {
     if message.do_not_contact {
         Some(Blocked::Everywhere("customer is marked do-not-contact"))
     } else if !message.consent {
@@ -305,12 +327,21 @@ fn blocked(message: &Claimed, route: &Route) -> Option<Blocked> {
             Channel::Wechat => "no consent for wechat",
             Channel::Email => "no consent for email",
         }))
-    } else if address(message, route).is_none() {
+    } else if let Some(address) = address(message, route) {
+        if route.sender.address_kind(message.channel) != AddressKind::Phone {
+            return None;
+        }
+        let why = phone::parse(address, Some(region))
+            .and_then(|p| p.check())
+            .err()?;
+        let number = mask::phone(address);
+        Some(Blocked::Invalid(format!(
+            "the number {number} cannot be reached: {why}"
+        )))
+    } else {
         Some(Blocked::Here(
             route.sender.address_kind(message.channel).missing(),
         ))
-    } else {
-        None
     }
 }
 

@@ -10,6 +10,7 @@
 //! The engine decides nothing itself: rules decide (purely), the store writes.
 
 pub mod simulate;
+pub mod story;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

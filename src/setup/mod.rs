@@ -6,6 +6,7 @@
 
 pub mod scaffold;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::base::diag::Diagnostic;
@@ -23,13 +24,33 @@ pub struct Loaded {
     pub templates: Arc<TemplateSet>,
 }
 
+/// Folders that replace the clinic's own for one command: a proposal's
+/// rules and templates, checked, tested or simulated before they go live.
+#[derive(Debug, Clone, Default)]
+pub struct Folders {
+    pub rules: Option<PathBuf>,
+    pub templates: Option<PathBuf>,
+}
+
 impl Loaded {
     /// Reads `recall.toml` and checks the senders' settings, then the
     /// templates, then the rules (which are
     /// checked against the templates and the configured channels). Returns
     /// everything with its warnings, or every error found.
-    pub fn load(config_path: &std::path::Path) -> crate::base::diag::Checked<Loaded> {
-        let config = config::load(config_path)?;
+    pub fn load(config_path: &Path) -> crate::base::diag::Checked<Loaded> {
+        Loaded::load_with(config_path, &Folders::default())
+    }
+
+    /// [`Loaded::load`] with the rules and templates read from `folders`
+    /// where it names them, instead of the folders `recall.toml` names.
+    pub fn load_with(config_path: &Path, folders: &Folders) -> crate::base::diag::Checked<Loaded> {
+        let mut config = config::load(config_path)?;
+        if let Some(rules) = &folders.rules {
+            config.rules_dir = rules.clone();
+        }
+        if let Some(templates) = &folders.templates {
+            config.templates_dir = templates.clone();
+        }
         let mut report = crate::base::diag::Report::default();
         let senders = match crate::senders::configs(&config) {
             Ok(senders) => senders,
