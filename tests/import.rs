@@ -243,6 +243,7 @@ fn sms_sent(clinic: &Clinic, customer: &str, sent: &str) {
             failure: None,
             held_out: false,
             attribution_days: 30,
+            assign_to: None,
         }],
         ..TickBatch::default()
     };

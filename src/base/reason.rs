@@ -38,6 +38,7 @@ const KEYS: &[&str] = &[
     "reason.interrupted",
     "reason.requeued_by_hand",
     "reason.channel_error",
+    "reason.invalid_address",
     "move.first_record",
     "move.imported",
     "channel.sms",

@@ -206,6 +206,7 @@ fn queue(store: &mut Store, args: &DispatchArgs) -> Result<()> {
                 failure: None,
                 held_out: false,
                 attribution_days: 30,
+                assign_to: None,
             });
         }
         left = left.saturating_sub(per);

@@ -7,6 +7,7 @@
 
 mod backup;
 mod check;
+mod customer;
 mod demo;
 mod dispatch;
 mod export;
@@ -94,6 +95,10 @@ pub enum Command {
     Status(status::StatusArgs),
     /// The outreach log: every message, what it said and what became of it.
     Log(log::LogArgs),
+    /// Find a customer by clinic id, name or phone and tell their story:
+    /// pool, facts now (churn facts with their model), and one timeline of
+    /// visits, orders, follow-ups, moves with reasons, messages, call tasks.
+    Customer(customer::CustomerArgs),
     /// The facts rule conditions can use, with their exact definitions.
     Facts(facts::FactsArgs),
     /// Import customers, visits, orders or follow-ups from a CRM/HIS CSV export
@@ -212,6 +217,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Dispatch(args) => dispatch::run(config, &args, now),
         Command::Status(args) => status::run(config, &args, now),
         Command::Log(args) => log::run(config, &args, now),
+        Command::Customer(args) => customer::run(config, &args, now),
         Command::Facts(args) => facts::run(&args),
         Command::Import(args) => import::run(config, &args, now),
         Command::Report(args) => report::run(
@@ -293,6 +299,27 @@ pub(crate) fn write(output: &Output, book: &Book) -> Result<()> {
         Err(error) => bail!(error.text().render(lang)),
     }
     Ok(())
+}
+
+/// Only the section `key` of `book`, when `--section` asks for one;
+/// `unknown` is the error for a key the book does not have, given the key
+/// and the list of the known ones.
+pub(crate) fn only_section(
+    book: Book,
+    key: Option<&str>,
+    unknown: impl FnOnce(&str, crate::base::i18n::Arg) -> crate::base::i18n::Text,
+) -> Result<Book> {
+    let Some(key) = key else {
+        return Ok(book);
+    };
+    let keys: Vec<String> = book.sections.iter().map(|s| s.key.clone()).collect();
+    match book.only(key) {
+        Some(book) => Ok(book),
+        None => {
+            let known = crate::base::i18n::list(keys, t!("sep.list"));
+            bail!(unknown(key, known).render(lang()))
+        }
+    }
 }
 
 /// Loads config, templates and rules; prints errors and fails if any.

@@ -10,10 +10,13 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use super::{Dispatcher, Route, defer};
+use super::sender::AddressKind;
+use super::{Dispatcher, Route, hold};
 use crate::base::clock::{self, Clock, Timestamp};
 use crate::base::i18n::t;
+use crate::base::mask;
 use crate::base::model::Channel;
+use crate::base::phone::{self, CountryCode};
 use crate::base::reason::stored;
 use crate::config::QuietHours;
 use crate::store::StoreError;
@@ -26,6 +29,10 @@ enum Blocked {
     Everywhere(String),
     /// This channel only: a fallback may still reach the customer.
     Here(String),
+    /// The address is no address at all (a phone number no number of its
+    /// region looks like): a fallback may reach the customer, else the
+    /// message fails here, without a provider call, for a person to fix.
+    Invalid(String),
 }
 
 impl Dispatcher {
@@ -51,7 +58,7 @@ impl Dispatcher {
         };
 
         // Who may be reached, and where.
-        match blocked(&message, route) {
+        match blocked(&message, route, self.region) {
             Some(Blocked::Everywhere(reason)) => {
                 tracing::info!(id, channel = channel.as_str(), %customer, reason, "suppressed");
                 return Settle::Suppressed { id, reason, at };
@@ -67,6 +74,21 @@ impl Dispatcher {
                     Err(suppressed) => {
                         tracing::info!(id, channel = channel.as_str(), %customer, reason, "suppressed");
                         suppressed
+                    }
+                };
+            }
+            Some(Blocked::Invalid(reason)) => {
+                let failed = Settle::Failed {
+                    id,
+                    sender: route.sender_name.clone(),
+                    error: reason.clone(),
+                    at,
+                };
+                return match self.fall_back(&message, &reason, at, failed) {
+                    Ok(fall_back) => fall_back,
+                    Err(failed) => {
+                        tracing::warn!(id, channel = channel.as_str(), %customer, %reason, "{}", "invalid address");
+                        failed
                     }
                 };
             }
@@ -89,10 +111,10 @@ impl Dispatcher {
                 channel,
                 until = clock::format_local(until, self.tz)
             ));
-            return defer(id, reason, until, at);
+            return hold(id, reason, until, at);
         }
         if let Some((until, reason)) = self.cap_until(caps, &message, route, at) {
-            return defer(id, reason, until, at);
+            return hold(id, reason, until, at);
         }
         let sent = self.send(clock, &message, route, opt_outs, stop).await;
         if !matches!(sent, Settle::Sent { .. } | Settle::Awaiting { .. }) {
@@ -296,7 +318,7 @@ impl OptOuts {
 /// Why a message must not go out on its channel through `route`, if it
 /// must not. The address is the one the route's sender takes: a customer
 /// without it is blocked here, before any sender sees the message.
-fn blocked(message: &Claimed, route: &Route) -> Option<Blocked> {
+fn blocked(message: &Claimed, route: &Route, region: CountryCode) -> Option<Blocked> {
     if message.do_not_contact {
         Some(Blocked::Everywhere(stored(t!("reason.do_not_contact"))))
     } else if !message.consent {
@@ -306,12 +328,23 @@ fn blocked(message: &Claimed, route: &Route) -> Option<Blocked> {
             Channel::Wechat => t!("reason.no_consent.wechat"),
             Channel::Email => t!("reason.no_consent.email"),
         })))
-    } else if address(message, route).is_none() {
+    } else if let Some(address) = address(message, route) {
+        if route.sender.address_kind(message.channel) != AddressKind::Phone {
+            return None;
+        }
+        let why = phone::parse(address, Some(region))
+            .and_then(|p| p.check())
+            .err()?;
+        let number = mask::phone(address);
+        Some(Blocked::Invalid(stored(t!(
+            "reason.invalid_address",
+            number,
+            why
+        ))))
+    } else {
         Some(Blocked::Here(
             route.sender.address_kind(message.channel).missing(),
         ))
-    } else {
-        None
     }
 }
 

@@ -448,6 +448,7 @@ async fn opt_out_withdraws_consent_for_that_channel() {
                 failure: None,
                 held_out: false,
                 attribution_days: 30,
+                assign_to: None,
             }],
             ..TickBatch::default()
         };

@@ -10,6 +10,7 @@
 //! The engine decides nothing itself: rules decide (purely), the store writes.
 
 pub mod simulate;
+pub mod story;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,8 +26,8 @@ use crate::base::metrics::Metrics;
 use crate::base::model::Channel;
 use crate::config::Clinic;
 use crate::facts::{FactContext, Facts};
-use crate::rules::RuleSet;
 use crate::rules::eval::Evaluator;
+use crate::rules::{Assign, RuleSet};
 use crate::store::outbox::Fallback;
 use crate::store::record::CustomerRecord;
 use crate::store::scan::{Batch, Reader, ScanOptions};
@@ -597,6 +598,10 @@ fn decide(
                 failure,
                 held_out,
                 attribution_days: rule.attribution_days,
+                assign_to: match action.assign {
+                    Assign::Advisor => facts.advisor.clone(),
+                    Assign::RoundRobin => None,
+                },
             }
         })
         .collect();

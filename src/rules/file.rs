@@ -120,4 +120,9 @@ pub struct RawAction {
     /// Wait this long after the tick before the message is due, e.g. "2h", "3d".
     #[serde(default)]
     pub delay: Option<Spanned<String>>,
+    /// Phone only: who makes the call. `"advisor"`: the customer's own
+    /// advisor (专属顾问), or the round robin when they have none or the
+    /// advisor cannot take it. Without it: the round robin.
+    #[serde(default)]
+    pub assign: Option<Spanned<String>>,
 }

@@ -368,6 +368,7 @@ impl Writer<'_> {
             ("wecom_external_userid", &row.wecom_external_userid),
             ("city", &row.city),
             ("source_channel", &row.source_channel),
+            ("advisor", &row.advisor),
         ] {
             if let Some(value) = value {
                 set(column, text(value));

@@ -240,7 +240,7 @@ impl Store {
         let mut claimed = Vec::with_capacity(ids.len());
         {
             let mut update = tx.prepare_cached(
-                "UPDATE outreach SET status = 'sending', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
+                "UPDATE outreach SET status = 'sending', attempts = attempts + 1, held = 0, updated_at = ?2 WHERE id = ?1",
             )?;
             let mut select = tx.prepare_cached(&format!(
                 "SELECT {CLAIMED_COLUMNS} FROM outreach o JOIN customers c ON c.id = o.customer_id WHERE o.id = ?1"
@@ -357,7 +357,21 @@ impl Store {
         retry_at: Timestamp,
         now: Timestamp,
     ) -> Result<()> {
-        write_deferred(&self.conn, id, reason, retry_at, now)
+        write_deferred(&self.conn, id, reason, retry_at, false, now)
+    }
+
+    /// Makes the messages the clinic's policy held back (quiet hours, a
+    /// frequency cap) due at `now`, after a reload changed that policy: the
+    /// next round judges them by the new one, and holds them again if it
+    /// still says wait. Returns how many.
+    pub fn release_held(&self, now: Timestamp) -> Result<usize> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "UPDATE outreach SET due_at = ?1, held = 0, updated_at = ?1
+             WHERE held = 1 AND status = 'queued' AND due_at > ?1",
+            )?
+            .execute(params![now])?)
     }
 
     /// A retryable failure: back to the queue, due again at `retry_at`;
@@ -525,6 +539,9 @@ pub enum Settle {
         id: i64,
         reason: String,
         until: Timestamp,
+        /// Held by the clinic's policy (quiet hours, a frequency cap), which
+        /// a reload may change: [`Store::release_held`] makes it due again.
+        held: bool,
         at: Timestamp,
     },
     Retry {
@@ -632,8 +649,9 @@ fn settle_one(conn: &rusqlite::Connection, outcome: &Settle) -> Result<Settled> 
             id,
             reason,
             until,
+            held,
             at,
-        } => write_deferred(conn, *id, reason, *until, *at)?,
+        } => write_deferred(conn, *id, reason, *until, *held, *at)?,
         Settle::Retry {
             id,
             sender,
@@ -714,15 +732,16 @@ fn write_deferred(
     id: i64,
     reason: &str,
     retry_at: Timestamp,
+    held: bool,
     now: Timestamp,
 ) -> Result<()> {
     conn.prepare_cached(
         "UPDATE outreach SET status = 'queued', attempts = max(attempts - 1, 0),
             last_error = CASE WHEN instr(coalesce(last_error, ''), ?5) = 1 THEN ?5 || ?2 ELSE ?2 END,
-            due_at = ?3, updated_at = ?4
+            due_at = ?3, updated_at = ?4, held = ?6
          WHERE id = ?1 AND status = 'sending'",
     )?
-    .execute(params![id, redact(reason), retry_at, now, IN_DOUBT])?;
+    .execute(params![id, redact(reason), retry_at, now, IN_DOUBT, held])?;
     Ok(())
 }
 
