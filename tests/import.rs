@@ -244,6 +244,7 @@ fn sms_sent(clinic: &Clinic, customer: &str, sent: &str) {
             held_out: false,
             attribution_days: 30,
             expires_at: None,
+            assign_to: None,
         }],
         ..TickBatch::default()
     };

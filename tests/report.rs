@@ -172,6 +172,7 @@ fn fixture() -> Clinic {
                 held_out: fate == Fate::HeldOut,
                 attribution_days: 30,
                 expires_at: None,
+                assign_to: None,
             }],
             ..TickBatch::default()
         };
@@ -388,14 +389,16 @@ fn march_numbers_match_the_hand_computed_ones() {
     assert_eq!(g("recall", "r_warn", "cost"), "0.2");
     assert_eq!(g("recall", "r_warn", "recalled_revenue"), "500.0");
     assert_eq!(g("recall", "r_warn", "cost_per_recalled"), "0.2");
-    // ROI = (500 - 0.2) / 0.2 = 2499.
-    assert_eq!(g("recall", "r_warn", "roi"), "2499.0");
+    // Last-touch ROI = (500 - 0.2) / 0.2 = 2499: beyond 1000%, where it only
+    // says the SMS cost little, so it is not printed as a number.
+    assert_eq!(g("recall", "r_warn", "roi"), "over_1000_percent");
     // r_recall: a call to E (2 yuan) that reached them and booked; E paid 300 on 03-25.
     // C was held out (control): no hand-over, no cost, not a contact.
     assert_eq!(g("recall", "r_recall", "messages"), "1");
     assert_eq!(g("recall", "r_recall", "recall_rate"), "1.0");
     assert_eq!(g("recall", "r_recall", "recalled_revenue"), "300.0");
-    assert_eq!(g("recall", "r_recall", "roi"), "149.0");
+    // (300 - 2) / 2 = 149, beyond 1000% too.
+    assert_eq!(g("recall", "r_recall", "roi"), "over_1000_percent");
     assert_eq!(
         ["contacted", "responded", "booked", "visited", "purchased"]
             .map(|m| g("funnel", "r_recall", m)),
@@ -406,7 +409,7 @@ fn march_numbers_match_the_hand_computed_ones() {
     assert_eq!(g("recall", "total", "cost"), "2.2");
     assert_eq!(g("recall", "total", "recalled_revenue"), "800.0");
     assert_eq!(g("recall", "total", "cost_per_recalled"), "1.1");
-    assert_eq!(g("recall", "total", "roi"), "362.6364");
+    assert_eq!(g("recall", "total", "roi"), "over_1000_percent");
 
     // Uplift for r_recall, by intention to treat, each customer from the time the rule fired
     // for them (window 30 days): treated are everyone not held out, whatever became of the
@@ -420,6 +423,10 @@ fn march_numbers_match_the_hand_computed_ones() {
     assert_eq!(g("uplift", "r_recall", "control_returned"), "1");
     assert_eq!(g("uplift", "r_recall", "uplift"), "-0.3333");
     assert_eq!(g("uplift", "r_recall", "verdict"), "too_few");
+    // One control customer: no spread to say anything about money with.
+    for column in ["incremental_revenue", "roi", "roi_low", "roi_high"] {
+        assert_eq!(g("uplift", "r_recall", column), "", "{column}");
+    }
 }
 
 #[test]
@@ -689,6 +696,7 @@ fn a_visit_recorded_before_the_call_is_marked_reached_is_still_a_recall() {
                 held_out: false,
                 attribution_days: 30,
                 expires_at: None,
+                assign_to: None,
             }],
             ..TickBatch::default()
         };

@@ -163,3 +163,38 @@ fn one_customer_through_the_whole_recall_flow() {
         "the welcome waits its 2h delay"
     );
 }
+
+/// Every shipped rule that markets keeps a control group, so the report can
+/// say what it caused (docs/report.md sizes each share); service contacts
+/// (calls, welcome and post-treatment messages) keep none, since holding
+/// them back would hold back service.
+#[test]
+fn shipped_marketing_rules_keep_a_control_group_and_service_contacts_do_not() {
+    let service = [
+        "new_to_customer",
+        "new_day3_wechat",
+        "new_day7_wechat",
+        "maintenance_stable",
+        "churned_returned",
+    ];
+    let loaded = Clinic::new().load();
+    let mut marketing = 0;
+    for rule in loaded.rules.rules.iter().filter(|r| !r.actions.is_empty()) {
+        let calls = rule
+            .actions
+            .iter()
+            .all(|a| a.channel == recall::base::model::Channel::Phone);
+        if calls || service.contains(&rule.id.as_str()) {
+            assert_eq!(rule.holdout, 0.0, "{} is a service contact", rule.id);
+        } else {
+            marketing += 1;
+            assert!(
+                (0.1..=0.25).contains(&rule.holdout),
+                "{} markets: it needs a control group (holdout {})",
+                rule.id,
+                rule.holdout
+            );
+        }
+    }
+    assert_eq!(marketing, 8, "the shipped marketing rules");
+}

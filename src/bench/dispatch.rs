@@ -207,6 +207,7 @@ fn queue(store: &mut Store, args: &DispatchArgs) -> Result<()> {
                 held_out: false,
                 attribution_days: 30,
                 expires_at: None,
+                assign_to: None,
             });
         }
         left = left.saturating_sub(per);

@@ -4,15 +4,23 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{color, lang};
+use clap::Args;
+
+use super::{FolderArgs, color, folders_used, lang};
 use crate::base::i18n::t;
 use crate::setup::Loaded;
 
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub folders: FolderArgs,
+}
+
 /// `recall check`. Writes its report in one go; a reader that leaves early
 /// (`recall check | head`) ends it quietly, with the same exit code.
-pub(super) fn run(config: &Path) -> ExitCode {
+pub(super) fn run(config: &Path, folders: &FolderArgs) -> ExitCode {
     let mut text = String::new();
-    let code = check_into(config, &mut text);
+    let code = check_into(config, folders, &mut text);
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
         && e.kind() != std::io::ErrorKind::BrokenPipe
@@ -22,9 +30,9 @@ pub(super) fn run(config: &Path) -> ExitCode {
     code
 }
 
-fn check_into(config: &Path, out: &mut String) -> ExitCode {
+fn check_into(config: &Path, folders: &FolderArgs, out: &mut String) -> ExitCode {
     let lang = lang();
-    match Loaded::load(config) {
+    match Loaded::load_with(config, &folders.folders()) {
         Ok((loaded, mut warnings)) => {
             // Building the senders checks their settings and that their
             // secrets are in this environment (the service's may differ).
@@ -39,6 +47,7 @@ fn check_into(config: &Path, out: &mut String) -> ExitCode {
                 );
             }
             out.push_str(&warnings.render_in(lang, color()));
+            out.push_str(&format!("{}\n", folders_used(&loaded.config)));
             let c = &loaded.config;
             let (rules, enabled, templates) = (
                 loaded.rules.rules.len(),

@@ -13,8 +13,9 @@ use chrono_tz::Tz;
 use super::{Book, Format, OutputArgs, Rows, lang, load_config, open_store, write};
 use crate::base::clock;
 use crate::base::i18n::{Lang, t};
-use crate::base::model::{Channel, OutreachStatus};
+use crate::base::model::{Channel, OutreachStatus, Pool};
 use crate::base::output::{Cell, Section};
+use crate::base::reason;
 use crate::store::Store;
 use crate::store::queries::LogFilter;
 
@@ -116,10 +117,11 @@ fn moves(store: &Store, filter: &LogFilter, tz: Tz, lang: Lang) -> Result<Rows> 
         rows.push(vec![
             Cell::Time { at: m.at, tz },
             Cell::Text(m.customer),
-            Cell::text(m.from),
-            Cell::Text(m.to),
+            m.from
+                .map_or(Cell::Empty, |from| Cell::named(&from, Pool::name, lang)),
+            Cell::named(&m.to, Pool::name, lang),
             Cell::text(m.rule_id),
-            Cell::Text(m.reason),
+            reason::cell(Some(m.reason), lang),
         ]);
     }
     Ok(rows)
@@ -158,17 +160,14 @@ fn messages(store: &Store, filter: &LogFilter, tz: Tz, lang: Lang, table: bool) 
             e.sent_at.map_or(Cell::Empty, time),
             Cell::Text(e.customer),
             Cell::Text(e.rule_id),
-            Cell::Text(e.pool),
-            Cell::Text(e.channel),
+            Cell::named(&e.pool, Pool::name, lang),
+            Cell::named(&e.channel, Channel::name, lang),
             Cell::Text(e.template),
-            Cell::Text(match e.status.parse::<OutreachStatus>() {
-                Ok(status) if table => status.name().render(lang),
-                _ => e.status,
-            }),
+            Cell::named(&e.status, OutreachStatus::name, lang),
             Cell::Int(e.attempts),
             Cell::text(e.sender),
             Cell::text(e.provider_id),
-            Cell::text(e.last_error),
+            reason::cell(e.last_error, lang),
             Cell::text(e.subject),
             Cell::Text(e.content),
         ]);

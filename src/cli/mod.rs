@@ -8,6 +8,7 @@
 mod backup;
 mod cancel;
 mod check;
+mod customer;
 mod demo;
 mod dispatch;
 mod export;
@@ -79,7 +80,7 @@ pub enum Command {
     /// Set up a demo clinic (if DIR is missing) and run the service on it in the foreground.
     Demo(demo::DemoArgs),
     /// Check recall.toml, the rules and the templates; exit 1 on any error.
-    Check,
+    Check(check::CheckArgs),
     /// Run the rule tests (rules/tests/*.toml): each case's customers, ticks
     /// and expected moves and messages, against the clinic's rules.
     Test(test::TestArgs),
@@ -103,6 +104,10 @@ pub enum Command {
     Status(status::StatusArgs),
     /// The outreach log: every message, what it said and what became of it.
     Log(log::LogArgs),
+    /// Find a customer by clinic id, name or phone and tell their story:
+    /// pool, facts now (churn facts with their model), and one timeline of
+    /// visits, orders, follow-ups, moves with reasons, messages, call tasks.
+    Customer(customer::CustomerArgs),
     /// The facts rule conditions can use, with their exact definitions.
     Facts(facts::FactsArgs),
     /// Import customers, visits, orders or follow-ups from a CRM/HIS CSV export
@@ -214,7 +219,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Init(args) => init::run(&args, now).map(|_| ExitCode::SUCCESS),
         Command::Demo(args) => demo::run(&args, now, wall_clock()),
-        Command::Check => Ok(check::run(config)),
+        Command::Check(args) => Ok(check::run(config, &args.folders)),
         Command::Test(args) => test::run(config, &args, now),
         Command::Simulate(args) => simulate::run(config, &args, now),
         Command::Tick(args) => tick::run(config, &args, now, wall_clock()),
@@ -223,6 +228,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Dispatch(args) => dispatch::run(config, &args, now),
         Command::Status(args) => status::run(config, &args, now),
         Command::Log(args) => log::run(config, &args, now),
+        Command::Customer(args) => customer::run(config, &args, now),
         Command::Facts(args) => facts::run(&args),
         Command::Import(args) => import::run(config, &args, now),
         Command::Report(args) => report::run(
@@ -306,9 +312,64 @@ pub(crate) fn write(output: &Output, book: &Book) -> Result<()> {
     Ok(())
 }
 
+/// Only the section `key` of `book`, when `--section` asks for one;
+/// `unknown` is the error for a key the book does not have, given the key
+/// and the list of the known ones.
+pub(crate) fn only_section(
+    book: Book,
+    key: Option<&str>,
+    unknown: impl FnOnce(&str, crate::base::i18n::Arg) -> crate::base::i18n::Text,
+) -> Result<Book> {
+    let Some(key) = key else {
+        return Ok(book);
+    };
+    let keys: Vec<String> = book.sections.iter().map(|s| s.key.clone()).collect();
+    match book.only(key) {
+        Some(book) => Ok(book),
+        None => {
+            let known = crate::base::i18n::list(keys, t!("sep.list"));
+            bail!(unknown(key, known).render(lang()))
+        }
+    }
+}
+
 /// Loads config, templates and rules; prints errors and fails if any.
 fn load(config: &Path) -> Result<Loaded> {
-    match Loaded::load(config) {
+    load_with(config, &FolderArgs::default())
+}
+
+/// `--rules DIR` and `--templates DIR`: a proposal's folders in place of
+/// the ones recall.toml names, for `check`, `test` and `simulate`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FolderArgs {
+    /// Rules folder to use instead of the one recall.toml names (a proposal).
+    #[arg(long, value_name = "DIR")]
+    pub rules: Option<PathBuf>,
+    /// Templates folder to use instead of the one recall.toml names.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
+
+impl FolderArgs {
+    fn folders(&self) -> crate::setup::Folders {
+        crate::setup::Folders {
+            rules: self.rules.clone(),
+            templates: self.templates.clone(),
+        }
+    }
+}
+
+/// The line that says which rules and templates a command used.
+fn folders_used(config: &Config) -> String {
+    let rules = config.rules_dir.display();
+    let templates = config.templates_dir.display();
+    t!("cli.folders_used", rules, templates).render(lang())
+}
+
+/// Loads config, rules and templates (from `folders` where it names them),
+/// printing warnings; on any error prints them all and fails.
+fn load_with(config: &Path, folders: &FolderArgs) -> Result<Loaded> {
+    match Loaded::load_with(config, &folders.folders()) {
         Ok((loaded, warnings)) => {
             if !warnings.diagnostics.is_empty() {
                 eprint!("{}", warnings.render_in(lang(), color()));

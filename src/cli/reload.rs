@@ -13,7 +13,7 @@ use crate::store::LockKind;
 /// `recall reload`.
 pub(super) fn run(config_path: &Path, now: DateTime<Utc>) -> Result<ExitCode> {
     // Check first, so the person who edited sees the errors right here.
-    let ok = super::check::run(config_path) == ExitCode::SUCCESS;
+    let ok = super::check::run(config_path, &Default::default()) == ExitCode::SUCCESS;
     let config = load_config(config_path)?;
     let lang = super::lang();
     let (store, _) = open_store(&config, now)?;

@@ -11,13 +11,13 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use clap::Args;
 
-use super::{Rows, color, lang, load, open_store};
+use super::{FolderArgs, Rows, color, folders_used, lang, load_with, open_store};
 use crate::base::clock;
 use crate::base::i18n::{Lang, Text, t};
 use crate::base::model::Channel;
 use crate::engine::simulate::{Outcome, Replay};
 use crate::rules::RuleSet;
-use crate::setup::Loaded;
+use crate::templates::TemplateSet;
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
@@ -27,19 +27,23 @@ pub struct SimulateArgs {
     /// End of the period (exclusive).
     #[arg(long)]
     pub to: String,
-    /// The current rules to replay; default the clinic's rules folder.
-    #[arg(long)]
-    pub rules: Option<PathBuf>,
+    /// The current rules (`--rules`) and templates (`--templates`) to
+    /// replay; default the clinic's folders.
+    #[command(flatten)]
+    pub folders: FolderArgs,
     /// A proposed rules folder to compare with the current one; every Δ
     /// is proposal minus current (+3: the proposal does 3 more).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub against: Option<PathBuf>,
+    /// The proposal's own templates; default the current templates.
+    #[arg(long, value_name = "DIR", requires = "against")]
+    pub against_templates: Option<PathBuf>,
 }
 
 /// `recall simulate`: replays the current rules, and the proposal with
 /// `--against`, then prints what each did side by side.
 pub(super) fn run(config_path: &Path, args: &SimulateArgs, now: DateTime<Utc>) -> Result<ExitCode> {
-    let loaded = load(config_path)?;
+    let loaded = load_with(config_path, &args.folders)?;
     let config = &loaded.config;
     let tz = config.clinic.timezone;
     let (from, to) = (
@@ -49,15 +53,17 @@ pub(super) fn run(config_path: &Path, args: &SimulateArgs, now: DateTime<Utc>) -
     if from >= to {
         bail!(t!("cli.from_before_to").render(lang()));
     }
-    let current_dir = args
-        .rules
-        .clone()
-        .unwrap_or_else(|| config.rules_dir.clone());
-    let current = load_rules(&loaded, &current_dir)?;
+    let current_dir = config.rules_dir.clone();
+    let current = load_rules(&loaded.templates, &current_dir)?;
+    let proposal_templates = match &args.against_templates {
+        Some(dir) => Some(load_templates(dir)?),
+        None => None,
+    };
+    let templates_b = proposal_templates.as_ref().unwrap_or(&loaded.templates);
     let proposal = args
         .against
         .as_deref()
-        .map(|dir| load_rules(&loaded, dir).map(|rules| (dir, rules)))
+        .map(|dir| load_rules(templates_b, dir).map(|rules| (dir, rules)))
         .transpose()?;
     let (store, clinic_id) = open_store(config, now)?;
     let workdir = tempfile::tempdir()?;
@@ -72,15 +78,30 @@ pub(super) fn run(config_path: &Path, args: &SimulateArgs, now: DateTime<Utc>) -
     };
     let a = replay.run(&current, "a")?;
     let b = match &proposal {
-        Some((_, rules)) => Some(replay.run(rules, "b")?),
+        Some((_, rules)) => Some(
+            Replay {
+                templates: templates_b,
+                ..replay
+            }
+            .run(rules, "b")?,
+        ),
         None => None,
     };
     let headings = Headings {
         lang: lang(),
         current_dir: current_dir.display().to_string(),
-        proposal_dir: proposal.map(|(dir, _)| dir.display().to_string()),
+        proposal_dir: proposal.as_ref().map(|(dir, _)| dir.display().to_string()),
     };
     let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", folders_used(config))?;
+    if let (Some((dir, _)), Some(templates)) = (&proposal, &args.against_templates) {
+        let (rules, templates) = (dir.display(), templates.display());
+        writeln!(
+            out,
+            "{}",
+            t!("simulate.proposal_folders", rules, templates).render(lang())
+        )?;
+    }
     write_period(&mut out, &headings, (from, to), tz, a.ticks)?;
     rule_table(&headings, &a, b.as_ref()).write_table(&mut out, None)?;
     channel_table(&headings, &a, b.as_ref()).write_table(&mut out, None)?;
@@ -88,14 +109,25 @@ pub(super) fn run(config_path: &Path, args: &SimulateArgs, now: DateTime<Utc>) -
     Ok(ExitCode::SUCCESS)
 }
 
-/// The rules in `dir`, checked against the clinic's templates; prints their
-/// errors and fails if they have any.
-fn load_rules(loaded: &Loaded, dir: &Path) -> Result<RuleSet> {
-    match crate::rules::load(dir, Some(&loaded.templates)) {
+/// The rules in `dir`, checked against `templates`; prints their errors and
+/// fails if they have any.
+fn load_rules(templates: &TemplateSet, dir: &Path) -> Result<RuleSet> {
+    match crate::rules::load(dir, Some(templates)) {
         Ok((rules, _)) => Ok(rules),
         Err(report) => {
             eprint!("{}", report.render_in(lang(), color()));
             bail!(t!("simulate.rules_have_errors", dir = dir.display()).render(lang()))
+        }
+    }
+}
+
+/// A proposal's own templates; prints their errors and fails if they have any.
+fn load_templates(dir: &Path) -> Result<TemplateSet> {
+    match crate::templates::load(dir) {
+        Ok((templates, _)) => Ok(templates),
+        Err(report) => {
+            eprint!("{}", report.render_in(lang(), color()));
+            bail!(t!("simulate.templates_have_errors", dir = dir.display()).render(lang()))
         }
     }
 }

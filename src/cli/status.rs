@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::{Book, Format, OutputArgs, Rows, lang, load_config, open_store, write};
 use crate::base::clock;
-use crate::base::i18n::{Lang, t};
+use crate::base::i18n::{Lang, Text, t};
 use crate::base::output::{Cell, Section};
 use crate::store::queries::Status;
 
@@ -65,8 +65,8 @@ fn tables(status: &Status, clinic: &str, tz: chrono_tz::Tz, lang: Lang) -> Book 
     );
     for (channel, state, n) in &status.outreach {
         outbox.push(vec![
-            Cell::Text(channel.to_string()),
-            Cell::Text(state.to_string()),
+            Cell::term(channel.as_str(), &channel.name(), lang),
+            Cell::term(state.as_str(), &state.name(), lang),
             Cell::Int(*n),
         ]);
     }
@@ -111,34 +111,38 @@ fn rows(status: &Status, tz: chrono_tz::Tz, lang: Lang) -> Rows {
             ("count", t!("column.count")),
         ],
     );
-    let text = |s: &str| Cell::Text(s.to_string());
+    let section = |key: &str, name: Text| Cell::term(key, &name, lang);
     for (pool, n) in &status.pools {
         all.push(vec![
-            text("pool"),
-            text(pool.as_str()),
+            section("pool", t!("status.section.pool")),
+            Cell::term(pool.as_str(), &pool.name(), lang),
             Cell::Empty,
             Cell::Int(*n),
         ]);
     }
     for (channel, state, n) in &status.outreach {
         all.push(vec![
-            text("outreach"),
-            Cell::Text(channel.to_string()),
-            Cell::Text(state.to_string()),
+            section("outreach", t!("status.section.outreach")),
+            Cell::term(channel.as_str(), &channel.name(), lang),
+            Cell::term(state.as_str(), &state.name(), lang),
             Cell::Int(*n),
         ]);
     }
     all.push(vec![
-        text("due_now"),
+        section("due_now", t!("status.section.due_now")),
         Cell::Empty,
         Cell::Empty,
         Cell::Int(status.due_now),
     ]);
     if let Some(t) = &status.last_tick {
         all.push(vec![
-            text("last_tick"),
+            section("last_tick", t!("status.section.last_tick")),
             Cell::Time { at: t.at, tz },
-            text(if t.done { "done" } else { "running" }),
+            if t.done {
+                Cell::term("done", &t!("status.tick_done"), lang)
+            } else {
+                Cell::term("running", &t!("status.tick_interrupted"), lang)
+            },
             Cell::Int(t.evaluated),
         ]);
     }

@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result, bail};
 use chrono::{DateTime, Utc};
 use clap::Args;
 
-use super::{color, lang, load};
+use super::{FolderArgs, color, folders_used, lang, load_with};
 use crate::base::clock::Clock;
 use crate::base::i18n::{list, t};
 
@@ -15,11 +15,14 @@ use crate::base::i18n::{list, t};
 pub struct TestArgs {
     /// A test file or folder; default `tests` in the rules folder.
     pub path: Option<PathBuf>,
+    #[command(flatten)]
+    pub folders: FolderArgs,
 }
 
 /// `recall test`.
 pub(super) fn run(config_path: &Path, args: &TestArgs, now: DateTime<Utc>) -> Result<ExitCode> {
-    let loaded = load(config_path)?;
+    let loaded = load_with(config_path, &args.folders)?;
+    println!("{}", folders_used(&loaded.config));
     let path = args
         .path
         .clone()

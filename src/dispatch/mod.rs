@@ -56,6 +56,7 @@ use chrono_tz::Tz;
 
 use crate::base::clock::{Clock, Timestamp};
 use crate::base::model::Channel;
+use crate::base::phone::CountryCode;
 use crate::config::{ChannelPolicy, DispatchSettings};
 use crate::store::StoreError;
 use crate::store::outbox::{Claimed, Settle};
@@ -144,6 +145,8 @@ pub struct Dispatcher {
     routes: BTreeMap<Channel, Route>,
     settings: DispatchSettings,
     tz: Tz,
+    /// The country of numbers stored without a country code.
+    region: CountryCode,
 }
 
 impl Dispatcher {
@@ -158,7 +161,16 @@ impl Dispatcher {
             routes,
             settings,
             tz,
+            region: CountryCode::CHINA,
         }
+    }
+
+    /// Numbers stored without a country code belong to `region` (the
+    /// clinic's `country_code`): a number that is no number of its region
+    /// fails locally, before any provider is called.
+    pub fn in_region(mut self, region: CountryCode) -> Self {
+        self.region = region;
+        self
     }
 
     /// Channels that have a sender. Messages on other channels wait.
@@ -249,6 +261,20 @@ fn defer(id: i64, reason: String, until: Timestamp, at: Timestamp) -> Settle {
         id,
         reason,
         until,
+        held: false,
+        at,
+    }
+}
+
+/// A deferral by the clinic's policy (quiet hours, a frequency cap): like
+/// [`defer`], and released early by a reload that changes the policy.
+fn hold(id: i64, reason: String, until: Timestamp, at: Timestamp) -> Settle {
+    tracing::debug!(id, %reason, "held");
+    Settle::Deferred {
+        id,
+        reason,
+        until,
+        held: true,
         at,
     }
 }

@@ -449,6 +449,7 @@ async fn opt_out_withdraws_consent_for_that_channel() {
                 held_out: false,
                 attribution_days: 30,
                 expires_at: None,
+                assign_to: None,
             }],
             ..TickBatch::default()
         };

@@ -17,6 +17,7 @@
 
 pub mod onboard;
 pub mod simulate;
+pub mod story;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,8 +33,8 @@ use crate::base::metrics::Metrics;
 use crate::base::model::Channel;
 use crate::config::Clinic;
 use crate::facts::{FactContext, Facts};
-use crate::rules::RuleSet;
 use crate::rules::eval::Evaluator;
+use crate::rules::{Assign, RuleSet};
 use crate::store::outbox::Fallback;
 use crate::store::record::CustomerRecord;
 use crate::store::scan::{Batch, Reader, ScanOptions};
@@ -627,6 +628,10 @@ fn decide(
                 expires_at: action
                     .expires_after
                     .map(|after| at + (action.delay + after).as_secs() as i64),
+                assign_to: match action.assign {
+                    Assign::Advisor => facts.advisor.clone(),
+                    Assign::RoundRobin => None,
+                },
             }
         })
         .collect();

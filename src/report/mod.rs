@@ -79,6 +79,58 @@ pub struct Uplift {
     /// Treated rate − control rate, with its 95% interval.
     pub difference: Option<(f64, f64, f64)>,
     pub verdict: Verdict,
+    /// What the rule earned beyond what its control group says would have
+    /// come anyway; `None` with fewer than two customers in a group.
+    pub incremental: Option<Incremental>,
+}
+
+/// A rule's incremental revenue and ROI, from its control group (intention
+/// to treat): what the treated customers bought within the window, per
+/// customer, minus what the control group's customers bought, times the
+/// treated customers; over what the rule's messages cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incremental {
+    /// Incremental revenue in yuan: (estimate, 95% low, 95% high).
+    pub revenue: (f64, f64, f64),
+    /// What the treated customers' messages cost, in yuan.
+    pub cost: f64,
+    /// (incremental revenue − cost) / cost, with the revenue's interval
+    /// carried through; `None` when the messages cost nothing.
+    pub roi: Option<(f64, f64, f64)>,
+}
+
+/// ROI beyond this (10× the cost, 1000%) is shown as "> 1000%": a ratio
+/// that large says the cost is tiny beside the revenue, not how large the
+/// return was, and its digits would read as a result.
+pub const ROI_SHOWN_UP_TO: f64 = 10.0;
+
+/// Incremental revenue and ROI of a rule from what each treated and each
+/// control customer bought (fen) and what the messages cost (厘). Welch's
+/// interval for the difference of the two means, scaled by the treated.
+pub fn incremental(treated: &[i64], control: &[i64], cost_milli: i64) -> Option<Incremental> {
+    if treated.len() < 2 || control.len() < 2 {
+        return None;
+    }
+    let moments = |cents: &[i64]| {
+        let n = cents.len() as f64;
+        let mean = cents.iter().map(|c| *c as f64 / 100.0).sum::<f64>() / n;
+        let var = cents
+            .iter()
+            .map(|c| (*c as f64 / 100.0 - mean).powi(2))
+            .sum::<f64>()
+            / (n - 1.0);
+        (n, mean, var)
+    };
+    let ((nt, mt, vt), (nc, mc, vc)) = (moments(treated), moments(control));
+    let se = (vt / nt + vc / nc).sqrt();
+    let d = mt - mc;
+    let revenue = (nt * d, nt * (d - Z95 * se), nt * (d + Z95 * se));
+    let cost = cost_milli as f64 / 1000.0;
+    let roi = (cost_milli > 0).then(|| {
+        let r = |v: f64| (v - cost) / cost;
+        (r(revenue.0), r(revenue.1), r(revenue.2))
+    });
+    Some(Incremental { revenue, cost, roi })
 }
 
 /// What the uplift numbers allow one to say.
@@ -217,11 +269,22 @@ pub fn build(
                     .filter(|m| m.treated == treated && m.returned)
                     .count() as i64
             };
-            uplift(
-                rule,
-                (returned(true), count(true)),
-                (returned(false), count(false)),
-            )
+            let revenue = |treated: bool| -> Vec<i64> {
+                members
+                    .iter()
+                    .filter(|m| m.treated == treated)
+                    .map(|m| m.revenue_cents)
+                    .collect()
+            };
+            let cost = members.iter().map(|m| m.cost_milli).sum();
+            Uplift {
+                incremental: incremental(&revenue(true), &revenue(false), cost),
+                ..uplift(
+                    rule,
+                    (returned(true), count(true)),
+                    (returned(false), count(false)),
+                )
+            }
         })
         .collect();
     Ok(Report {
@@ -289,6 +352,7 @@ pub fn uplift(rule: String, treated: (i64, i64), control: (i64, i64)) -> Uplift 
         control_returned: control.0,
         difference,
         verdict,
+        incremental: None,
     }
 }
 
@@ -359,7 +423,10 @@ impl Report {
                 section("uplift", t!("report.uplift.title"), self.uplift_table(lang))
                     .when_empty(t!("report.uplift.none").render(lang)),
             ],
-            notes: Vec::new(),
+            notes: vec![
+                t!("report.note.last_touch").render(lang),
+                t!("report.note.controlled").render(lang),
+            ],
         }
     }
 
@@ -510,7 +577,7 @@ impl Report {
                 Cell::yuan_milli(r.cost_milli),
                 Cell::yuan_cents(r.revenue_cents),
                 Cell::decimal(r.cost_per_recalled(), 2),
-                Cell::percent(r.roi()),
+                roi_cell(r.roi(), lang),
             ]);
         }
         recall
@@ -559,9 +626,26 @@ impl Report {
                 ("ci95_low", t!("report.uplift.ci95_low")),
                 ("ci95_high", t!("report.uplift.ci95_high")),
                 ("verdict", t!("report.uplift.verdict")),
+                (
+                    "incremental_revenue",
+                    t!("report.uplift.incremental_revenue"),
+                ),
+                ("incremental_revenue_low", t!("report.uplift.revenue_low")),
+                ("incremental_revenue_high", t!("report.uplift.revenue_high")),
+                ("cost", t!("report.uplift.cost")),
+                ("roi", t!("report.uplift.roi")),
+                ("roi_low", t!("report.uplift.roi_low")),
+                ("roi_high", t!("report.uplift.roi_high")),
             ],
         );
         for u in &self.uplift {
+            let money = u.incremental.as_ref();
+            let revenue = |pick: fn(&(f64, f64, f64)) -> f64| {
+                Cell::decimal(money.map(|m| pick(&m.revenue)), 2)
+            };
+            let roi = |pick: fn(&(f64, f64, f64)) -> f64| {
+                roi_cell(money.and_then(|m| m.roi.as_ref()).map(pick), lang)
+            };
             uplift.push(vec![
                 Cell::Text(u.rule.clone()),
                 Cell::Int(u.treated),
@@ -574,9 +658,30 @@ impl Report {
                 Cell::points(u.difference.map(|d| d.1)),
                 Cell::points(u.difference.map(|d| d.2)),
                 verdict_cell(u.verdict, lang),
+                revenue(|r| r.0),
+                revenue(|r| r.1),
+                revenue(|r| r.2),
+                Cell::decimal(money.map(|m| m.cost), 2),
+                roi(|r| r.0),
+                roi(|r| r.1),
+                roi(|r| r.2),
             ]);
         }
         uplift
+    }
+}
+
+/// An ROI: a percentage up to ±[`ROI_SHOWN_UP_TO`], beyond it "> 1000%"
+/// (or "< −1000%"), whose digits would read as a result.
+fn roi_cell(roi: Option<f64>, lang: Lang) -> Cell {
+    match roi {
+        Some(r) if r > ROI_SHOWN_UP_TO => {
+            Cell::term("over_1000_percent", &t!("report.roi.over"), lang)
+        }
+        Some(r) if r < -ROI_SHOWN_UP_TO => {
+            Cell::term("under_minus_1000_percent", &t!("report.roi.under"), lang)
+        }
+        roi => Cell::percent(roi),
     }
 }
 
@@ -649,5 +754,42 @@ mod tests {
             Verdict::Unclear
         );
         assert_eq!(uplift("r".into(), (0, 0), (3, 40)).difference, None);
+    }
+
+    #[test]
+    fn incremental_revenue_is_the_difference_of_means_times_the_treated() {
+        // Treated bought 100, 0, 200, 0 yuan: mean 75, variance 27500/3.
+        // Control bought 0, 0, 100, 0 yuan: mean 25, variance 2500.
+        // Welch: se = sqrt(27500/3/4 + 2500/4) = 54.0062; 4 treated, so the
+        // half-width is 4 × 1.95996 × 54.0062 = 423.40.
+        let m = incremental(&[10_000, 0, 20_000, 0], &[0, 0, 10_000, 0], 100_000).unwrap();
+        let (est, lo, hi) = m.revenue;
+        assert!((est - 200.0).abs() < 1e-9, "{est}");
+        let half = 4.0 * Z95 * (27_500.0f64 / 3.0 / 4.0 + 2_500.0 / 4.0).sqrt();
+        assert!((lo - (200.0 - half)).abs() < 1e-9 && (hi - (200.0 + half)).abs() < 1e-9);
+        assert!((half - 423.40).abs() < 0.005, "{half}");
+        assert_eq!(m.cost, 100.0);
+        let (roi, roi_lo, roi_hi) = m.roi.unwrap();
+        assert!((roi - 1.0).abs() < 1e-9);
+        assert!((roi_lo - (lo - 100.0) / 100.0).abs() < 1e-9);
+        assert!((roi_hi - (hi - 100.0) / 100.0).abs() < 1e-9);
+        // Free messages: revenue, no ROI. One customer a group: nothing.
+        assert_eq!(incremental(&[1, 2], &[3, 4], 0).unwrap().roi, None);
+        assert_eq!(incremental(&[1], &[3, 4], 10), None);
+    }
+
+    #[test]
+    fn an_roi_beyond_1000_percent_is_not_printed_as_a_number() {
+        let lang = Lang::En;
+        assert_eq!(roi_cell(Some(2.5), lang), Cell::Percent(2.5));
+        let Cell::Term { key, text } = roi_cell(Some(1234.5), lang) else {
+            panic!()
+        };
+        assert_eq!(
+            (key.as_str(), text.as_str()),
+            ("over_1000_percent", "> 1000%")
+        );
+        assert!(matches!(roi_cell(Some(-40.0), lang), Cell::Term { .. }));
+        assert_eq!(roi_cell(None, lang), Cell::Empty);
     }
 }

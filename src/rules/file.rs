@@ -126,4 +126,9 @@ pub struct RawAction {
     /// long as it must.
     #[serde(default)]
     pub expires_after: Option<Spanned<String>>,
+    /// Phone only: who makes the call. `"advisor"`: the customer's own
+    /// advisor (专属顾问), or the round robin when they have none or the
+    /// advisor cannot take it. Without it: the round robin.
+    #[serde(default)]
+    pub assign: Option<Spanned<String>>,
 }

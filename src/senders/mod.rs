@@ -424,11 +424,10 @@ pub fn dispatcher(config: &Config) -> Result<Dispatcher, BuildError> {
             },
         );
     }
-    Ok(Dispatcher::with_routes(
-        routes,
-        config.dispatch.clone(),
-        config.clinic.timezone,
-    ))
+    Ok(
+        Dispatcher::with_routes(routes, config.dispatch.clone(), config.clinic.timezone)
+            .in_region(config.clinic.country),
+    )
 }
 
 /// Builds the sender a config section describes.

@@ -6,11 +6,14 @@
 
 pub mod scaffold;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::base::diag::Diagnostic;
 use crate::base::i18n::t;
 use crate::config::{self, Config};
-use crate::rules::RuleSet;
+use crate::rules::{Action, Assign, Rule, RuleSet};
+use crate::senders::SenderConfig;
 use crate::templates::TemplateSet;
 
 /// Everything loaded and checked before the service starts: the
@@ -21,17 +24,41 @@ pub struct Loaded {
     pub templates: Arc<TemplateSet>,
 }
 
+/// Folders that replace the clinic's own for one command: a proposal's
+/// rules and templates, checked, tested or simulated before they go live.
+#[derive(Debug, Clone, Default)]
+pub struct Folders {
+    pub rules: Option<PathBuf>,
+    pub templates: Option<PathBuf>,
+}
+
 impl Loaded {
     /// Reads `recall.toml` and checks the senders' settings, then the
     /// templates, then the rules (which are
     /// checked against the templates and the configured channels). Returns
     /// everything with its warnings, or every error found.
-    pub fn load(config_path: &std::path::Path) -> crate::base::diag::Checked<Loaded> {
-        let config = config::load(config_path)?;
-        let mut report = crate::base::diag::Report::default();
-        if let Err(errors) = crate::senders::configs(&config) {
-            report.extend(errors);
+    pub fn load(config_path: &Path) -> crate::base::diag::Checked<Loaded> {
+        Loaded::load_with(config_path, &Folders::default())
+    }
+
+    /// [`Loaded::load`] with the rules and templates read from `folders`
+    /// where it names them, instead of the folders `recall.toml` names.
+    pub fn load_with(config_path: &Path, folders: &Folders) -> crate::base::diag::Checked<Loaded> {
+        let mut config = config::load(config_path)?;
+        if let Some(rules) = &folders.rules {
+            config.rules_dir = rules.clone();
         }
+        if let Some(templates) = &folders.templates {
+            config.templates_dir = templates.clone();
+        }
+        let mut report = crate::base::diag::Report::default();
+        let senders = match crate::senders::configs(&config) {
+            Ok(senders) => senders,
+            Err(errors) => {
+                report.extend(errors);
+                Default::default()
+            }
+        };
         let templates = match crate::templates::load(&config.templates_dir) {
             Ok((templates, warnings)) => {
                 report.extend(warnings);
@@ -69,6 +96,11 @@ impl Loaded {
                                     config = config.path.display()
                                 )),
                             );
+                        }
+                        if action.assign == Assign::Advisor
+                            && let Some(warning) = no_advisors(&config, &senders, rule, action)
+                        {
+                            report.push(warning);
                         }
                         let fallback = config
                             .channels
@@ -111,4 +143,38 @@ impl Loaded {
             _ => Err(report),
         }
     }
+}
+
+/// A warning when a phone action gives calls to the customer's advisor but
+/// the phone channel's sender names no advisor: every such call would go
+/// to the round robin. `None` when it does, or when the channel has no
+/// sender (warned about on its own).
+fn no_advisors(
+    config: &Config,
+    senders: &std::collections::BTreeMap<String, SenderConfig>,
+    rule: &Rule,
+    action: &Action,
+) -> Option<Diagnostic> {
+    let sender = &config.channels.get(&action.channel)?.sender;
+    let message = match senders.get(sender)? {
+        SenderConfig::PhoneTasks(calls) if calls.staff.iter().any(|s| s.advisor) => return None,
+        SenderConfig::PhoneTasks(_) => t!("setup.assign_no_advisors", id = &rule.id, sender),
+        other => t!(
+            "setup.assign_not_phone_tasks",
+            id = &rule.id,
+            sender,
+            kind = other.kind()
+        ),
+    };
+    Some(
+        Diagnostic::warning(
+            &rule.origin.file,
+            Some(action.assign_span.clone().unwrap_or(action.span.clone())),
+            message,
+        )
+        .hint(t!(
+            "setup.assign_no_advisors_hint",
+            config = config.path.display()
+        )),
+    )
 }

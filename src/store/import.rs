@@ -14,7 +14,9 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::Store;
 use crate::base::clock::Timestamp;
+use crate::base::i18n::t;
 use crate::base::model::{Gender, Pool};
+use crate::base::reason::stored;
 use crate::import::{CustomerIn, Problems, Row, RowError, quote};
 
 /// What an import did.
@@ -367,6 +369,7 @@ impl Writer<'_> {
             ("wecom_external_userid", &row.wecom_external_userid),
             ("city", &row.city),
             ("source_channel", &row.source_channel),
+            ("advisor", &row.advisor),
         ] {
             if let Some(value) = value {
                 set(column, text(value));
@@ -485,9 +488,14 @@ impl Writer<'_> {
 fn place_new(tx: &Transaction<'_>, customer_id: i64, at: Timestamp) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO transitions (customer_id, tick_id, from_pool, to_pool, rule_id, reason, at)
-         VALUES (?1, NULL, NULL, ?2, NULL, 'imported', ?3)",
+         VALUES (?1, NULL, NULL, ?2, NULL, ?3, ?4)",
     )?
-    .execute(params![customer_id, Pool::New.as_str(), at])?;
+    .execute(params![
+        customer_id,
+        Pool::New.as_str(),
+        stored(t!("move.imported")),
+        at
+    ])?;
     let transition = tx.last_insert_rowid();
     tx.prepare_cached(
         "INSERT INTO customer_pools (customer_id, pool, entered_at, transition_id) VALUES (?1, ?2, ?3, ?4)",

@@ -25,6 +25,7 @@ pub mod report;
 pub mod scan;
 pub mod shared;
 pub mod simulate;
+pub mod story;
 pub mod tasks;
 pub mod ticks;
 

@@ -17,7 +17,9 @@ use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 use super::{Result, Store};
 use crate::base::clock::Timestamp;
 use crate::base::content::Content;
-use crate::base::model::Channel;
+use crate::base::i18n::t;
+use crate::base::model::{Channel, OutreachStatus};
+use crate::base::reason::stored;
 use crate::base::redact::redact;
 
 /// Who a message goes to, with every address the clinic has for them.
@@ -122,7 +124,8 @@ fn claimed_row(r: &Row<'_>) -> rusqlite::Result<Claimed> {
 /// marker of that state, whoever set it; the next claim reads it as
 /// [`Claimed::in_doubt`], and senders whose provider can be asked (Aliyun's
 /// QuerySendDetails, Twilio's message list) ask before sending again.
-/// Deferring a message keeps it.
+/// Deferring a message keeps it. The start of `reason.in_doubt` in the
+/// catalogue, as [`mark_in_doubt`] writes it.
 pub const IN_DOUBT: &str = "[in doubt] ";
 
 /// What a message that expired unsent carries in `last_error`.
@@ -130,7 +133,9 @@ pub const EXPIRED: &str =
     "expired: still unsent when its action's expires_after ran out; never sent";
 
 /// What crash recovery writes on a message left in `sending`.
-pub const INTERRUPTED: &str = "[in doubt] interrupted while sending; requeued";
+fn interrupted() -> String {
+    mark_in_doubt(&stored(t!("reason.interrupted")))
+}
 
 /// Whether an outreach's `last_error` says its previous attempt is in doubt.
 pub fn is_in_doubt(last_error: Option<&str>) -> bool {
@@ -142,7 +147,7 @@ pub fn mark_in_doubt(error: &str) -> String {
     if error.starts_with(IN_DOUBT) {
         error.to_string()
     } else {
-        format!("{IN_DOUBT}{error}")
+        stored(t!("reason.in_doubt", error))
     }
 }
 
@@ -178,7 +183,7 @@ fn placeholders(first: usize, count: usize) -> String {
 
 impl Store {
     /// Puts messages left in `sending` by a dispatcher that died back in the
-    /// queue, marked in doubt ([`INTERRUPTED`]): the provider may have taken
+    /// queue, marked in doubt ([`interrupted`]): the provider may have taken
     /// them before the crash, so senders that can ask do so before sending
     /// again. Call once when a dispatcher starts, holding the dispatch lock.
     /// Returns how many were requeued.
@@ -186,7 +191,7 @@ impl Store {
         Ok(self.conn.execute(
             "UPDATE outreach SET status = 'queued', updated_at = ?1, last_error = ?2
              WHERE status = 'sending'",
-            params![now, INTERRUPTED],
+            params![now, interrupted()],
         )?)
     }
 
@@ -202,8 +207,9 @@ impl Store {
                 "UPDATE outreach SET status = 'queued', updated_at = ?2, last_error = ?3
                  WHERE id = ?1 AND status = 'sending'",
             )?;
+            let interrupted = interrupted();
             for id in ids {
-                requeued += update.execute(params![id, now, INTERRUPTED])?;
+                requeued += update.execute(params![id, now, interrupted])?;
             }
         }
         tx.commit()?;
@@ -246,7 +252,7 @@ impl Store {
         let mut claimed = Vec::with_capacity(ids.len());
         {
             let mut update = tx.prepare_cached(
-                "UPDATE outreach SET status = 'sending', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
+                "UPDATE outreach SET status = 'sending', attempts = attempts + 1, held = 0, updated_at = ?2 WHERE id = ?1",
             )?;
             let mut select = tx.prepare_cached(&format!(
                 "SELECT {CLAIMED_COLUMNS} FROM outreach o JOIN customers c ON c.id = o.customer_id WHERE o.id = ?1"
@@ -363,7 +369,21 @@ impl Store {
         retry_at: Timestamp,
         now: Timestamp,
     ) -> Result<()> {
-        write_deferred(&self.conn, id, reason, retry_at, now)
+        write_deferred(&self.conn, id, reason, retry_at, false, now)
+    }
+
+    /// Makes the messages the clinic's policy held back (quiet hours, a
+    /// frequency cap) due at `now`, after a reload changed that policy: the
+    /// next round judges them by the new one, and holds them again if it
+    /// still says wait. Returns how many.
+    pub fn release_held(&self, now: Timestamp) -> Result<usize> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "UPDATE outreach SET due_at = ?1, held = 0, updated_at = ?1
+             WHERE held = 1 AND status = 'queued' AND due_at > ?1",
+            )?
+            .execute(params![now])?)
     }
 
     /// A retryable failure: back to the queue, due again at `retry_at`;
@@ -394,11 +414,18 @@ impl Store {
         Ok(self.conn.execute(
             "UPDATE outreach SET status = 'queued', attempts = 0, retrying_since = NULL,
                 due_at = ?1, updated_at = ?1,
-                last_error = 'requeued by hand after: ' || coalesce(last_error, 'failed')
+                last_error = ?4 || coalesce(last_error, ?5)
              WHERE status = 'failed'
                AND (?2 IS NULL OR channel = ?2)
                AND (?3 IS NULL OR updated_at >= ?3)",
-            params![now, channel.map(|c| c.as_str()), since],
+            params![
+                now,
+                channel.map(|c| c.as_str()),
+                since,
+                // The sentence up to its `{error}`, which SQL appends.
+                stored(t!("reason.requeued_by_hand", error = "")),
+                OutreachStatus::Failed.as_str()
+            ],
         )?)
     }
 
@@ -622,6 +649,9 @@ pub enum Settle {
         id: i64,
         reason: String,
         until: Timestamp,
+        /// Held by the clinic's policy (quiet hours, a frequency cap), which
+        /// a reload may change: [`Store::release_held`] makes it due again.
+        held: bool,
         at: Timestamp,
     },
     Retry {
@@ -729,8 +759,9 @@ fn settle_one(conn: &rusqlite::Connection, outcome: &Settle) -> Result<Settled> 
             id,
             reason,
             until,
+            held,
             at,
-        } => write_deferred(conn, *id, reason, *until, *at)?,
+        } => write_deferred(conn, *id, reason, *until, *held, *at)?,
         Settle::Retry {
             id,
             sender,
@@ -811,15 +842,16 @@ fn write_deferred(
     id: i64,
     reason: &str,
     retry_at: Timestamp,
+    held: bool,
     now: Timestamp,
 ) -> Result<()> {
     conn.prepare_cached(
         "UPDATE outreach SET status = 'queued', attempts = max(attempts - 1, 0),
             last_error = CASE WHEN instr(coalesce(last_error, ''), ?5) = 1 THEN ?5 || ?2 ELSE ?2 END,
-            due_at = ?3, updated_at = ?4
+            due_at = ?3, updated_at = ?4, held = ?6
          WHERE id = ?1 AND status = 'sending'",
     )?
-    .execute(params![id, redact(reason), retry_at, now, IN_DOUBT])?;
+    .execute(params![id, redact(reason), retry_at, now, IN_DOUBT, held])?;
     Ok(())
 }
 

@@ -16,6 +16,8 @@ pub struct CustomerRow {
     pub birth_date: Option<String>,
     pub city: Option<String>,
     pub source_channel: Option<String>,
+    /// The customer's own advisor (专属顾问), as imported.
+    pub advisor: Option<String>,
     /// JSON array of strings, as stored.
     pub tags: String,
     pub pool: Pool,

@@ -36,6 +36,11 @@ pub struct ContactRow {
 pub struct GroupMember {
     pub treated: bool,
     pub returned: bool,
+    /// What the customer bought within the window (in fen, 分).
+    pub revenue_cents: i64,
+    /// What the rule's messages to the customer cost (in 厘); 0 for the
+    /// control group, which was sent nothing.
+    pub cost_milli: i64,
 }
 
 impl Store {
@@ -172,7 +177,7 @@ impl Store {
         let mut stmt = self.conn.prepare(
             "WITH entries AS (
                 SELECT rule_id, customer_id, status <> 'held_out' AS treated,
-                       min(created_at) AS at, attribution_days
+                       min(created_at) AS at, attribution_days, sum(cost_milli) AS cost
                 FROM outreach
                 WHERE created_at >= ?1 AND created_at < ?2 AND tick_id IS NOT NULL
                   AND rule_id IN (SELECT DISTINCT rule_id FROM outreach
@@ -183,7 +188,11 @@ impl Store {
                     EXISTS (SELECT 1 FROM visits v WHERE v.customer_id = e.customer_id
                               AND v.at > e.at AND v.at <= e.at + e.attribution_days * 86400)
                  OR EXISTS (SELECT 1 FROM orders d WHERE d.customer_id = e.customer_id
-                              AND d.at > e.at AND d.at <= e.at + e.attribution_days * 86400)
+                              AND d.at > e.at AND d.at <= e.at + e.attribution_days * 86400),
+                    (SELECT coalesce(sum(d.amount_cents), 0) FROM orders d
+                      WHERE d.customer_id = e.customer_id
+                        AND d.at > e.at AND d.at <= e.at + e.attribution_days * 86400),
+                    e.cost
              FROM entries e
              ORDER BY e.rule_id",
         )?;
@@ -193,14 +202,18 @@ impl Store {
                 r.get::<_, String>(0)?,
                 r.get::<_, bool>(1)?,
                 r.get::<_, bool>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
             ))
         })?;
         for row in rows {
-            let (rule, treated, returned) = row?;
-            groups
-                .entry(rule)
-                .or_default()
-                .push(GroupMember { treated, returned });
+            let (rule, treated, returned, revenue_cents, cost_milli) = row?;
+            groups.entry(rule).or_default().push(GroupMember {
+                treated,
+                returned,
+                revenue_cents,
+                cost_milli,
+            });
         }
         Ok(groups)
     }
@@ -237,10 +250,17 @@ mod tests {
             .unwrap();
         assert_eq!(claimed.len(), 1);
         store
-            .mark_sent(claimed[0].id, "log", "p", 0, T0 + 2 * 86_400)
+            .mark_sent(claimed[0].id, "log", "p", 45, T0 + 2 * 86_400)
             .unwrap();
         let mut ingest = store.ingest().unwrap();
         ingest.add_visit(1, T0 + 86_400, None).unwrap();
+        ingest
+            .add_order(1, T0 + 86_400, 98_000, None, None)
+            .unwrap();
+        // Outside the window: not the rule's.
+        ingest
+            .add_order(1, T0 + 400 * 86_400, 5_000, None, None)
+            .unwrap();
         ingest.commit().unwrap();
         let groups = store.holdout_groups(T0 - 86_400, T0 + 30 * 86_400).unwrap();
         let mut r = groups["r"].clone();
@@ -250,11 +270,15 @@ mod tests {
             [
                 GroupMember {
                     treated: true,
-                    returned: true
+                    returned: true,
+                    revenue_cents: 98_000,
+                    cost_milli: 45,
                 },
                 GroupMember {
                     treated: false,
-                    returned: false
+                    returned: false,
+                    revenue_cents: 0,
+                    cost_milli: 0,
                 },
             ]
         );

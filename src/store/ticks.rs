@@ -84,6 +84,9 @@ pub struct NewMessage {
     /// Past this time an unsent message is not sent but `expired` (the
     /// action's `expires_after` after `due_at`).
     pub expires_at: Option<Timestamp>,
+    /// The staff member a phone message is for (the customer's advisor,
+    /// when the action says `assign = "advisor"`); `None`: the round robin.
+    pub assign_to: Option<String>,
 }
 
 /// The results for one batch of customers.
@@ -240,10 +243,10 @@ impl Store {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO outreach (customer_id, tick_id, rule_id, action_index, pool, channel,
                     template, subject, content, content_html, params, fallback, attribution_days, status,
-                    last_error, created_at, due_at, updated_at, expires_at)
+                    last_error, created_at, due_at, updated_at, expires_at, assign_to)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?14, ?15, ?17,
                     CASE WHEN ?13 IS NOT NULL THEN 'failed' WHEN ?16 THEN 'held_out' ELSE 'queued' END,
-                    ?13, ?11, ?12, ?11, ?18)",
+                    ?13, ?11, ?12, ?11, ?18, ?19)",
             )?;
             for m in &batch.messages {
                 messages += insert.execute(params![
@@ -264,7 +267,8 @@ impl Store {
                     m.fallback,
                     m.held_out,
                     m.attribution_days,
-                    m.expires_at
+                    m.expires_at,
+                    m.assign_to
                 ])? as i64;
             }
         }
