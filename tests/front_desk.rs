@@ -3,6 +3,10 @@
 //! Chinese values in conditions, and what `recall check` says about
 //! advisors and full-width punctuation typed on a Chinese keyboard.
 
+//
+// The customers are imported as first seen a few days before the first
+// tick: genuinely new, so the tick judges them without `recall onboard`.
+
 mod common;
 
 use common::{Clinic, stdout};
@@ -139,17 +143,17 @@ fn an_advisor_rule_sends_the_call_to_the_advisor_and_falls_back_to_the_round_rob
         "customers",
         "customers.csv",
         "external_id,name,phone,tags,advisor,first_seen\n\
-         C1,王丽,13800000001,vip,王芳,2098-12-01\n\
-         C2,李梅,13800000002,vip,,2098-12-01\n\
-         C3,赵敏,13800000003,vip,李娜,2098-12-01\n\
-         C4,孙磊,13800000004,vip,张三,2098-12-01\n\
-         C5,周强,13800000005,,王芳,2098-12-01\n",
+         C1,王丽,13800000001,vip,王芳,2099-01-02\n\
+         C2,李梅,13800000002,vip,,2099-01-02\n\
+         C3,赵敏,13800000003,vip,李娜,2099-01-02\n\
+         C4,孙磊,13800000004,vip,张三,2099-01-02\n\
+         C5,周强,13800000005,,王芳,2099-01-02\n",
     );
     import(
         &clinic,
         "customers",
         "顾客.csv",
-        "客户编号,姓名,手机,标签,专属顾问,建档时间\nC6,吴芳,13800000006,vip,王芳,2098-12-01\n",
+        "客户编号,姓名,手机,标签,专属顾问,建档时间\nC6,吴芳,13800000006,vip,王芳,2099-01-02\n",
     );
     assert_eq!(
         clinic.count("SELECT count(*) FROM customers WHERE advisor = '王芳'"),
@@ -281,10 +285,10 @@ fn birthday_rules_fire_in_the_week_and_the_month_and_29_february_is_28_february(
         "customers",
         "customers.csv",
         "客户编号,姓名,性别,生日,建档时间\n\
-         B1,王丽,女,1990-03-10,2026-01-01\n\
-         B2,李梅,女,1996-02-29,2026-01-01\n\
-         B3,赵敏,女,1985-04-01,2026-01-01\n\
-         B4,孙磊,男,,2026-01-01\n",
+         B1,王丽,女,1990-03-10,2027-02-15\n\
+         B2,李梅,女,1996-02-29,2027-02-15\n\
+         B3,赵敏,女,1985-04-01,2027-02-15\n\
+         B4,孙磊,男,,2027-02-15\n",
     );
     // 2027 has no 29 February: B2's birthday is on the 28th, 8 days away.
     tick(&clinic, "2027-02-20 09:00");
@@ -340,16 +344,16 @@ fn chinese_values_in_conditions_mean_the_english_ones() {
         "customers",
         "customers.csv",
         "external_id,name,gender,first_seen\n\
-         G1,王丽,女,2026-01-01\n\
-         G2,Anna,female,2026-01-01\n\
-         G3,孙磊,男,2026-01-01\n\
-         G4,周强,,2026-01-01\n",
+         G1,王丽,女,2026-02-26\n\
+         G2,Anna,female,2026-02-26\n\
+         G3,孙磊,男,2026-02-26\n\
+         G4,周强,,2026-02-26\n",
     );
     import(
         &clinic,
         "followups",
         "followups.csv",
-        "回访编号,客户编号,回访时间,回访结果\nF1,G3,2026-02-01,不顺畅\nF2,G4,2026-02-01,顺畅\n",
+        "回访编号,客户编号,回访时间,回访结果\nF1,G3,2026-02-27,不顺畅\nF2,G4,2026-02-27,顺畅\n",
     );
     tick(&clinic, "2026-03-01 09:00");
     let fired: Vec<(String, String)> = messages(&clinic)

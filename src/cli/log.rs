@@ -84,7 +84,7 @@ pub(super) fn run(config_path: &Path, args: &LogArgs, now: DateTime<Utc>) -> Res
         )
     } else {
         let table = output.format == Format::Table;
-        let rows = messages(&store, &filter, tz, lang, table)?;
+        let rows = messages(&store, &filter, tz, lang)?;
         let rows = if table {
             // Keep the table readable: the columns people scan.
             rows.select(&[
@@ -128,8 +128,8 @@ fn moves(store: &Store, filter: &LogFilter, tz: Tz, lang: Lang) -> Result<Rows> 
 }
 
 /// The messages that pass the filter, every column; statuses by their
-/// names in `lang` for a table (`已取消`), by their ids for files and scripts.
-fn messages(store: &Store, filter: &LogFilter, tz: Tz, lang: Lang, table: bool) -> Result<Rows> {
+/// names in `lang` for people (`已取消`), by their ids for scripts.
+fn messages(store: &Store, filter: &LogFilter, tz: Tz, lang: Lang) -> Result<Rows> {
     let mut rows = Rows::keyed(
         lang,
         &[
