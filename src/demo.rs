@@ -85,6 +85,7 @@ pub fn person(rng: &mut Rng, index: usize) -> NewCustomer {
         birth_date: if rng.f64() < 0.9 { birth } else { None },
         city: Some(CITIES[rng.usize(..CITIES.len())].to_string()),
         source_channel: Some(SOURCES[rng.usize(..SOURCES.len())].to_string()),
+        advisor: None,
         tags: Vec::new(),
         consent: Consent {
             sms: rng.f64() < 0.92,

@@ -107,6 +107,9 @@ pub struct CustomerSpec {
     pub birth_date: Option<String>,
     #[serde(default)]
     pub city: Option<String>,
+    /// The customer's own advisor (专属顾问).
+    #[serde(default)]
+    pub advisor: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
     #[serde(default)]
@@ -667,6 +670,7 @@ fn add_customers(
                 })
                 .transpose()?,
             city: spec.city.clone(),
+            advisor: spec.advisor.clone(),
             tags: spec.tags.clone(),
             ..NewCustomer::default()
         };

@@ -284,12 +284,41 @@ pub fn queue_more(
     queue(store, customer_id, channel, due, None);
 }
 
+/// Queues one more phone message for a customer, due at `due`, meant for
+/// staff member `assign_to` (as an action with `assign = "advisor"` does).
+pub fn queue_assigned(
+    store: &crate::store::shared::SharedStore,
+    customer_id: i64,
+    due: i64,
+    assign_to: Option<&str>,
+) {
+    queue_with(
+        store,
+        customer_id,
+        crate::base::model::Channel::Phone,
+        due,
+        None,
+        assign_to,
+    );
+}
+
 fn queue(
     store: &crate::store::shared::SharedStore,
     customer_id: i64,
     channel: crate::base::model::Channel,
     due: i64,
     fallback: Option<crate::base::model::Channel>,
+) {
+    queue_with(store, customer_id, channel, due, fallback, None);
+}
+
+fn queue_with(
+    store: &crate::store::shared::SharedStore,
+    customer_id: i64,
+    channel: crate::base::model::Channel,
+    due: i64,
+    fallback: Option<crate::base::model::Channel>,
+    assign_to: Option<&str>,
 ) {
     use crate::base::content::Content;
     use crate::store::ticks::{NewMessage, TickBatch, TickStart};
@@ -326,6 +355,8 @@ fn queue(
             failure: None,
             held_out: false,
             attribution_days: 30,
+            expires_at: None,
+            assign_to: assign_to.map(str::to_string),
         }],
         ..TickBatch::default()
     };

@@ -263,3 +263,93 @@ fn reload_without_a_service_says_so() {
         .failure()
         .stderr(predicates::str::contains("no recall service is running"));
 }
+
+/// Every channel's quiet hours: `Some(window)` or none at all.
+fn set_quiet_hours(clinic: &Clinic, window: Option<&str>) {
+    let text = std::fs::read_to_string(clinic.config()).unwrap();
+    let mut found = 0;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let bare = line.trim_start().trim_start_matches('#');
+            if !bare.starts_with("quiet_hours") {
+                return line.to_string();
+            }
+            found += 1;
+            match window {
+                Some(w) => format!("quiet_hours = \"{w}\""),
+                None => "#quiet_hours = \"off\"".to_string(),
+            }
+        })
+        .collect();
+    assert!(found >= 3, "no quiet_hours in recall.toml:\n{text}");
+    std::fs::write(clinic.config(), lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn a_reload_of_quiet_hours_applies_to_the_next_round_both_ways() {
+    use chrono::{Duration as Days, Utc};
+    let clinic = Clinic::demo(100);
+    // Rounds 8 s apart, so a reload lands while the dispatcher waits; no
+    // catch-up tick (the yearly slot is older than the demo's last tick).
+    clinic.edit_config("dispatch_every = \"30s\"", "dispatch_every = \"8s\"");
+    clinic.edit_config("ticks = [\"0 9 * * *\"]", "ticks = [\"0 0 1 1 *\"]");
+    set_quiet_hours(&clinic, None);
+    let mut service = Service::start(clinic.process().arg("run"));
+    service.wait_for("recall is running");
+
+    // Quiet hours from now on, reloaded while the dispatcher waits: the
+    // messages a tick queues next are held by them in the next round.
+    let local = Utc::now().with_timezone(&chrono_tz::Asia::Shanghai);
+    let window = format!(
+        "{}-{}",
+        (local - Days::hours(1)).format("%H:%M"),
+        (local + Days::hours(3)).format("%H:%M")
+    );
+    set_quiet_hours(&clinic, Some(&window));
+    clinic.recall().arg("reload").assert().success();
+    service.wait_for("reloaded:");
+    clinic.recall().arg("tick").assert().success();
+    let tick: i64 = clinic.count("SELECT max(at) FROM ticks");
+    let of_tick = |status: &str| {
+        clinic.count(&format!(
+            "SELECT count(*) FROM outreach WHERE created_at = {tick} AND status IN ({status})"
+        ))
+    };
+    assert!(of_tick("'queued'") > 0, "the tick queued messages");
+    service.wait_for("dispatched");
+    assert_eq!(
+        of_tick("'sent', 'awaiting'"),
+        0,
+        "quiet hours reloaded before the round hold everything: {}",
+        service.seen.join("\n")
+    );
+    let held = clinic.count(&format!(
+        "SELECT count(*) FROM outreach WHERE created_at = {tick} AND held = 1 AND status = 'queued'"
+    ));
+    assert!(held > 0, "held until the window ends");
+
+    // Quiet hours taken off again: what they held goes out in the next
+    // round, not at the old window's end hours from now.
+    set_quiet_hours(&clinic, None);
+    clinic.recall().arg("reload").assert().success();
+    service.wait_for("reloaded:");
+    service.wait_for("judged again");
+    service.wait_for("dispatched");
+    assert_eq!(
+        clinic.count(&format!(
+            "SELECT count(*) FROM outreach WHERE created_at = {tick} AND held = 1 AND status = 'queued'"
+        )),
+        0,
+        "{}",
+        service.seen.join("\n")
+    );
+    assert!(
+        of_tick("'sent', 'awaiting'") > 0,
+        "{}",
+        service.seen.join("\n")
+    );
+    service.signal("TERM");
+    let (ok, seen) = service.finish();
+    assert!(ok, "{}", seen.join("\n"));
+}

@@ -243,6 +243,8 @@ fn sms_sent(clinic: &Clinic, customer: &str, sent: &str) {
             failure: None,
             held_out: false,
             attribution_days: 30,
+            expires_at: None,
+            assign_to: None,
         }],
         ..TickBatch::default()
     };

@@ -56,8 +56,8 @@ fn reload_logs_check_errors_with_a_caret_in_chinese_and_names_changed_cycles() {
         });
     }
     let mut seen = Vec::new();
-    wait_for(&lines, &mut seen, "recall is running");
-    wait_for(&lines, &mut seen, "tick done");
+    wait_for(&lines, &mut seen, "recall 正在运行");
+    wait_for(&lines, &mut seen, "评估完成");
     // The file watcher starts after the first tick is under way.
     std::thread::sleep(Duration::from_secs(1));
 

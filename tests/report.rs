@@ -171,6 +171,8 @@ fn fixture() -> Clinic {
                 failure: None,
                 held_out: fate == Fate::HeldOut,
                 attribution_days: 30,
+                expires_at: None,
+                assign_to: None,
             }],
             ..TickBatch::default()
         };
@@ -693,6 +695,8 @@ fn a_visit_recorded_before_the_call_is_marked_reached_is_still_a_recall() {
                 failure: None,
                 held_out: false,
                 attribution_days: 30,
+                expires_at: None,
+                assign_to: None,
             }],
             ..TickBatch::default()
         };

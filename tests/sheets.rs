@@ -60,10 +60,14 @@ fn front_desk(customers: &[(&str, &str)]) -> Clinic {
     std::fs::write(clinic.config(), config).unwrap();
     let mut people = csv::Writer::from_writer(Vec::new());
     let mut visits = String::from("external_id,customer_id,at\n");
-    people.write_record(["客户编号", "姓名", "手机"]).unwrap();
+    // First seen on Sunday: new customers, whom a tick judges without
+    // onboarding (`recall onboard`).
+    people
+        .write_record(["客户编号", "姓名", "手机", "首次到院"])
+        .unwrap();
     for (i, (id, name)) in customers.iter().enumerate() {
         people
-            .write_record([*id, *name, &format!("138001380{i:02}")])
+            .write_record([*id, *name, &format!("138001380{i:02}"), "2099-01-04 10:00"])
             .unwrap();
         visits.push_str(&format!(
             "V{i},\"{}\",2099-01-04 10:00\n",

@@ -4,7 +4,8 @@
 //! time (`clock`), the user's language
 //! and every sentence said to them (`i18n`), diagnostics (`diag`), output
 //! formats (`output`), masking of personal data (`mask`), phone numbers as
-//! people type them (`phone`), redaction of secrets from provider text
+//! people type them (`phone`), why a message was not sent as the
+//! database keeps it (`reason`), redaction of secrets from provider text
 //! (`redact`) and the process's counters (`metrics`).
 
 pub mod clock;
@@ -16,4 +17,5 @@ pub mod metrics;
 pub mod model;
 pub mod output;
 pub mod phone;
+pub mod reason;
 pub mod redact;

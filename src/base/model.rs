@@ -117,6 +117,18 @@ spelled_enum! {
     }
 }
 
+impl Channel {
+    /// The channel's name for people: its id in English, 短信 in Chinese.
+    pub fn name(self) -> Text {
+        match self {
+            Channel::Sms => t!("channel.sms"),
+            Channel::Phone => t!("channel.phone"),
+            Channel::Wechat => t!("channel.wechat"),
+            Channel::Email => t!("channel.email"),
+        }
+    }
+}
+
 spelled_enum! {
     /// What a clinic's follow-up (回访) achieved.
     FollowupResult {
@@ -151,10 +163,33 @@ spelled_enum! {
         OptedOut => "opted_out",
         /// Kept back on purpose: the customer is in the rule's control group.
         HeldOut => "held_out",
+        /// Taken out of the queue before any provider had it: by a person
+        /// (`recall cancel`), or never sendable (a message onboarding
+        /// replayed); `last_error` says who and why.
+        Cancelled => "cancelled",
+        /// Still unsent when its action's `expires_after` ran out (held by
+        /// a cap, quiet hours, an outage): never sent late.
+        Expired => "expired",
     }
 }
 
 impl OutreachStatus {
+    /// The status's name for people: its id in English, 排队中 in Chinese.
+    pub fn name(self) -> Text {
+        match self {
+            OutreachStatus::Queued => t!("outreach.queued"),
+            OutreachStatus::Sending => t!("outreach.sending"),
+            OutreachStatus::Awaiting => t!("outreach.awaiting"),
+            OutreachStatus::Sent => t!("outreach.sent"),
+            OutreachStatus::Failed => t!("outreach.failed"),
+            OutreachStatus::Suppressed => t!("outreach.suppressed"),
+            OutreachStatus::OptedOut => t!("outreach.opted_out"),
+            OutreachStatus::HeldOut => t!("outreach.held_out"),
+            OutreachStatus::Cancelled => t!("outreach.cancelled"),
+            OutreachStatus::Expired => t!("outreach.expired"),
+        }
+    }
+
     /// Whether a message in this status still counts as a contact: it went
     /// out, or it is on its way.
     pub fn is_contact(self) -> bool {
@@ -175,6 +210,68 @@ spelled_enum! {
         Male => "male",
         Other => "other",
     }
+}
+
+/// The words clinics write for a value of a closed set besides its id
+/// (Chinese first): what an import accepts in a cell, and what a rule
+/// condition may compare the fact with (`gender == "女"` means
+/// `gender == "female"`). Matched without case and surrounding spaces.
+pub trait Words: Sized + Copy + 'static {
+    /// Every value with the words that mean it, its id among them.
+    const WORDS: &'static [(Self, &'static [&'static str])];
+
+    /// The value a word means, if any.
+    fn from_word(text: &str) -> Option<Self> {
+        let text = text.trim().to_lowercase();
+        Self::WORDS
+            .iter()
+            .find(|(_, words)| words.contains(&text.as_str()))
+            .map(|(value, _)| *value)
+    }
+
+    /// Every accepted word, for hints.
+    fn all_words() -> Vec<&'static str> {
+        Self::WORDS
+            .iter()
+            .flat_map(|(_, words)| words.iter().copied())
+            .collect()
+    }
+}
+
+impl Words for Gender {
+    const WORDS: &'static [(Gender, &'static [&'static str])] = &[
+        (Gender::Female, &["女", "female", "f"]),
+        (Gender::Male, &["男", "male", "m"]),
+        (Gender::Other, &["其他", "other"]),
+    ];
+}
+
+impl Words for FollowupResult {
+    const WORDS: &'static [(FollowupResult, &'static [&'static str])] = &[
+        (
+            FollowupResult::Smooth,
+            &["smooth", "顺畅", "正常", "跟进顺畅"],
+        ),
+        (
+            FollowupResult::NotSmooth,
+            &["not_smooth", "不顺畅", "跟进不顺畅"],
+        ),
+        (
+            FollowupResult::Unreachable,
+            &["unreachable", "未接通", "联系不上", "无人接听"],
+        ),
+        (FollowupResult::Refused, &["refused", "拒绝", "拒接"]),
+    ];
+}
+
+impl Words for Pool {
+    const WORDS: &'static [(Pool, &'static [&'static str])] = &[
+        (Pool::New, &["new", "新客池"]),
+        (Pool::Customer, &["customer", "顾客池"]),
+        (Pool::Warning, &["warning", "预警池"]),
+        (Pool::Maintenance, &["maintenance", "维护池"]),
+        (Pool::Churned, &["churned", "流失池"]),
+    ];
 }
 
 #[cfg(test)]
@@ -210,5 +307,26 @@ mod tests {
                 &OutreachStatus::Sent
             ]
         );
+    }
+
+    #[test]
+    fn words_mean_their_values_and_every_id_is_a_word() {
+        assert_eq!(Gender::from_word(" 女 "), Some(Gender::Female));
+        assert_eq!(Gender::from_word("Female"), Some(Gender::Female));
+        assert_eq!(
+            FollowupResult::from_word("不顺畅"),
+            Some(FollowupResult::NotSmooth)
+        );
+        assert_eq!(Pool::from_word("预警池"), Some(Pool::Warning));
+        assert_eq!(Gender::from_word("woman"), None);
+        for gender in Gender::ALL {
+            assert_eq!(Gender::from_word(gender.as_str()), Some(*gender));
+        }
+        for result in FollowupResult::ALL {
+            assert_eq!(FollowupResult::from_word(result.as_str()), Some(*result));
+        }
+        for pool in Pool::ALL {
+            assert_eq!(Pool::from_word(pool.as_str()), Some(*pool));
+        }
     }
 }

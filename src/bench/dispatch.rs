@@ -206,6 +206,8 @@ fn queue(store: &mut Store, args: &DispatchArgs) -> Result<()> {
                 failure: None,
                 held_out: false,
                 attribution_days: 30,
+                expires_at: None,
+                assign_to: None,
             });
         }
         left = left.saturating_sub(per);

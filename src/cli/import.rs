@@ -65,7 +65,7 @@ fn import(
         eprintln!("{}", summary.render(lang()));
     };
     let reader = match Reader::open(file, encoding, kind, config.clinic.timezone, now) {
-        Ok(reader) => reader,
+        Ok(reader) => reader.in_region(config.clinic.country),
         Err(OpenError::File(why)) => anyhow::bail!(why),
         Err(OpenError::Header(errors)) => {
             let mut problems = Problems::default();

@@ -13,8 +13,9 @@ use chrono_tz::Tz;
 use super::{Book, Format, OutputArgs, Rows, lang, load_config, open_store, write};
 use crate::base::clock;
 use crate::base::i18n::{Lang, t};
-use crate::base::model::{Channel, OutreachStatus};
+use crate::base::model::{Channel, OutreachStatus, Pool};
 use crate::base::output::{Cell, Section};
+use crate::base::reason;
 use crate::store::Store;
 use crate::store::queries::LogFilter;
 
@@ -29,7 +30,8 @@ pub struct LogArgs {
     /// Only this channel.
     #[arg(long)]
     pub channel: Option<String>,
-    /// Only this status (queued, sending, sent, failed, suppressed, opted_out).
+    /// Only this status (queued, sending, awaiting, sent, failed, suppressed,
+    /// opted_out, held_out, cancelled, expired).
     #[arg(long)]
     pub status: Option<String>,
     /// Only entries at or after this time (clinic time).
@@ -81,8 +83,9 @@ pub(super) fn run(config_path: &Path, args: &LogArgs, now: DateTime<Utc>) -> Res
             moves(&store, &filter, tz, lang)?,
         )
     } else {
+        let table = output.format == Format::Table;
         let rows = messages(&store, &filter, tz, lang)?;
-        let rows = if output.format == Format::Table {
+        let rows = if table {
             // Keep the table readable: the columns people scan.
             rows.select(&[
                 "created", "customer", "rule", "channel", "status", "attempts", "error", "content",
@@ -114,16 +117,18 @@ fn moves(store: &Store, filter: &LogFilter, tz: Tz, lang: Lang) -> Result<Rows> 
         rows.push(vec![
             Cell::Time { at: m.at, tz },
             Cell::Text(m.customer),
-            Cell::text(m.from),
-            Cell::Text(m.to),
+            m.from
+                .map_or(Cell::Empty, |from| Cell::named(&from, Pool::name, lang)),
+            Cell::named(&m.to, Pool::name, lang),
             Cell::text(m.rule_id),
-            Cell::Text(m.reason),
+            reason::cell(Some(m.reason), lang),
         ]);
     }
     Ok(rows)
 }
 
-/// The messages that pass the filter, every column.
+/// The messages that pass the filter, every column; statuses by their
+/// names in `lang` for people (`已取消`), by their ids for scripts.
 fn messages(store: &Store, filter: &LogFilter, tz: Tz, lang: Lang) -> Result<Rows> {
     let mut rows = Rows::keyed(
         lang,
@@ -155,14 +160,14 @@ fn messages(store: &Store, filter: &LogFilter, tz: Tz, lang: Lang) -> Result<Row
             e.sent_at.map_or(Cell::Empty, time),
             Cell::Text(e.customer),
             Cell::Text(e.rule_id),
-            Cell::Text(e.pool),
-            Cell::Text(e.channel),
+            Cell::named(&e.pool, Pool::name, lang),
+            Cell::named(&e.channel, Channel::name, lang),
             Cell::Text(e.template),
-            Cell::Text(e.status),
+            Cell::named(&e.status, OutreachStatus::name, lang),
             Cell::Int(e.attempts),
             Cell::text(e.sender),
             Cell::text(e.provider_id),
-            Cell::text(e.last_error),
+            reason::cell(e.last_error, lang),
             Cell::text(e.subject),
             Cell::Text(e.content),
         ]);

@@ -6,7 +6,9 @@
 //! that a test could not reach through the library.
 
 mod backup;
+mod cancel;
 mod check;
+mod customer;
 mod demo;
 mod dispatch;
 mod export;
@@ -16,6 +18,7 @@ mod import;
 mod init;
 mod log;
 mod model;
+mod onboard;
 mod outcome;
 mod prune;
 mod reload;
@@ -87,6 +90,13 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     /// Evaluate the rules once: move customers between pools and queue their messages.
     Tick(tick::TickArgs),
+    /// Place the customers an import brought in the pools their history
+    /// implies, by replaying the rules silently over it: moves recorded,
+    /// nothing sent. Until then ticks leave them alone.
+    Onboard(onboard::OnboardArgs),
+    /// Take queued messages out of the queue (status `cancelled`, who and
+    /// why in the log); nothing a provider already has is touched.
+    Cancel(cancel::CancelArgs),
     /// Send the messages that are due, through each channel's sender, ask
     /// about messages awaiting staff (WeCom tasks, call tasks), then exit.
     Dispatch(dispatch::DispatchArgs),
@@ -94,6 +104,10 @@ pub enum Command {
     Status(status::StatusArgs),
     /// The outreach log: every message, what it said and what became of it.
     Log(log::LogArgs),
+    /// Find a customer by clinic id, name or phone and tell their story:
+    /// pool, facts now (churn facts with their model), and one timeline of
+    /// visits, orders, follow-ups, moves with reasons, messages, call tasks.
+    Customer(customer::CustomerArgs),
     /// The facts rule conditions can use, with their exact definitions.
     Facts(facts::FactsArgs),
     /// Import customers, visits, orders or follow-ups from a CRM/HIS CSV export
@@ -209,9 +223,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Test(args) => test::run(config, &args, now),
         Command::Simulate(args) => simulate::run(config, &args, now),
         Command::Tick(args) => tick::run(config, &args, now, wall_clock()),
+        Command::Onboard(args) => onboard::run(config, &args, now),
+        Command::Cancel(args) => cancel::run(config, &args, now),
         Command::Dispatch(args) => dispatch::run(config, &args, now),
         Command::Status(args) => status::run(config, &args, now),
         Command::Log(args) => log::run(config, &args, now),
+        Command::Customer(args) => customer::run(config, &args, now),
         Command::Facts(args) => facts::run(&args),
         Command::Import(args) => import::run(config, &args, now),
         Command::Report(args) => report::run(
@@ -293,6 +310,27 @@ pub(crate) fn write(output: &Output, book: &Book) -> Result<()> {
         Err(error) => bail!(error.text().render(lang)),
     }
     Ok(())
+}
+
+/// Only the section `key` of `book`, when `--section` asks for one;
+/// `unknown` is the error for a key the book does not have, given the key
+/// and the list of the known ones.
+pub(crate) fn only_section(
+    book: Book,
+    key: Option<&str>,
+    unknown: impl FnOnce(&str, crate::base::i18n::Arg) -> crate::base::i18n::Text,
+) -> Result<Book> {
+    let Some(key) = key else {
+        return Ok(book);
+    };
+    let keys: Vec<String> = book.sections.iter().map(|s| s.key.clone()).collect();
+    match book.only(key) {
+        Some(book) => Ok(book),
+        None => {
+            let known = crate::base::i18n::list(keys, t!("sep.list"));
+            bail!(unknown(key, known).render(lang()))
+        }
+    }
 }
 
 /// Loads config, templates and rules; prints errors and fails if any.

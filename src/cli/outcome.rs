@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 
 use super::{load_config, open_store, parse_at};
-use crate::base::i18n::t;
+use crate::base::i18n::{IntoArg, t};
+use crate::base::model::{Channel, OutreachStatus};
 
 #[derive(Debug, Args)]
 pub struct OutcomeArgs {
@@ -44,7 +45,11 @@ pub(super) fn run(config_path: &Path, args: &OutcomeArgs, now: DateTime<Utc>) ->
         bail!(t!("outcome.no_message", message).render(lang));
     };
     if entry.sent_at.is_none() {
-        bail!(t!("outcome.never_sent", message, status = &entry.status).render(lang));
+        let status = match entry.status.parse::<OutreachStatus>() {
+            Ok(status) => status.name().into_arg(),
+            Err(_) => entry.status.into_arg(),
+        };
+        bail!(t!("outcome.never_sent", message, status).render(lang));
     }
     let recorded = store.record_outcome(
         message,
@@ -59,7 +64,10 @@ pub(super) fn run(config_path: &Path, args: &OutcomeArgs, now: DateTime<Utc>) ->
             "outcome.recorded",
             message,
             rule = &entry.rule_id,
-            channel = &entry.channel,
+            channel = match entry.channel.parse::<Channel>() {
+                Ok(channel) => channel.name().into_arg(),
+                Err(_) => entry.channel.as_str().into_arg(),
+            },
             customer = &entry.customer,
             kind
         )

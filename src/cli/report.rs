@@ -10,7 +10,7 @@ use clap::Args;
 
 use super::{Format, OutputArgs, load_config, open_store, parse_at, write};
 use crate::base::clock;
-use crate::base::i18n::{list, t};
+use crate::base::i18n::t;
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -54,17 +54,11 @@ pub(super) fn run(
     // Credit returns that arrived since the last tick before counting them.
     store.attribute()?;
     let report = crate::report::build(&store, from, to, args.by, tz)?;
-    let mut book = report.book(lang, tz);
-    if let Some(key) = &args.section {
-        let keys: Vec<String> = book.sections.iter().map(|s| s.key.clone()).collect();
-        book = match book.only(key) {
-            Some(book) => book,
-            None => {
-                let known = list(keys, t!("sep.list"));
-                bail!(t!("report.unknown_section", section = key, known).render(lang))
-            }
-        };
-    }
+    let book = super::only_section(
+        report.book(lang, tz),
+        args.section.as_deref(),
+        |section, known| t!("report.unknown_section", section, known),
+    )?;
     let mut output = args.output.output(Format::Table, lang);
     if let Some(file) = &args.file {
         output.path = Some(file.clone());

@@ -11,7 +11,7 @@ use clap::Args;
 
 use super::{Book, Format, OutputArgs, Rows, lang, load_config, open_store, write};
 use crate::base::clock;
-use crate::base::i18n::{Lang, t};
+use crate::base::i18n::{Lang, Text, t};
 use crate::base::model::{Channel, OutreachStatus};
 use crate::base::output::{Cell, Section};
 use crate::store::health::SenderState;
@@ -74,8 +74,8 @@ fn tables(status: &Status, clinic: &str, tz: chrono_tz::Tz, lang: Lang) -> Book 
     );
     for (channel, state, n) in outbox_counts(status) {
         outbox.push(vec![
-            Cell::Text(channel.to_string()),
-            Cell::Text(state),
+            Cell::term(channel.as_str(), &channel.name(), lang),
+            state_cell(state, lang),
             Cell::Int(n),
         ]);
     }
@@ -158,9 +158,9 @@ fn tables(status: &Status, clinic: &str, tz: chrono_tz::Tz, lang: Lang) -> Book 
 }
 
 /// Messages per (channel, state), the queued ones that are retrying after
-/// a failure counted apart as `retrying`: a failing sender's messages do
+/// a failure counted apart (`None`, shown as `retrying`): a failing sender's messages do
 /// not look like plain queued ones.
-fn outbox_counts(status: &Status) -> Vec<(Channel, String, i64)> {
+fn outbox_counts(status: &Status) -> Vec<(Channel, Option<OutreachStatus>, i64)> {
     let mut counts = Vec::new();
     for (channel, state, n) in &status.outreach {
         let retrying = status
@@ -170,14 +170,23 @@ fn outbox_counts(status: &Status) -> Vec<(Channel, String, i64)> {
             .map_or(0, |r| r.count);
         if *state == OutreachStatus::Queued && retrying > 0 {
             if *n > retrying {
-                counts.push((*channel, state.to_string(), n - retrying));
+                counts.push((*channel, Some(*state), n - retrying));
             }
-            counts.push((*channel, "retrying".to_string(), retrying));
+            counts.push((*channel, None, retrying));
         } else {
-            counts.push((*channel, state.to_string(), *n));
+            counts.push((*channel, Some(*state), *n));
         }
     }
     counts
+}
+
+/// A message state by name: a status, or (`None`) queued again after a
+/// failure, `retrying`.
+fn state_cell(state: Option<OutreachStatus>, lang: Lang) -> Cell {
+    match state {
+        Some(status) => Cell::term(status.as_str(), &status.name(), lang),
+        None => Cell::term("retrying", &t!("status.retrying_state"), lang),
+    }
 }
 
 /// For files and scripts: one row per number, with the part it belongs to.
@@ -191,42 +200,46 @@ fn rows(status: &Status, tz: chrono_tz::Tz, lang: Lang) -> Rows {
             ("count", t!("column.count")),
         ],
     );
-    let text = |s: &str| Cell::Text(s.to_string());
+    let section = |key: &str, name: Text| Cell::term(key, &name, lang);
     for (pool, n) in &status.pools {
         all.push(vec![
-            text("pool"),
-            text(pool.as_str()),
+            section("pool", t!("status.section.pool")),
+            Cell::term(pool.as_str(), &pool.name(), lang),
             Cell::Empty,
             Cell::Int(*n),
         ]);
     }
     for (channel, state, n) in outbox_counts(status) {
         all.push(vec![
-            text("outreach"),
-            Cell::Text(channel.to_string()),
-            Cell::Text(state),
+            section("outreach", t!("status.section.outreach")),
+            Cell::term(channel.as_str(), &channel.name(), lang),
+            state_cell(state, lang),
             Cell::Int(n),
         ]);
     }
     for h in &status.senders {
         all.push(vec![
-            text("sender"),
+            section("sender", t!("status.section.sender")),
             Cell::Text(h.sender.clone()),
             Cell::Text(h.state.to_string()),
             Cell::Int(h.failures),
         ]);
     }
     all.push(vec![
-        text("due_now"),
+        section("due_now", t!("status.section.due_now")),
         Cell::Empty,
         Cell::Empty,
         Cell::Int(status.due_now),
     ]);
     if let Some(t) = &status.last_tick {
         all.push(vec![
-            text("last_tick"),
+            section("last_tick", t!("status.section.last_tick")),
             Cell::Time { at: t.at, tz },
-            text(if t.done { "done" } else { "running" }),
+            if t.done {
+                Cell::term("done", &t!("status.tick_done"), lang)
+            } else {
+                Cell::term("running", &t!("status.tick_interrupted"), lang)
+            },
             Cell::Int(t.evaluated),
         ]);
     }

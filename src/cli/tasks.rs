@@ -9,7 +9,7 @@ use clap::Subcommand;
 
 use super::{Book, Format, OutputArgs, Rows, lang, load_config, open_store, parse_at, write};
 use crate::base::clock;
-use crate::base::i18n::{Lang, t};
+use crate::base::i18n::{IntoArg, Lang, t};
 use crate::base::mask;
 use crate::base::model::Channel;
 use crate::base::output::{Cell, Section, escape};
@@ -267,7 +267,10 @@ fn done(
                 t!(
                     "tasks.already_done",
                     id,
-                    outcome = task.outcome.unwrap_or_default()
+                    outcome = match task.outcome.as_deref().and_then(CallOutcome::parse) {
+                        Some(outcome) => outcome.name().into_arg(),
+                        None => task.outcome.unwrap_or_default().into_arg(),
+                    }
                 )
                 .render(lang)
             ),

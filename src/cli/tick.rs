@@ -12,6 +12,7 @@ use clap::Args;
 use super::{Rows, lang, load, open_store, parse_at};
 use crate::base::clock::{self, Clock};
 use crate::base::i18n::{Lang, t};
+use crate::base::model::{Channel, Pool};
 use crate::base::output::escape;
 use crate::engine::{self, Engine, TickEnd, TickOptions, TickReport};
 
@@ -127,6 +128,10 @@ fn write_report(
         errors = report.errors
     );
     writeln!(out, "{}", summary.render(lang))?;
+    if report.waiting > 0 {
+        let waiting = t!("onboard.waiting", count = report.waiting);
+        writeln!(out, "{}", waiting.render(lang))?;
+    }
     write_by_rule(out, report, lang)?;
     write_samples(out, report, lang)?;
     Ok(ExitCode::SUCCESS)
@@ -172,23 +177,33 @@ fn write_by_rule(out: &mut impl Write, report: &TickReport, lang: Lang) -> Resul
 fn write_samples(out: &mut impl Write, report: &TickReport, lang: Lang) -> Result<()> {
     if !report.samples.is_empty() {
         writeln!(out, "{}", t!("tick.examples").render(lang))?;
+        // Pools and channels by their names in `lang` (ids this version
+        // does not know as they are).
+        let pool = |p: &str| {
+            p.parse::<Pool>()
+                .map_or_else(|_| p.to_string(), |p| p.name().render(lang))
+        };
+        let channel = |c: &String| {
+            c.parse::<Channel>()
+                .map_or_else(|_| c.clone(), |c| c.name().render(lang))
+        };
         for s in &report.samples {
             let to =
                 s.to.as_deref()
-                    .map(|t| format!(" → {t}"))
+                    .map(|t| format!(" → {}", pool(t)))
                     .unwrap_or_default();
             let channels = if s.channels.is_empty() {
                 String::new()
             } else {
-                let channels = s.channels.join("+");
-                t!("tick.sample_send", channels).render(lang)
+                let channels: Vec<String> = s.channels.iter().map(channel).collect();
+                t!("tick.sample_send", channels = channels.join("+")).render(lang)
             };
             // Names and fact values are customer data: escaped for the terminal.
             writeln!(
                 out,
                 "  {} [{}{to}] {}{channels}: {}",
                 escape(&s.customer),
-                s.from,
+                pool(&s.from),
                 s.rule_id,
                 escape(&s.reason)
             )?;

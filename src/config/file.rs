@@ -152,6 +152,11 @@ pub struct ClinicSection {
     /// The clinic's phone number, for templates ("致电 400-...").
     #[serde(default)]
     pub phone: Option<String>,
+    /// The country calling code of the clinic's customers' numbers ("86":
+    /// mainland China, the default): numbers imported without a country
+    /// code belong to it, and are stored as its national digits.
+    #[serde(default)]
+    pub country_code: Option<Spanned<String>>,
 }
 
 /// `[paths]`; every key has a default.

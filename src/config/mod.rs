@@ -225,6 +225,9 @@ pub struct Clinic {
     pub name: String,
     pub timezone: Tz,
     pub phone: Option<String>,
+    /// The country of numbers typed without a country code (`country_code`,
+    /// mainland China by default).
+    pub country: crate::base::phone::CountryCode,
     /// `[cycles]`: for `expected_revisit_days` and `days_overdue`.
     pub cycles: Cycles,
     /// `[model]`: windows, bands and CLV horizon of the churn facts.

@@ -3,6 +3,7 @@
 //! and pushing every problem into one [`Report`] so that all of them are
 //! shown at once. Pure: touches no network, reads no file.
 
+use crate::base::phone::CountryCode;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -76,11 +77,26 @@ fn clinic(path: &Path, file: ClinicSection, report: &mut Report) -> Clinic {
         );
         chrono_tz::Asia::Shanghai
     });
+    let country = match &file.country_code {
+        None => CountryCode::CHINA,
+        Some(code) => CountryCode::parse(code.get_ref()).unwrap_or_else(|| {
+            report.push(
+                Diagnostic::error(
+                    path,
+                    span_of(&code.span()),
+                    t!("config.clinic.bad_country_code", code = code.get_ref()),
+                )
+                .hint(t!("config.clinic.country_code_hint")),
+            );
+            CountryCode::CHINA
+        }),
+    };
     Clinic {
         code: file.code,
         name: file.name,
         timezone,
         phone: file.phone,
+        country,
         cycles: Cycles::default(),
         scoring: ScoreConfig::default(),
     }

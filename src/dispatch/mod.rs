@@ -59,6 +59,7 @@ use chrono_tz::Tz;
 
 use crate::base::clock::{Clock, Timestamp};
 use crate::base::model::Channel;
+use crate::base::phone::CountryCode;
 use crate::config::{ChannelPolicy, DispatchSettings};
 use crate::store::StoreError;
 use crate::store::outbox::{Claimed, Settle};
@@ -150,6 +151,8 @@ pub struct Dispatcher {
     /// `[dispatch] alert`: the sender (by name) that tells staff when a
     /// sender starts failing, is paused or is back.
     alert: Option<(String, Arc<dyn Sender>)>,
+    /// The country of numbers stored without a country code.
+    region: CountryCode,
 }
 
 impl Dispatcher {
@@ -165,12 +168,21 @@ impl Dispatcher {
             settings,
             tz,
             alert: None,
+            region: CountryCode::CHINA,
         }
     }
 
     /// The same, telling staff of each sender incident through `alert`.
     pub fn with_alert(mut self, name: &str, alert: Arc<dyn Sender>) -> Self {
         self.alert = Some((name.to_string(), alert));
+        self
+    }
+
+    /// Numbers stored without a country code belong to `region` (the
+    /// clinic's `country_code`): a number that is no number of its region
+    /// fails locally, before any provider is called.
+    pub fn in_region(mut self, region: CountryCode) -> Self {
+        self.region = region;
         self
     }
 
@@ -264,6 +276,20 @@ fn defer(id: i64, reason: String, until: Timestamp, at: Timestamp) -> Settle {
         id,
         reason,
         until,
+        held: false,
+        at,
+    }
+}
+
+/// A deferral by the clinic's policy (quiet hours, a frequency cap): like
+/// [`defer`], and released early by a reload that changes the policy.
+fn hold(id: i64, reason: String, until: Timestamp, at: Timestamp) -> Settle {
+    tracing::debug!(id, %reason, "held");
+    Settle::Deferred {
+        id,
+        reason,
+        until,
+        held: true,
         at,
     }
 }

@@ -11,9 +11,14 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::health::Book;
-use super::{Dispatcher, Route, defer};
+use super::sender::AddressKind;
+use super::{Dispatcher, Route, hold};
 use crate::base::clock::{self, Clock, Timestamp};
+use crate::base::i18n::t;
+use crate::base::mask;
 use crate::base::model::Channel;
+use crate::base::phone::{self, CountryCode};
+use crate::base::reason::stored;
 use crate::config::QuietHours;
 use crate::store::StoreError;
 use crate::store::outbox::{Claimed, Settle};
@@ -22,9 +27,13 @@ use crate::store::shared::{SharedStore, blocking};
 /// Why a message cannot go out on its channel as it stands.
 enum Blocked {
     /// Do-not-contact: no channel at all.
-    Everywhere(&'static str),
+    Everywhere(String),
     /// This channel only: a fallback may still reach the customer.
-    Here(&'static str),
+    Here(String),
+    /// The address is no address at all (a phone number no number of its
+    /// region looks like): a fallback may reach the customer, else the
+    /// message fails here, without a provider call, for a person to fix.
+    Invalid(String),
 }
 
 impl Dispatcher {
@@ -51,26 +60,37 @@ impl Dispatcher {
         };
 
         // Who may be reached, and where.
-        match blocked(&message, route) {
+        match blocked(&message, route, self.region) {
             Some(Blocked::Everywhere(reason)) => {
                 tracing::info!(id, channel = channel.as_str(), %customer, reason, "suppressed");
-                return Settle::Suppressed {
-                    id,
-                    reason: reason.to_string(),
-                    at,
-                };
+                return Settle::Suppressed { id, reason, at };
             }
             Some(Blocked::Here(reason)) => {
                 let suppressed = Settle::Suppressed {
                     id,
-                    reason: reason.to_string(),
+                    reason: reason.clone(),
                     at,
                 };
-                return match self.fall_back(&message, reason, at, suppressed) {
+                return match self.fall_back(&message, &reason, at, suppressed) {
                     Ok(fall_back) => fall_back,
                     Err(suppressed) => {
                         tracing::info!(id, channel = channel.as_str(), %customer, reason, "suppressed");
                         suppressed
+                    }
+                };
+            }
+            Some(Blocked::Invalid(reason)) => {
+                let failed = Settle::Failed {
+                    id,
+                    sender: route.sender_name.clone(),
+                    error: reason.clone(),
+                    at,
+                };
+                return match self.fall_back(&message, &reason, at, failed) {
+                    Ok(fall_back) => fall_back,
+                    Err(failed) => {
+                        tracing::warn!(id, channel = channel.as_str(), %customer, %reason, "{}", "invalid address");
+                        failed
                     }
                 };
             }
@@ -88,14 +108,15 @@ impl Dispatcher {
             .quiet_hours
             .and_then(|q| quiet_until(q, now, self.tz))
         {
-            let reason = format!(
-                "quiet hours for {channel}; waits until {}",
-                clock::format_local(until, self.tz)
-            );
-            return defer(id, reason, until, at);
+            let reason = stored(t!(
+                "reason.quiet_hours",
+                channel,
+                until = clock::format_local(until, self.tz)
+            ));
+            return hold(id, reason, until, at);
         }
         if let Some((until, reason)) = self.cap_until(caps, &message, route, at) {
-            return defer(id, reason, until, at);
+            return hold(id, reason, until, at);
         }
         let sent = self
             .send(clock, &message, route, opt_outs, health, stop)
@@ -116,10 +137,11 @@ impl Dispatcher {
         at: Timestamp,
     ) -> Option<Settle> {
         let learned_from = opt_outs.learned(message)?;
-        let reason = format!(
-            "opted out of {} (the provider's answer to message {learned_from} in this dispatch round)",
-            message.channel
-        );
+        let reason = stored(t!(
+            "reason.opted_out_this_round",
+            channel = message.channel,
+            message = learned_from
+        ));
         let suppressed = Settle::Suppressed {
             id: message.id,
             reason: reason.clone(),
@@ -157,7 +179,7 @@ impl Dispatcher {
         }
         Ok(Settle::FallBack {
             id: message.id,
-            note: format!("{why}; falling back to {fallback}"),
+            note: stored(t!("reason.falling_back", why, fallback)),
             routed: self.channels(),
             at,
             otherwise: Box::new(otherwise),
@@ -230,13 +252,14 @@ impl Dispatcher {
             });
             if count >= i64::from(cap.count) {
                 let until = oldest.unwrap_or(now) + window + 1;
-                let scope = channel.map_or("all channels".to_string(), |c| c.to_string());
-                let reason = format!(
-                    "frequency cap of {} per {} on {scope} reached; waits until {}",
-                    cap.count,
-                    humantime::format_duration(cap.window),
-                    clock::format_local(until, self.tz)
-                );
+                let scope = channel.map_or(t!("reason.all_channels"), Channel::name);
+                let reason = stored(t!(
+                    "reason.cap",
+                    count = cap.count,
+                    window = humantime::format_duration(cap.window),
+                    scope,
+                    until = clock::format_local(until, self.tz)
+                ));
                 if latest.as_ref().is_none_or(|(t, _)| until > *t) {
                     latest = Some((until, reason));
                 }
@@ -299,22 +322,33 @@ impl OptOuts {
 /// Why a message must not go out on its channel through `route`, if it
 /// must not. The address is the one the route's sender takes: a customer
 /// without it is blocked here, before any sender sees the message.
-fn blocked(message: &Claimed, route: &Route) -> Option<Blocked> {
+fn blocked(message: &Claimed, route: &Route, region: CountryCode) -> Option<Blocked> {
     if message.do_not_contact {
-        Some(Blocked::Everywhere("customer is marked do-not-contact"))
+        Some(Blocked::Everywhere(stored(t!("reason.do_not_contact"))))
     } else if !message.consent {
-        Some(Blocked::Here(match message.channel {
-            Channel::Sms => "no consent for sms",
-            Channel::Phone => "no consent for phone calls",
-            Channel::Wechat => "no consent for wechat",
-            Channel::Email => "no consent for email",
-        }))
-    } else if address(message, route).is_none() {
+        Some(Blocked::Here(stored(match message.channel {
+            Channel::Sms => t!("reason.no_consent.sms"),
+            Channel::Phone => t!("reason.no_consent.phone"),
+            Channel::Wechat => t!("reason.no_consent.wechat"),
+            Channel::Email => t!("reason.no_consent.email"),
+        })))
+    } else if let Some(address) = address(message, route) {
+        if route.sender.address_kind(message.channel) != AddressKind::Phone {
+            return None;
+        }
+        let why = phone::parse(address, Some(region))
+            .and_then(|p| p.check())
+            .err()?;
+        let number = mask::phone(address);
+        Some(Blocked::Invalid(stored(t!(
+            "reason.invalid_address",
+            number,
+            why
+        ))))
+    } else {
         Some(Blocked::Here(
             route.sender.address_kind(message.channel).missing(),
         ))
-    } else {
-        None
     }
 }
 

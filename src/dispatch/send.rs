@@ -14,8 +14,10 @@ use super::policy::{OptOuts, address};
 use super::sender::SendOutcome;
 use super::{Dispatcher, Route, defer, outbound};
 use crate::base::clock::{Clock, Timestamp};
+use crate::base::i18n::t;
 use crate::base::mask;
 use crate::base::metrics;
+use crate::base::reason::stored;
 use crate::config::DispatchSettings;
 use crate::store::health::SenderHealth;
 use crate::store::outbox::{Claimed, Settle};
@@ -116,11 +118,12 @@ impl Dispatcher {
                 if at - since >= budget {
                     tracing::warn!(id, channel, to = %mask::address(address), attempts = message.attempts, %error,
                         "giving up");
-                    let error = format!(
-                        "gave up after {} of retries ({} attempts): {error}",
-                        humantime::format_duration(self.settings.give_up_after),
-                        message.attempts
-                    );
+                    let error = stored(t!(
+                        "reason.gave_up",
+                        budget = humantime::format_duration(self.settings.give_up_after),
+                        attempts = message.attempts,
+                        error
+                    ));
                     Settle::Failed {
                         id,
                         sender,
@@ -148,7 +151,7 @@ impl Dispatcher {
                 }
             }
             SendOutcome::Permanent { error } => {
-                let why = format!("{channel}: {error}");
+                let why = stored(t!("reason.channel_error", channel, error = &error));
                 let failed = Settle::Failed {
                     id,
                     sender,

@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::base::content::Content;
+use crate::base::i18n::t;
 use crate::base::model::Channel;
+use crate::base::reason::stored;
 use crate::config::RateLimit;
 use crate::store::outbox::Recipient;
 
@@ -216,18 +218,15 @@ impl AddressKind {
     }
 
     /// Why a recipient without it cannot be sent to, for the outreach log.
-    pub fn missing(self) -> &'static str {
-        match self {
-            AddressKind::Phone => "no phone number on record",
-            AddressKind::Email => "no email address on record",
-            AddressKind::AnyWechat => "no wechat id on record",
-            AddressKind::WecomExternalUserid => {
-                "no WeCom external_userid on record (the wecom sender cannot use an Official Account openid)"
-            }
-            AddressKind::WechatOpenid => {
-                "no Official Account openid on record (the wechat_official sender cannot use a WeCom external_userid)"
-            }
-            AddressKind::Unaddressed => "",
-        }
+    pub fn missing(self) -> String {
+        let why = match self {
+            AddressKind::Phone => t!("reason.no_address.phone"),
+            AddressKind::Email => t!("reason.no_address.email"),
+            AddressKind::AnyWechat => t!("reason.no_address.wechat"),
+            AddressKind::WecomExternalUserid => t!("reason.no_address.wecom"),
+            AddressKind::WechatOpenid => t!("reason.no_address.official"),
+            AddressKind::Unaddressed => return String::new(),
+        };
+        stored(why)
     }
 }

@@ -450,6 +450,8 @@ async fn opt_out_withdraws_consent_for_that_channel() {
                 failure: None,
                 held_out: false,
                 attribution_days: 30,
+                expires_at: None,
+                assign_to: None,
             }],
             ..TickBatch::default()
         };

@@ -8,8 +8,16 @@
 //! crash) resumes after its cursor; a tick re-run at the same time is a no-op.
 //!
 //! The engine decides nothing itself: rules decide (purely), the store writes.
+//!
+//! A customer an import added waits for onboarding ([`onboard`]) and is
+//! not judged, unless their whole history is new (begins within
+//! [`NEW_CUSTOMER_DAYS`] of the tick): then the tick judges them like any
+//! customer, and from then on they no longer wait. A tick never messages a
+//! customer about the history an import brought.
 
+pub mod onboard;
 pub mod simulate;
+pub mod story;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,14 +33,19 @@ use crate::base::metrics::Metrics;
 use crate::base::model::Channel;
 use crate::config::Clinic;
 use crate::facts::{FactContext, Facts};
-use crate::rules::RuleSet;
 use crate::rules::eval::Evaluator;
+use crate::rules::{Assign, RuleSet};
 use crate::store::outbox::Fallback;
 use crate::store::record::CustomerRecord;
 use crate::store::scan::{Batch, Reader, ScanOptions};
 use crate::store::ticks::{Move, NewMessage, TickBatch, TickRow, TickStart};
 use crate::store::{LockKind, Store, StoreError};
 use crate::templates::{ClinicVars, CustomerVars, MessageContext, RuleVars, TemplateSet};
+
+/// A customer an import added whose history (first record, visit, order or
+/// follow-up) begins within this many days before a tick is genuinely new:
+/// the tick judges them without onboarding.
+pub const NEW_CUSTOMER_DAYS: i64 = 7;
 
 /// What a tick needs besides the store.
 pub struct Engine<'a> {
@@ -155,6 +168,10 @@ pub struct TickReport {
     pub moves: i64,
     pub messages: i64,
     pub errors: i64,
+    /// Customers not judged because they wait for onboarding (`recall
+    /// onboard`): an import brought them with a history this tick must not
+    /// message them about.
+    pub waiting: i64,
     pub by_rule: BTreeMap<String, RuleCount>,
     pub samples: Vec<Sample>,
     /// Time spent reading facts from SQLite (on the reader thread).
@@ -197,6 +214,7 @@ impl TickReport {
             moves: 0,
             messages: 0,
             errors: 0,
+            waiting: 0,
             by_rule: BTreeMap::new(),
             samples: Vec::new(),
             scan_time: Duration::ZERO,
@@ -482,6 +500,8 @@ struct Decided {
 struct Judged {
     decided: Option<Decided>,
     errors: Vec<(usize, String)>,
+    /// Not judged: the customer waits for onboarding.
+    waiting: bool,
 }
 
 /// Evaluates a batch on `workers` threads; results in record order.
@@ -533,12 +553,20 @@ fn decide(
     at: Timestamp,
 ) -> Judged {
     let tz: Tz = context.tz;
+    if waits_for_onboarding(record, at) {
+        return Judged {
+            decided: None,
+            errors: Vec::new(),
+            waiting: true,
+        };
+    }
     let facts = Facts::derive_in(record, at, context);
     let evaluation = evaluator.evaluate(&facts, &record.fired_in_pool, at, tz);
     let Some(index) = evaluation.fired else {
         return Judged {
             decided: None,
             errors: evaluation.errors,
+            waiting: false,
         };
     };
     let rule = &engine.rules.rules[index];
@@ -597,6 +625,13 @@ fn decide(
                 failure,
                 held_out,
                 attribution_days: rule.attribution_days,
+                expires_at: action
+                    .expires_after
+                    .map(|after| at + (action.delay + after).as_secs() as i64),
+                assign_to: match action.assign {
+                    Assign::Advisor => facts.advisor.clone(),
+                    Assign::RoundRobin => None,
+                },
             }
         })
         .collect();
@@ -607,7 +642,17 @@ fn decide(
             messages,
         }),
         errors: evaluation.errors,
+        waiting: false,
     }
+}
+
+/// Whether an imported customer's history is older than a tick may act on:
+/// they wait for `recall onboard`.
+fn waits_for_onboarding(record: &CustomerRecord, at: Timestamp) -> bool {
+    record
+        .customer
+        .history_from
+        .is_some_and(|from| from < at - NEW_CUSTOMER_DAYS * 86_400)
 }
 
 /// Turns decisions into the batch to commit and adds them to the report.
@@ -624,8 +669,15 @@ fn absorb(
         evaluated: records.len() as i64,
         ..TickBatch::default()
     };
-    report.evaluated += batch.evaluated;
     for (record, judged) in records.iter().zip(judged) {
+        if judged.waiting {
+            batch.evaluated -= 1;
+            report.waiting += 1;
+            continue;
+        }
+        if record.customer.history_from.is_some() {
+            batch.judged_first.push(record.customer.id);
+        }
         for (index, why) in judged.errors {
             let count = report
                 .by_rule
@@ -675,6 +727,7 @@ fn absorb(
         }
         batch.messages.extend(decision.messages);
     }
+    report.evaluated += batch.evaluated;
     batch
 }
 

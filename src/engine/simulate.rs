@@ -98,29 +98,21 @@ impl Replay<'_> {
         let engine = Engine::new(&config.clinic, clinic_id, rules, templates)
             .with_fallbacks(config.fallbacks());
         let mut outcome = Outcome::default();
-        for slot in slots(config, from, to) {
-            // The churn model is refitted on its schedule, as the service
-            // would have, on the history as it was then.
-            if let Err(e) = crate::churn::refit_if_due(
-                &copy,
-                clinic_id,
-                &config.clinic,
-                &config.model,
-                slot,
-                slot.timestamp(),
-            ) {
-                tracing::warn!(error = %e, "churn model refit failed; the last fit stays in use");
-            }
-            let report = engine::tick(&mut copy, &engine, TickOptions::at(slot))?;
-            copy.deliver_queued_copy()?;
-            outcome.ticks += 1;
-            for (rule, count) in report.by_rule {
-                let entry = outcome.rules.entry(rule).or_default();
-                entry.0 += count.fired;
-                entry.1 += count.moves;
-                entry.2 += count.messages;
-            }
-        }
+        replay(
+            &mut copy,
+            config,
+            &engine,
+            &slots(config, from, to),
+            |report| {
+                outcome.ticks += 1;
+                for (rule, count) in report.by_rule {
+                    let entry = outcome.rules.entry(rule).or_default();
+                    entry.0 += count.fired;
+                    entry.1 += count.moves;
+                    entry.2 += count.messages;
+                }
+            },
+        )?;
         for (channel, status, n) in copy.messages_since(from.timestamp())? {
             let entry = outcome.channels.entry(channel).or_default();
             if status == "held_out" {
@@ -135,4 +127,33 @@ impl Replay<'_> {
         let _ = std::fs::remove_file(&copy_path);
         Ok(outcome)
     }
+}
+
+/// Ticks a simulation copy at each of `slots` (in order), as the service
+/// would have: the churn model refitted on its schedule on the history as
+/// it was then, and every queued message taken as delivered when due, so
+/// contact facts move on. `each` gets every tick's report.
+pub(crate) fn replay(
+    copy: &mut Store,
+    config: &Config,
+    engine: &Engine<'_>,
+    slots: &[DateTime<Utc>],
+    mut each: impl FnMut(engine::TickReport),
+) -> Result<()> {
+    for &slot in slots {
+        if let Err(e) = crate::churn::refit_if_due(
+            copy,
+            engine.clinic_id,
+            &config.clinic,
+            &config.model,
+            slot,
+            slot.timestamp(),
+        ) {
+            tracing::warn!(error = %e, "churn model refit failed; the last fit stays in use");
+        }
+        let report = engine::tick(copy, engine, TickOptions::at(slot))?;
+        copy.deliver_queued_copy()?;
+        each(report);
+    }
+    Ok(())
 }

@@ -9,7 +9,7 @@
 mod catalogue;
 mod value;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use chrono_tz::Tz;
 use std::sync::{Arc, OnceLock};
 
@@ -63,9 +63,14 @@ pub struct Facts {
     pub contacts_in_pool: i64,
     pub days_since_last_contact: Option<i64>,
     pub age: Option<i64>,
+    pub birth_month: Option<i64>,
+    pub days_to_birthday: Option<i64>,
+    /// The month of the tick, clinic calendar: 1–12.
+    pub current_month: i64,
     pub gender: Option<Gender>,
     pub city: Option<String>,
     pub source_channel: Option<String>,
+    pub advisor: Option<String>,
     pub tags: Vec<String>,
     pub last_treatment: Option<String>,
     pub expected_revisit_days: Option<i64>,
@@ -169,6 +174,8 @@ impl Facts {
         let days_since = |at: Option<Timestamp>| at.map(|t| today - clock::local_day(t, tz));
         let c = &record.customer;
         let entered = c.entered_at;
+        let date = clock::day_to_date(today);
+        let birth = c.birth_date.as_deref().and_then(parse_date);
         Facts {
             pool: c.pool,
             days_in_pool: today - clock::local_day(entered, tz),
@@ -185,14 +192,19 @@ impl Facts {
             not_smooth_followups_30d: record.followups.not_smooth_30d,
             contacts_in_pool: record.outreach.contacts_in_pool,
             days_since_last_contact: days_since(record.outreach.last_contact_at),
-            age: c
-                .birth_date
-                .as_deref()
-                .and_then(parse_date)
-                .map(|birth| clock::age_on(birth, clock::day_to_date(today))),
+            age: birth.map(|birth| clock::age_on(birth, date)),
+            birth_month: birth.map(|birth| i64::from(birth.month())),
+            days_to_birthday: birth.map(|birth| days_to_birthday(birth, date)),
+            current_month: i64::from(date.month()),
             gender: c.gender.as_deref().and_then(|g| g.parse().ok()),
             city: c.city.clone().filter(|s| !s.is_empty()),
             source_channel: c.source_channel.clone().filter(|s| !s.is_empty()),
+            advisor: c
+                .advisor
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
             tags: serde_json::from_str(&c.tags).unwrap_or_default(),
             last_treatment: None,
             expected_revisit_days: None,
@@ -265,9 +277,13 @@ impl Facts {
             "contacts_in_pool" => Int(Some(self.contacts_in_pool)),
             "days_since_last_contact" => Int(self.days_since_last_contact),
             "age" => Int(self.age),
+            "birth_month" => Int(self.birth_month),
+            "days_to_birthday" => Int(self.days_to_birthday),
+            "current_month" => Int(Some(self.current_month)),
             "gender" => Text(self.gender.map(|g| g.as_str())),
             "city" => Text(self.city.as_deref()),
             "source_channel" => Text(self.source_channel.as_deref()),
+            "advisor" => Text(self.advisor.as_deref()),
             "tags" => List(&self.tags),
             "last_treatment" => Text(self.last_treatment.as_deref()),
             "expected_revisit_days" => Int(self.expected_revisit_days),
@@ -281,6 +297,25 @@ impl Facts {
             _ => return None,
         })
     }
+}
+
+/// Days from `today` to the customer's next birthday: 0 on the birthday,
+/// at most 365. Someone born on 29 February has their birthday on 28
+/// February in years without a 29th, so it stays in their birth month
+/// (`birth_month` and a birthday-month rule agree with it).
+pub fn days_to_birthday(birth: NaiveDate, today: NaiveDate) -> i64 {
+    let in_year = |year: i32| {
+        NaiveDate::from_ymd_opt(year, birth.month(), birth.day())
+            .or_else(|| NaiveDate::from_ymd_opt(year, 2, 28))
+            .unwrap_or(today)
+    };
+    let this_year = in_year(today.year());
+    let next = if this_year >= today {
+        this_year
+    } else {
+        in_year(today.year() + 1)
+    };
+    (next - today).num_days()
 }
 
 /// `YYYY-MM-DD`, as the store keeps dates (faster than a format string, and

@@ -24,9 +24,11 @@ fn record() -> CustomerRecord {
             birth_date: Some("1990-06-15".into()),
             city: Some("上海".into()),
             source_channel: None,
+            advisor: Some("王芳".into()),
             tags: r#"["vip","玻尿酸"]"#.into(),
             pool: Pool::Customer,
             entered_at: at("2026-03-01 10:00"),
+            history_from: None,
         },
         visits: VisitAgg {
             count: 3,
@@ -308,4 +310,71 @@ fn docs_define_every_fact() {
             def.name
         );
     }
+}
+
+fn date(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+#[test]
+fn days_to_birthday_is_zero_on_the_day_and_counts_to_the_next_one() {
+    let birth = date(1990, 6, 15);
+    assert_eq!(days_to_birthday(birth, date(2026, 6, 15)), 0);
+    assert_eq!(days_to_birthday(birth, date(2026, 6, 14)), 1);
+    assert_eq!(days_to_birthday(birth, date(2026, 6, 16)), 364);
+    assert_eq!(
+        days_to_birthday(birth, date(2027, 6, 16)),
+        365,
+        "2028 is leap"
+    );
+}
+
+#[test]
+fn days_to_birthday_crosses_the_year_end() {
+    let new_year = date(1985, 1, 1);
+    assert_eq!(days_to_birthday(new_year, date(2026, 12, 31)), 1);
+    assert_eq!(days_to_birthday(new_year, date(2026, 1, 1)), 0);
+    let eve = date(1985, 12, 31);
+    assert_eq!(days_to_birthday(eve, date(2026, 1, 1)), 364);
+    assert_eq!(days_to_birthday(eve, date(2026, 12, 25)), 6);
+}
+
+#[test]
+fn a_29_february_birthday_is_on_28_february_in_other_years() {
+    let leap = date(1996, 2, 29);
+    assert_eq!(days_to_birthday(leap, date(2027, 2, 28)), 0);
+    assert_eq!(days_to_birthday(leap, date(2027, 2, 21)), 7);
+    assert_eq!(
+        days_to_birthday(leap, date(2028, 2, 28)),
+        1,
+        "2028 has a 29th"
+    );
+    assert_eq!(days_to_birthday(leap, date(2028, 2, 29)), 0);
+    // The day after: next year's 28 February.
+    assert_eq!(
+        days_to_birthday(leap, date(2027, 3, 1)),
+        365,
+        "to 2028-02-29"
+    );
+    assert_eq!(
+        days_to_birthday(leap, date(2028, 3, 1)),
+        364,
+        "to 2029-02-28"
+    );
+}
+
+#[test]
+fn birthday_facts_and_the_advisor_come_from_the_record() {
+    let facts = Facts::derive(&record(), at("2026-06-10 23:30"), TZ);
+    assert_eq!(facts.birth_month, Some(6));
+    assert_eq!(facts.days_to_birthday, Some(5));
+    assert_eq!(facts.current_month, 6);
+    assert_eq!(facts.advisor.as_deref(), Some("王芳"));
+    let mut r = record();
+    r.customer.birth_date = None;
+    r.customer.advisor = Some("  ".into());
+    let facts = Facts::derive(&r, at("2026-06-10"), TZ);
+    assert_eq!(facts.birth_month, None);
+    assert_eq!(facts.days_to_birthday, None);
+    assert_eq!(facts.advisor, None);
 }

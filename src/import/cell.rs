@@ -9,7 +9,8 @@ use chrono_tz::Tz;
 use super::records::Record;
 use super::{RowError, quote};
 use crate::base::clock::{self, Timestamp};
-use crate::base::model::{FollowupResult, Gender};
+use crate::base::model::{FollowupResult, Gender, Words};
+use crate::base::phone::{self, CountryCode};
 
 /// One row's cells by column id.
 pub(super) struct Cell<'a> {
@@ -18,6 +19,8 @@ pub(super) struct Cell<'a> {
     pub(super) line: usize,
     /// What a cell that says `now` means: the time of the import.
     pub(super) now: DateTime<Utc>,
+    /// The country of numbers typed without a country code.
+    pub(super) region: CountryCode,
 }
 
 impl Cell<'_> {
@@ -38,6 +41,39 @@ impl Cell<'_> {
     pub(super) fn optional(&self, column: &str) -> Option<Option<String>> {
         self.raw(column)
             .map(|s| (!s.is_empty()).then(|| s.to_string()))
+    }
+
+    /// A phone number in its one stored form: the national digits of a
+    /// number of the clinic's country, else `+` and the E.164 digits. A
+    /// number that cannot be read, or that no number of its region looks
+    /// like, is an error of the row (`None`): one number a cell.
+    pub(super) fn phone(&self, column: &str, errors: &mut Vec<RowError>) -> Option<Option<String>> {
+        let text = self.optional(column)?;
+        let Some(text) = text else {
+            return Some(None);
+        };
+        let checked = phone::parse(&text, Some(self.region)).and_then(|p| p.check().map(|()| p));
+        match checked {
+            Ok(p) if p.country() == self.region => Some(Some(p.national().to_string())),
+            Ok(p) => Some(Some(p.e164())),
+            Err(why) => {
+                let hint = if text.contains(['E', 'e']) && text.contains('+') {
+                    "; Excel wrote it in scientific notation: format the column as text and export again"
+                } else if text.contains(['/', ',', '，', ';', '；', '、']) {
+                    "; one number a cell: put a second number in a note"
+                } else {
+                    ""
+                };
+                errors.push(RowError {
+                    line: self.line,
+                    message: format!(
+                        "`{column}` = `{}` is not a phone number: {why}{hint}",
+                        quote(&text)
+                    ),
+                });
+                None
+            }
+        }
     }
 
     pub(super) fn required(&self, column: &str, errors: &mut Vec<RowError>) -> Option<String> {
@@ -181,22 +217,9 @@ fn parse_flag(text: &str) -> Option<bool> {
 }
 
 pub(super) fn parse_gender(text: &str) -> Option<Gender> {
-    match text.trim().to_lowercase().as_str() {
-        "女" | "female" | "f" => Some(Gender::Female),
-        "男" | "male" | "m" => Some(Gender::Male),
-        "其他" | "other" => Some(Gender::Other),
-        _ => None,
-    }
+    Gender::from_word(text)
 }
 
 pub(super) fn followup_result(text: &str) -> Option<FollowupResult> {
-    match text.trim().to_lowercase().as_str() {
-        "smooth" | "顺畅" | "正常" | "跟进顺畅" => Some(FollowupResult::Smooth),
-        "not_smooth" | "不顺畅" | "跟进不顺畅" => Some(FollowupResult::NotSmooth),
-        "unreachable" | "未接通" | "联系不上" | "无人接听" => {
-            Some(FollowupResult::Unreachable)
-        }
-        "refused" | "拒绝" | "拒接" => Some(FollowupResult::Refused),
-        _ => None,
-    }
+    FollowupResult::from_word(text)
 }

@@ -195,6 +195,19 @@ pub const CUSTOMER_COLUMNS: &[Column] = &[
         "是/否: never contact this customer",
     ),
     col(
+        "advisor",
+        &[
+            "专属顾问",
+            "顾问",
+            "所属顾问",
+            "归属顾问",
+            "责任顾问",
+            "客户顾问",
+        ],
+        false,
+        "the customer's own advisor (专属顾问), as named in `staff` of the phone_tasks sender",
+    ),
+    col(
         "first_seen",
         &["建档时间", "建档日期", "首次到院", "created_at"],
         false,

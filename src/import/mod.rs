@@ -33,6 +33,7 @@ use chrono_tz::Tz;
 
 use crate::base::clock::Timestamp;
 use crate::base::model::{FollowupResult, Gender};
+use crate::base::phone::CountryCode;
 use cell::{Cell, followup_result, parse_date, parse_gender};
 use columns::map_headers;
 use records::{ReadError, Record, Records};
@@ -127,6 +128,8 @@ pub struct CustomerIn {
     pub city: Option<Option<String>>,
     pub source_channel: Option<Option<String>>,
     pub tags: Option<Vec<String>>,
+    /// The customer's own advisor (专属顾问): a staff member's name.
+    pub advisor: Option<Option<String>>,
     /// sms, phone, wechat, email: `None` when the file says nothing (no
     /// column, or an empty cell).
     pub consent: [Option<bool>; 4],
@@ -221,6 +224,8 @@ pub struct Reader {
     tz: Tz,
     /// What a cell that says `now` means: the time of the import.
     now: DateTime<Utc>,
+    /// The country of numbers typed without a country code.
+    region: CountryCode,
     progress: Progress,
     done: bool,
 }
@@ -265,9 +270,17 @@ impl Reader {
             width: header.len(),
             tz,
             now,
+            region: CountryCode::CHINA,
             progress: input.progress,
             done: false,
         })
+    }
+
+    /// Numbers typed without a country code belong to `region` (the
+    /// clinic's `country_code`; mainland China unless told).
+    pub fn in_region(mut self, region: CountryCode) -> Reader {
+        self.region = region;
+        self
     }
 
     pub fn kind(&self) -> Kind {
@@ -300,6 +313,7 @@ impl Reader {
             index: &self.index,
             line,
             now: self.now,
+            region: self.region,
         };
         let id = cell.required("external_id", &mut errors);
         let tz = self.tz;
@@ -410,9 +424,7 @@ fn customer(
         line,
         external_id,
         name: cell.raw("name").map(str::to_string),
-        phone: cell
-            .optional("phone")
-            .map(|p| p.map(|p| p.replace([' ', '-'], ""))),
+        phone: cell.phone("phone", errors),
         email: cell.optional("email"),
         wechat_openid: cell.optional("wechat_openid"),
         wecom_external_userid: cell.optional("wecom_external_userid"),
@@ -420,6 +432,7 @@ fn customer(
         birth_date,
         city: cell.optional("city"),
         source_channel: cell.optional("source_channel"),
+        advisor: cell.optional("advisor"),
         tags: cell.raw("tags").map(|t| {
             t.split([',', ';', '，', '；', '、', '|'])
                 .map(str::trim)

@@ -12,7 +12,7 @@ use cel::{Env, IdedExpr};
 use toml::Spanned;
 
 use super::file::{self, RawRule};
-use super::{Action, Condition, DEFAULT_ATTRIBUTION_DAYS, Origin, Rule, typecheck, values};
+use super::{Action, Assign, Condition, DEFAULT_ATTRIBUTION_DAYS, Origin, Rule, typecheck, values};
 use crate::base::diag::{Diagnostic, Report};
 use crate::base::i18n::{Text, list, t};
 use crate::base::model::{Channel, Pool};
@@ -259,10 +259,64 @@ impl Checker<'_> {
                 }
             },
         };
+        let expires_after = match &raw.expires_after {
+            None => None,
+            Some(expiry) => match humantime::parse_duration(expiry.get_ref()) {
+                Ok(d) if !d.is_zero() => Some(d),
+                Ok(_) => {
+                    report.push(
+                        self.error(expiry, t!("rules.action.zero_expires_after"))
+                            .hint(t!("rules.action.bad_expires_after_hint")),
+                    );
+                    return None;
+                }
+                Err(e) => {
+                    report.push(
+                        self.error(
+                            expiry,
+                            t!(
+                                "rules.action.bad_expires_after",
+                                value = expiry.get_ref(),
+                                error = e
+                            ),
+                        )
+                        .hint(t!("rules.action.bad_expires_after_hint")),
+                    );
+                    return None;
+                }
+            },
+        };
+        let assign = match &raw.assign {
+            None => Assign::RoundRobin,
+            Some(assign) => match Assign::parse(assign.get_ref()) {
+                Some(_) if channel != Channel::Phone => {
+                    report.push(
+                        self.error(assign, t!("rules.action.assign_not_phone", channel))
+                            .hint(t!("rules.action.assign_not_phone_hint")),
+                    );
+                    return None;
+                }
+                Some(a) => a,
+                None => {
+                    report.push(
+                        self.error(
+                            assign,
+                            t!("rules.action.assign_unknown", value = assign.get_ref()),
+                        )
+                        .suggest(assign.get_ref(), Assign::NAMES.iter().copied())
+                        .hint(t!("rules.action.assign_hint")),
+                    );
+                    return None;
+                }
+            },
+        };
         Some(Action {
             channel,
             template,
             delay,
+            expires_after,
+            assign,
+            assign_span: raw.assign.as_ref().map(|a| a.span()),
             span: raw.channel.span(),
         })
     }
@@ -275,11 +329,20 @@ impl Checker<'_> {
         report: &mut Report,
     ) -> Option<Condition> {
         let source = when.get_ref().clone();
-        let offset = value_offset(self.text, when.span());
-        let to_file = |range: Range<usize>| -> Range<usize> {
-            let start = offset + char_to_byte(&source, range.start);
-            let end = offset + char_to_byte(&source, range.end.max(range.start + 1));
-            start..end
+        let places = value_places(self.text, when.span());
+        // Characters `start..end` of the condition, as a byte range of the file.
+        let to_file = |start: usize, end: usize| -> Range<usize> {
+            let at = |i: usize| places[i.min(places.len() - 1)];
+            at(start)..at(end.max(start + 1))
+        };
+        // CEL's offsets are bytes of the condition, `stop` included.
+        let chars_before =
+            |byte: usize| source.char_indices().take_while(|(i, _)| *i < byte).count();
+        let expr_span = |(start, stop): (u32, u32)| {
+            to_file(
+                chars_before(start as usize),
+                chars_before(stop as usize + 1),
+            )
         };
         if source.trim().is_empty() {
             report.push(
@@ -291,6 +354,22 @@ impl Checker<'_> {
         let program = match env.compile(&source) {
             Ok(program) => program,
             Err(errors) => {
+                if let Some((at, given)) = full_width(&source).first() {
+                    let half = half_width(*given).unwrap_or(*given);
+                    report.push(
+                        Diagnostic::error(
+                            self.path,
+                            Some(to_file(*at, at + 1)),
+                            t!(
+                                "rules.when.full_width",
+                                given = given.to_string(),
+                                half = half.to_string()
+                            ),
+                        )
+                        .hint(t!("rules.when.full_width_hint", pairs = pairs(&source))),
+                    );
+                    return None;
+                }
                 let plain = syntax_hints(&source);
                 // The first error is the slip; the rest follow from it.
                 for e in errors.errors.iter().take(1) {
@@ -298,11 +377,11 @@ impl Checker<'_> {
                         .source_info
                         .as_ref()
                         .and_then(|info| info.offset_for(e.expr_id))
-                        .map(|(s, t)| to_file(s as usize..t as usize))
+                        .map(expr_span)
                         .or_else(|| {
-                            // pos is (line, column) within the expression, 1-based line.
-                            let (line, col) = e.pos;
-                            (line == 1 && col >= 0).then(|| to_file(col as usize..col as usize + 1))
+                            // pos is (line, column), both from 1.
+                            let at = char_at(&source, e.pos)?;
+                            Some(to_file(at, at + 1))
                         });
                     let mut diagnostic = Diagnostic::error(
                         self.path,
@@ -325,9 +404,7 @@ impl Checker<'_> {
                 used.push(def.name);
             } else {
                 ok = false;
-                let span = info
-                    .offset_for(id)
-                    .map(|(s, e)| to_file(s as usize..e as usize));
+                let span = info.offset_for(id).map(expr_span);
                 let mut diagnostic = Diagnostic::error(
                     self.path,
                     span.or(Some(when.span())),
@@ -344,9 +421,7 @@ impl Checker<'_> {
         });
         if ok {
             for problem in typecheck::check(program.expression()) {
-                let span = info
-                    .offset_for(problem.expr_id)
-                    .map(|(s, e)| to_file(s as usize..e as usize));
+                let span = info.offset_for(problem.expr_id).map(expr_span);
                 let mut diagnostic =
                     Diagnostic::error(self.path, span.or(Some(when.span())), problem.message);
                 if let Some(hint) = problem.hint {
@@ -356,28 +431,61 @@ impl Checker<'_> {
                 ok = false;
             }
         }
+        let mut rewritten = None;
         if ok {
-            for bad in values::check(program.expression()) {
-                let span = info
-                    .offset_for(bad.expr_id)
-                    .map(|(s, e)| to_file(s as usize..e as usize));
+            let found = values::check(program.expression());
+            for bad in &found.bad {
+                let span = info.offset_for(bad.expr_id).map(expr_span);
                 let (fact, given) = (bad.fact, &bad.given);
-                report.push(
-                    Diagnostic::error(
-                        self.path,
-                        span.or(Some(when.span())),
-                        t!("rules.when.never_equal", fact, given),
-                    )
-                    .suggest(given, bad.known.iter().copied())
-                    .hint(t!(
-                        "rules.when.one_of",
-                        fact,
-                        known = list(bad.known.iter().copied(), t!("sep.list"))
-                    )),
-                );
+                let words = values::words(fact);
+                let mut diagnostic = Diagnostic::error(
+                    self.path,
+                    span.or(Some(when.span())),
+                    t!("rules.when.never_equal", fact, given),
+                )
+                .suggest(given, bad.known.iter().copied())
+                .hint(t!(
+                    "rules.when.one_of",
+                    fact,
+                    known = list(bad.known.iter().copied(), t!("sep.list"))
+                ));
+                if !words.is_empty() {
+                    diagnostic = diagnostic.hint(t!(
+                        "rules.when.also_words",
+                        words = list(words, t!("sep.list"))
+                    ));
+                }
+                report.push(diagnostic);
                 ok = false;
             }
+            if ok && !found.words.is_empty() {
+                // Words for ids (`"女"`): compiled as the ids they stand for.
+                let mut text = source.clone();
+                let mut words: Vec<((u32, u32), &str)> = found
+                    .words
+                    .iter()
+                    .filter_map(|w| Some((info.offset_for(w.expr_id)?, w.id)))
+                    .collect();
+                words.sort_by_key(|w| std::cmp::Reverse(w.0));
+                for ((start, stop), id) in words {
+                    let range = start as usize..(stop as usize + 1).min(text.len());
+                    if text.is_char_boundary(range.start) && text.is_char_boundary(range.end) {
+                        text.replace_range(range, &format!("\"{id}\""));
+                    }
+                }
+                rewritten = Some(text);
+            }
         }
+        let program = match rewritten {
+            None => program,
+            Some(rewritten) => match env.compile(&rewritten) {
+                Ok(compiled) => compiled,
+                Err(_) => {
+                    report.push(self.error(when, t!("rules.when.parse", why = rewritten)));
+                    return None;
+                }
+            },
+        };
         used.sort_unstable();
         used.dedup();
         ok.then_some(Condition {
@@ -517,30 +625,117 @@ fn walk_idents(expr: &IdedExpr, f: &mut dyn FnMut(u64, &str)) {
     walk(expr, &mut Vec::new(), f)
 }
 
-/// Byte offset in the file of the first character of a string value whose
-/// span (including quotes) is `span`.
-fn value_offset(text: &str, span: Range<usize>) -> usize {
+/// The byte offset in the file of each character of a TOML string value
+/// whose span (quotes included) is `span`, then of its closing quote.
+/// Escapes (`\"`, `\u4E0A`) are one character of the value and several of
+/// the file, so a caret under a condition's character lands under it in
+/// the file too.
+fn value_places(text: &str, span: Range<usize>) -> Vec<usize> {
     let raw = text.get(span.clone()).unwrap_or("");
-    let quote = if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
-        let after = &raw[3..];
-        3 + if after.starts_with("\r\n") {
-            2
-        } else if after.starts_with('\n') {
-            1
-        } else {
-            0
-        }
-    } else if raw.starts_with('"') || raw.starts_with('\'') {
-        1
+    let (open, basic) = if raw.starts_with("\"\"\"") {
+        (3, true)
+    } else if raw.starts_with("'''") {
+        (3, false)
+    } else if raw.starts_with('"') {
+        (1, true)
+    } else if raw.starts_with('\'') {
+        (1, false)
     } else {
-        0
+        (0, false)
     };
-    span.start + quote
+    let mut body = &raw[open.min(raw.len())..raw.len().saturating_sub(open)];
+    let mut start = span.start + open;
+    if open == 3 {
+        // A newline right after the opening quotes is not part of the value.
+        for newline in ["\r\n", "\n"] {
+            if let Some(rest) = body.strip_prefix(newline) {
+                body = rest;
+                start += newline.len();
+                break;
+            }
+        }
+    }
+    let mut places = Vec::with_capacity(body.len() + 1);
+    let mut chars = body.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if basic && c == '\\' {
+            match chars.next() {
+                Some((_, 'u')) => {
+                    chars.nth(3);
+                }
+                Some((_, 'U')) => {
+                    chars.nth(7);
+                }
+                // A backslash at a line's end joins the lines: no character.
+                Some((_, w)) if w.is_whitespace() => {
+                    while chars.next_if(|(_, c)| c.is_whitespace()).is_some() {}
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        places.push(start + i);
+    }
+    places.push(start + body.len());
+    places
 }
 
-/// Byte offset of the `chars`-th character of `text` (clamped to its end).
-fn char_to_byte(text: &str, chars: usize) -> usize {
-    text.char_indices()
-        .nth(chars)
-        .map_or(text.len(), |(i, _)| i)
+/// The character index in `source` of CEL's (line, column), both from 1.
+fn char_at(source: &str, (line, column): (isize, isize)) -> Option<usize> {
+    let (line, column) = (usize::try_from(line).ok()?, usize::try_from(column).ok()?);
+    let line_start: usize = source
+        .split_inclusive('\n')
+        .take(line.checked_sub(1)?)
+        .map(|l| l.chars().count())
+        .sum();
+    Some(line_start + column.checked_sub(1)?)
+}
+
+/// The half-width character a full-width one from a Chinese keyboard
+/// stands for: `（` → `(`, `＞` → `>`, `“` → `"`, `，` → `,`.
+pub(super) fn half_width(c: char) -> Option<char> {
+    match c {
+        // The full-width forms of ASCII: `！` to `～`.
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0),
+        '“' | '”' | '「' | '」' => Some('"'),
+        '‘' | '’' => Some('\''),
+        '【' | '〔' => Some('['),
+        '】' | '〕' => Some(']'),
+        '。' => Some('.'),
+        '、' => Some(','),
+        '\u{3000}' => Some(' '),
+        _ => None,
+    }
+}
+
+/// Full-width punctuation outside quoted text, as (character index,
+/// character), in order.
+pub(super) fn full_width(line: &str) -> Vec<(usize, char)> {
+    let mut found = Vec::new();
+    let mut quote: Option<char> = None;
+    for (i, c) in line.chars().enumerate() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if half_width(c).is_some() => found.push((i, c)),
+            None => {}
+        }
+    }
+    found
+}
+
+/// "`（` → `(`, `＞` → `>`": each full-width character of `line` outside
+/// quotes with its half-width one, once.
+pub(super) fn pairs(line: &str) -> String {
+    let mut seen: Vec<char> = Vec::new();
+    for (_, c) in full_width(line) {
+        if !seen.contains(&c) {
+            seen.push(c);
+        }
+    }
+    seen.iter()
+        .map(|c| format!("`{c}` → `{}`", half_width(*c).unwrap_or(*c)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -120,4 +120,15 @@ pub struct RawAction {
     /// Wait this long after the tick before the message is due, e.g. "2h", "3d".
     #[serde(default)]
     pub delay: Option<Spanned<String>>,
+    /// A message still unsent this long after it was due (held by a
+    /// frequency cap, quiet hours, an outage) expires instead of going out
+    /// late with a stale offer, e.g. "14d". Without it a message waits as
+    /// long as it must.
+    #[serde(default)]
+    pub expires_after: Option<Spanned<String>>,
+    /// Phone only: who makes the call. `"advisor"`: the customer's own
+    /// advisor (专属顾问), or the round robin when they have none or the
+    /// advisor cannot take it. Without it: the round robin.
+    #[serde(default)]
+    pub assign: Option<Spanned<String>>,
 }

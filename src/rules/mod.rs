@@ -12,6 +12,7 @@ pub mod file;
 mod lint;
 pub mod typecheck;
 pub mod values;
+mod window;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -96,8 +97,38 @@ pub struct Action {
     pub template: String,
     /// How long after the tick the message is due.
     pub delay: Duration,
+    /// How long after it is due an unsent message expires (`expires_after`).
+    pub expires_after: Option<Duration>,
+    /// Who is given a phone call: the round robin, or the customer's advisor.
+    pub assign: Assign,
+    /// The byte range of the action's `assign` value, if it has one.
+    pub assign_span: Option<Range<usize>>,
     /// The byte range of the action's `channel` value, for pointing at it.
     pub span: Range<usize>,
+}
+
+/// Who makes the call of a phone action (`assign = ...`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Assign {
+    /// The phone sender's round robin over its staff.
+    #[default]
+    RoundRobin,
+    /// The customer's own advisor (专属顾问), if they have one the sender
+    /// can give the call to; otherwise the round robin.
+    Advisor,
+}
+
+impl Assign {
+    /// The values `assign` takes.
+    pub const NAMES: &'static [&'static str] = &["advisor", "round_robin"];
+
+    pub fn parse(text: &str) -> Option<Assign> {
+        match text {
+            "advisor" => Some(Assign::Advisor),
+            "round_robin" => Some(Assign::RoundRobin),
+            _ => None,
+        }
+    }
 }
 
 /// File and line of a rule.
@@ -250,6 +281,15 @@ pub fn load_text(
                 && line.matches('"').count() > 2
             {
                 diagnostic = diagnostic.hint(t!("rules.file.single_quotes_hint"));
+            }
+            // `id ＝ "x"`, `from = “new”`: typed with Chinese punctuation.
+            if let Some(line) = line
+                && !compile::full_width(line).is_empty()
+            {
+                diagnostic = diagnostic.hint(t!(
+                    "rules.file.full_width_hint",
+                    pairs = compile::pairs(line)
+                ));
             }
             report.push(diagnostic.hint(t!("rules.file.shape_hint")));
             return Vec::new();

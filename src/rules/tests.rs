@@ -540,3 +540,103 @@ fn parser_errors_are_one_plain_message_without_the_grammar() {
     assert!(zh.contains("条件写法有误：这里不应出现"), "{zh}");
     assert!(zh.contains("判断相等请写 ==，不要写 ="), "{zh}");
 }
+
+#[test]
+fn words_an_import_accepts_compile_to_the_ids() {
+    let set = load_str(
+        r#"[[rule]]
+id = "women"
+from = "customer"
+to = "warning"
+when = 'gender in ["女"] && last_followup_result != "顺畅" && pool == "顾客池"'
+"#,
+    )
+    .unwrap();
+    let evaluator = Evaluator::new(&set);
+    let woman = facts(Pool::Customer, |r| {
+        r.customer.gender = Some("female".into());
+        r.followups.last_result = Some(crate::base::model::FollowupResult::NotSmooth);
+    });
+    let man = facts(Pool::Customer, |r| r.customer.gender = Some("male".into()));
+    assert_eq!(evaluator.evaluate(&woman, &[], now(), TZ).fired, Some(0));
+    assert_eq!(evaluator.evaluate(&man, &[], now(), TZ).fired, None);
+    assert!(
+        set.rules[0].condition.source.contains("\"女\""),
+        "the reason quotes the rule as written"
+    );
+}
+
+#[test]
+fn carets_count_escapes_and_multibyte_text_and_cover_the_whole_name() {
+    let lines = errors(
+        "[[rule]]\nid = \"a\"\nfrom = \"customer\"\nto = \"warning\"\nwhen = \"city == \\\"上海\\\" && visit_cont > 1\"\n",
+    );
+    assert_eq!(
+        lines,
+        ["rules/test.toml:5:27: error: unknown fact `visit_cont` (did you mean `visit_count`?)"]
+    );
+    let report = load_str(
+        "[[rule]]\nid = \"a\"\nfrom = \"customer\"\nto = \"warning\"\nwhen = '''\ncity == \"上海\" &&\n  visit_count $ 1'''\n",
+    )
+    .unwrap_err();
+    assert_eq!(
+        report.to_lines()[0],
+        "rules/test.toml:7:15: error: condition does not parse: `$` is not expected here (conditions are CEL: `visit_count >= 2 && days_since_last_visit > 60`; text in quotes: `city == \"上海\"`)"
+    );
+    let rendered = load_str(
+        "[[rule]]\nid = \"a\"\nfrom = \"customer\"\nto = \"warning\"\nwhen = \"visit_cont > 1\"\n",
+    )
+    .unwrap_err()
+    .render(false);
+    assert!(
+        rendered.contains("\n  |         ^^^^^^^^^^\n"),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn full_width_punctuation_is_named_with_its_half_width_twin() {
+    let report = load_str(
+        "[[rule]]\nid = \"a\"\nfrom = \"customer\"\nto = \"warning\"\nwhen = 'visit_count ＞＝ 3 ， \"（不算）\"'\n",
+    )
+    .unwrap_err();
+    let lines = report.to_lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("rules/test.toml:5:21: error: full-width `＞` from a Chinese keyboard: conditions need the half-width `>`"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[0].contains("`＞` → `>`, `＝` → `=`, `，` → `,`") && !lines[0].contains('（'),
+        "quoted text is left alone: {lines:?}"
+    );
+    let report =
+        load_str("[[rule]]\nid ＝ \"a\"\nfrom = \"customer\"\nwhen = \"true\"\n").unwrap_err();
+    assert!(
+        report.to_lines()[0].contains("rule files need half-width: `＝` → `=`"),
+        "{report}"
+    );
+}
+
+#[test]
+fn assign_takes_advisor_or_round_robin_on_phone_actions_only() {
+    let rule = |channel: &str, assign: &str| {
+        format!(
+            "[[rule]]\nid = \"a\"\nfrom = \"customer\"\nwhen = \"true\"\n[[rule.action]]\nchannel = \"{channel}\"\ntemplate = \"t\"\nassign = \"{assign}\"\n"
+        )
+    };
+    let set = load_str(&rule("phone", "advisor")).unwrap();
+    assert_eq!(set.rules[0].actions[0].assign, Assign::Advisor);
+    let lines = errors(&rule("phone", "adviser"));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("rules/test.toml:8:10: error: unknown assign `adviser`")
+            && lines[0].contains("did you mean `advisor`?"),
+        "{lines:?}"
+    );
+    let lines = errors(&rule("sms", "advisor"));
+    assert!(
+        lines[0].contains("assign only applies to phone actions; this action sends on sms"),
+        "{lines:?}"
+    );
+}

@@ -4,11 +4,16 @@
 //! `churn_band` is `low`, `medium` or `high`. Every text literal compared
 //! with such a fact (`==`, `!=`, `in [...]`, either side) must be one of its
 //! values, or the rule is an error pointing at the literal.
+//!
+//! The words an import accepts for those values mean the same in a
+//! condition (`gender == "女"` is `gender == "female"`, `pool == "预警池"`
+//! is `pool == "warning"`): [`check`] lists where a word stands for an id,
+//! and the loader compiles the condition with the ids in their place.
 
 use cel::IdedExpr;
 use cel::common::ast::{Expr, LiteralValue, operators};
 
-use crate::base::model::{FollowupResult, Gender, Pool};
+use crate::base::model::{FollowupResult, Gender, Pool, Words};
 use crate::predict::score::RiskBand;
 
 /// The values a fact can take, when they are a fixed set.
@@ -22,6 +27,50 @@ pub fn fixed_values(fact: &str) -> Option<Vec<&'static str>> {
     }
 }
 
+/// The id a word means for a fixed-value fact: the id itself, or the value
+/// of one of the words an import accepts for it.
+pub fn canonical(fact: &str, text: &str) -> Option<&'static str> {
+    let known = fixed_values(fact)?;
+    if let Some(id) = known.iter().find(|k| **k == text) {
+        return Some(id);
+    }
+    match fact {
+        "gender" => Gender::from_word(text).map(Gender::as_str),
+        "last_followup_result" => FollowupResult::from_word(text).map(FollowupResult::as_str),
+        "pool" => Pool::from_word(text).map(Pool::as_str),
+        _ => None,
+    }
+}
+
+/// The words other than the ids that a fact's values may be written as.
+pub fn words(fact: &str) -> Vec<&'static str> {
+    let all = match fact {
+        "gender" => Gender::all_words(),
+        "last_followup_result" => FollowupResult::all_words(),
+        "pool" => Pool::all_words(),
+        _ => Vec::new(),
+    };
+    let ids = fixed_values(fact).unwrap_or_default();
+    all.into_iter().filter(|w| !ids.contains(w)).collect()
+}
+
+/// What [`check`] finds in a condition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Found {
+    /// Text that is none of the fact's values: an error.
+    pub bad: Vec<BadValue>,
+    /// Words that stand for an id: compiled as the id.
+    pub words: Vec<Word>,
+}
+
+/// A word standing for a fact's value (`"女"` for `female`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Word {
+    /// The literal's expression id, for its position.
+    pub expr_id: u64,
+    pub id: &'static str,
+}
+
 /// A text literal that is not a value of the fact it is compared with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadValue {
@@ -32,10 +81,11 @@ pub struct BadValue {
     pub known: Vec<&'static str>,
 }
 
-/// Every text literal compared with a fixed-value fact that is not one of
-/// its values. Names bound by comprehensions are not facts.
-pub fn check(expr: &IdedExpr) -> Vec<BadValue> {
-    let mut found = Vec::new();
+/// Every text literal compared with a fixed-value fact: those that are
+/// none of its values, and those that are a word for one. Names bound by
+/// comprehensions are not facts.
+pub fn check(expr: &IdedExpr) -> Found {
+    let mut found = Found::default();
     walk(expr, &mut Vec::new(), &mut found);
     found
 }
@@ -57,25 +107,24 @@ fn text_of(expr: &IdedExpr) -> Option<&str> {
     }
 }
 
-fn test_literal(
-    literal: &IdedExpr,
-    fact: &'static str,
-    known: &[&'static str],
-    found: &mut Vec<BadValue>,
-) {
-    if let Some(text) = text_of(literal)
-        && !known.contains(&text)
-    {
-        found.push(BadValue {
+fn test_literal(literal: &IdedExpr, fact: &'static str, known: &[&'static str], found: &mut Found) {
+    let Some(text) = text_of(literal) else { return };
+    match canonical(fact, text) {
+        Some(id) if id == text => {}
+        Some(id) => found.words.push(Word {
+            expr_id: literal.id,
+            id,
+        }),
+        None => found.bad.push(BadValue {
             expr_id: literal.id,
             fact,
             given: text.to_string(),
             known: known.to_vec(),
-        });
+        }),
     }
 }
 
-fn walk(expr: &IdedExpr, bound: &mut Vec<String>, found: &mut Vec<BadValue>) {
+fn walk(expr: &IdedExpr, bound: &mut Vec<String>, found: &mut Found) {
     match &expr.expr {
         Expr::Call(call) => {
             let name = call.func_name.as_str();

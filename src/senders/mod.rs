@@ -425,7 +425,8 @@ pub fn dispatcher(config: &Config) -> Result<Dispatcher, BuildError> {
         );
     }
     let dispatcher =
-        Dispatcher::with_routes(routes, config.dispatch.clone(), config.clinic.timezone);
+        Dispatcher::with_routes(routes, config.dispatch.clone(), config.clinic.timezone)
+            .in_region(config.clinic.country);
     // `[dispatch] alert`: checked by `config` to name a WeCom robot.
     let Some(name) = &config.dispatch.alert else {
         return Ok(dispatcher);

@@ -481,6 +481,8 @@ async fn tick_worker(
     let ctx = Arc::new(ctx);
     // After a failed tick: when to try again, and the wait after that.
     let mut retry: Option<(tokio::time::Instant, Duration)> = None;
+    // Customers waiting for onboarding are mentioned once per run.
+    let mut told_waiting = false;
     loop {
         let retry_at = retry.map(|(at, _)| at);
         let cause = tokio::select! {
@@ -537,6 +539,14 @@ async fn tick_worker(
                 retry = None;
                 report.count_in(crate::base::metrics::global(), ctx.clock.now().timestamp());
                 log_tick(&report, cause, tz);
+                if report.waiting > 0 && !told_waiting {
+                    told_waiting = true;
+                    tracing::warn!(
+                        waiting = report.waiting,
+                        "{}",
+                        say(t!("onboard.waiting", count = report.waiting))
+                    );
+                }
                 ctx.ticked.notify_one();
             }
             // A failed tick (database locked for minutes, disk full) is
@@ -627,15 +637,14 @@ async fn dispatch_loop(
             }
         }
     }
+    let mut last = live.dispatcher();
     loop {
-        // Read every round, so a reload's new settings apply at once.
-        let loaded = live.loaded();
-        let every = loaded
+        let every = live
+            .loaded()
             .config
             .schedule
             .dispatch_every
             .max(Duration::from_secs(1));
-        let dispatcher = live.dispatcher();
         tokio::select! {
             _ = tokio::time::sleep(every) => {},
             _ = ticked.notified() => {},
@@ -644,6 +653,23 @@ async fn dispatch_loop(
         let stop = || stopping.load(Ordering::SeqCst);
         if stop() {
             return Ok(());
+        }
+        // Taken after the wait, so a reload during it (quiet hours, caps,
+        // senders) applies to this round, not the next; and what the old
+        // quiet hours and caps held back is judged again by the new ones.
+        let dispatcher = live.dispatcher();
+        if !Arc::ptr_eq(&last, &dispatcher) {
+            last = dispatcher.clone();
+            let now = clock.now().timestamp();
+            match crate::store::shared::blocking(&store, move |s| s.release_held(now)).await {
+                Ok(0) => {}
+                Ok(released) => {
+                    tracing::info!(released, "{}", say(t!("service.dispatch.released")))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "{}", say(t!("service.dispatch.release_failed")))
+                }
+            }
         }
         let pass = dispatcher.pass(&store, clock, &stop).await;
         crate::base::metrics::global().dispatch_pass(clock.now().timestamp(), pass.sent.is_ok());

@@ -9,9 +9,11 @@ pub mod scaffold;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::base::diag::Diagnostic;
 use crate::base::i18n::t;
 use crate::config::{self, Config};
-use crate::rules::RuleSet;
+use crate::rules::{Action, Assign, Rule, RuleSet};
+use crate::senders::SenderConfig;
 use crate::templates::TemplateSet;
 
 /// Everything loaded and checked before the service starts: the
@@ -50,9 +52,13 @@ impl Loaded {
             config.templates_dir = templates.clone();
         }
         let mut report = crate::base::diag::Report::default();
-        if let Err(errors) = crate::senders::configs(&config) {
-            report.extend(errors);
-        }
+        let senders = match crate::senders::configs(&config) {
+            Ok(senders) => senders,
+            Err(errors) => {
+                report.extend(errors);
+                Default::default()
+            }
+        };
         let templates = match crate::templates::load(&config.templates_dir) {
             Ok((templates, warnings)) => {
                 report.extend(warnings);
@@ -90,6 +96,11 @@ impl Loaded {
                                     config = config.path.display()
                                 )),
                             );
+                        }
+                        if action.assign == Assign::Advisor
+                            && let Some(warning) = no_advisors(&config, &senders, rule, action)
+                        {
+                            report.push(warning);
                         }
                         let fallback = config
                             .channels
@@ -132,4 +143,38 @@ impl Loaded {
             _ => Err(report),
         }
     }
+}
+
+/// A warning when a phone action gives calls to the customer's advisor but
+/// the phone channel's sender names no advisor: every such call would go
+/// to the round robin. `None` when it does, or when the channel has no
+/// sender (warned about on its own).
+fn no_advisors(
+    config: &Config,
+    senders: &std::collections::BTreeMap<String, SenderConfig>,
+    rule: &Rule,
+    action: &Action,
+) -> Option<Diagnostic> {
+    let sender = &config.channels.get(&action.channel)?.sender;
+    let message = match senders.get(sender)? {
+        SenderConfig::PhoneTasks(calls) if calls.staff.iter().any(|s| s.advisor) => return None,
+        SenderConfig::PhoneTasks(_) => t!("setup.assign_no_advisors", id = &rule.id, sender),
+        other => t!(
+            "setup.assign_not_phone_tasks",
+            id = &rule.id,
+            sender,
+            kind = other.kind()
+        ),
+    };
+    Some(
+        Diagnostic::warning(
+            &rule.origin.file,
+            Some(action.assign_span.clone().unwrap_or(action.span.clone())),
+            message,
+        )
+        .hint(t!(
+            "setup.assign_no_advisors_hint",
+            config = config.path.display()
+        )),
+    )
 }

@@ -14,7 +14,9 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::Store;
 use crate::base::clock::Timestamp;
+use crate::base::i18n::t;
 use crate::base::model::{Gender, Pool};
+use crate::base::reason::stored;
 use crate::import::{CustomerIn, Problems, Row, RowError, quote};
 
 /// What an import did.
@@ -344,8 +346,9 @@ fn upsert(
 
 impl Writer<'_> {
     /// A customer: only the columns the file has are written; a new
-    /// customer starts in `new` from `first_seen` (or now), with the
-    /// consent default for every channel the file says nothing about.
+    /// customer starts in `new` from `first_seen` (or now), waiting for
+    /// onboarding, with the consent default for every channel the file
+    /// says nothing about.
     fn customer(&mut self, row: &CustomerIn) -> rusqlite::Result<Change> {
         use rusqlite::types::Value;
         let (tx, clinic_id, now) = (self.tx, self.clinic_id, self.options.now);
@@ -366,6 +369,7 @@ impl Writer<'_> {
             ("wecom_external_userid", &row.wecom_external_userid),
             ("city", &row.city),
             ("source_channel", &row.source_channel),
+            ("advisor", &row.advisor),
         ] {
             if let Some(value) = value {
                 set(column, text(value));
@@ -407,13 +411,22 @@ impl Writer<'_> {
         match existing {
             None => {
                 let first_seen = row.first_seen.unwrap_or(now);
-                let mut all_columns = vec!["clinic_id", "external_id", "created_at", "updated_at"];
+                // Waits for onboarding until judged: by `recall onboard`,
+                // or by a tick if their history turns out to be new.
+                let mut all_columns = vec![
+                    "clinic_id",
+                    "external_id",
+                    "created_at",
+                    "updated_at",
+                    "onboarding",
+                ];
                 all_columns.extend(columns.iter().copied());
                 let mut all_values = vec![
                     Value::Integer(clinic_id),
                     Value::Text(row.external_id.clone()),
                     Value::Integer(first_seen),
                     Value::Integer(now),
+                    Value::Integer(1),
                 ];
                 all_values.extend(values);
                 let mut defaulted = false;
@@ -475,9 +488,14 @@ impl Writer<'_> {
 fn place_new(tx: &Transaction<'_>, customer_id: i64, at: Timestamp) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO transitions (customer_id, tick_id, from_pool, to_pool, rule_id, reason, at)
-         VALUES (?1, NULL, NULL, ?2, NULL, 'imported', ?3)",
+         VALUES (?1, NULL, NULL, ?2, NULL, ?3, ?4)",
     )?
-    .execute(params![customer_id, Pool::New.as_str(), at])?;
+    .execute(params![
+        customer_id,
+        Pool::New.as_str(),
+        stored(t!("move.imported")),
+        at
+    ])?;
     let transition = tx.last_insert_rowid();
     tx.prepare_cached(
         "INSERT INTO customer_pools (customer_id, pool, entered_at, transition_id) VALUES (?1, ?2, ?3, ?4)",

@@ -10,7 +10,9 @@ use rusqlite::{Transaction, params};
 
 use super::{Result, Store};
 use crate::base::clock::Timestamp;
+use crate::base::i18n::t;
 use crate::base::model::{FollowupResult, Gender, Pool};
+use crate::base::reason::stored;
 
 /// Which channels a customer agreed to be contacted on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +48,8 @@ pub struct NewCustomer {
     pub birth_date: Option<NaiveDate>,
     pub city: Option<String>,
     pub source_channel: Option<String>,
+    /// The customer's own advisor (专属顾问), a staff member's name.
+    pub advisor: Option<String>,
     pub tags: Vec<String>,
     pub consent: Consent,
     pub do_not_contact: bool,
@@ -92,8 +96,8 @@ impl Ingest<'_> {
                 "INSERT INTO customers (clinic_id, external_id, name, phone, email, wechat_openid,
                     wecom_external_userid, gender, birth_date, city, source_channel, tags,
                     consent_sms, consent_phone, consent_wechat, consent_email, do_not_contact,
-                    created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18)",
+                    created_at, updated_at, advisor)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18, ?19)",
             )?
             .execute(params![
                 clinic_id,
@@ -114,9 +118,15 @@ impl Ingest<'_> {
                 c.consent.email,
                 c.do_not_contact,
                 first_seen_at,
+                c.advisor,
             ])?;
         let id = self.tx.last_insert_rowid();
-        self.place(id, Pool::New, first_seen_at, "first record of the customer")?;
+        self.place(
+            id,
+            Pool::New,
+            first_seen_at,
+            &stored(t!("move.first_record")),
+        )?;
         Ok(id)
     }
 

@@ -330,7 +330,100 @@ DROP INDEX followups_external;
 DROP INDEX followups_external_id;
 CREATE UNIQUE INDEX followups_external ON followups (external_id, customer_id) WHERE external_id IS NOT NULL;
 "#,
-    // 10 (sender health): how each sender is doing, kept here so that every
+    // 10: a message the clinic's own policy holds back (quiet hours, a
+    // frequency cap) is marked, so a reload that changes the policy can
+    // release it at once instead of leaving it due at the old policy's end.
+    r#"
+ALTER TABLE outreach ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX outreach_held ON outreach (id) WHERE held = 1;
+"#,
+    // 11: `recall customer` finds customers by the last four digits of
+    // their phone and by any part of their name, from indexes (see
+    // `store::story`). Phones are stored as typed, so the tail is read from
+    // the number without spaces, dashes, dots, slashes and brackets (ASCII
+    // and full-width), full-width digits made ASCII; the view
+    // `customer_phone_tails` names that expression so queries use the
+    // index. Names are cut into their characters and pairs of characters
+    // (ASCII lower-cased, the first 64 characters), kept by triggers: a
+    // word of a query is looked up by its first pair (or its one
+    // character), then matched in full.
+    r#"
+CREATE INDEX customers_phone_tail ON customers (substr(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(phone, ' ', ''), '-', ''), '.', ''), '(', ''), ')', ''), '/', ''), '　', ''), '－', ''), '（', ''), '）', ''), '．', ''), '／', ''), '０', '0'), '１', '1'), '２', '2'), '３', '3'), '４', '4'), '５', '5'), '６', '6'), '７', '7'), '８', '8'), '９', '9'), -4), clinic_id) WHERE phone IS NOT NULL;
+CREATE VIEW customer_phone_tails AS
+    SELECT id, clinic_id, substr(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(phone, ' ', ''), '-', ''), '.', ''), '(', ''), ')', ''), '/', ''), '　', ''), '－', ''), '（', ''), '）', ''), '．', ''), '／', ''), '０', '0'), '１', '1'), '２', '2'), '３', '3'), '４', '4'), '５', '5'), '６', '6'), '７', '7'), '８', '8'), '９', '9'), -4) AS tail FROM customers WHERE phone IS NOT NULL;
+
+CREATE TABLE name_positions (n INTEGER PRIMARY KEY);
+WITH RECURSIVE k(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM k WHERE n < 64)
+INSERT INTO name_positions (n) SELECT n FROM k;
+
+CREATE TABLE customer_name_grams (
+    gram         TEXT NOT NULL,
+    customer_id  INTEGER NOT NULL,
+    PRIMARY KEY (gram, customer_id)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO customer_name_grams (gram, customer_id)
+    SELECT lower(substr(c.name, p.n, 1)), c.id FROM customers c JOIN name_positions p ON p.n <= length(c.name);
+INSERT OR IGNORE INTO customer_name_grams (gram, customer_id)
+    SELECT lower(substr(c.name, p.n, 2)), c.id FROM customers c JOIN name_positions p ON p.n < length(c.name);
+
+CREATE TRIGGER customer_name_grams_insert AFTER INSERT ON customers
+BEGIN
+    INSERT OR IGNORE INTO customer_name_grams (gram, customer_id)
+        SELECT lower(substr(NEW.name, n, 1)), NEW.id FROM name_positions WHERE n <= length(NEW.name);
+    INSERT OR IGNORE INTO customer_name_grams (gram, customer_id)
+        SELECT lower(substr(NEW.name, n, 2)), NEW.id FROM name_positions WHERE n < length(NEW.name);
+END;
+CREATE TRIGGER customer_name_grams_update AFTER UPDATE OF name ON customers
+WHEN OLD.name IS NOT NEW.name
+BEGIN
+    DELETE FROM customer_name_grams WHERE customer_id = OLD.id
+        AND gram IN (SELECT lower(substr(OLD.name, n, 1)) FROM name_positions WHERE n <= length(OLD.name)
+                     UNION SELECT lower(substr(OLD.name, n, 2)) FROM name_positions WHERE n < length(OLD.name));
+    INSERT OR IGNORE INTO customer_name_grams (gram, customer_id)
+        SELECT lower(substr(NEW.name, n, 1)), NEW.id FROM name_positions WHERE n <= length(NEW.name);
+    INSERT OR IGNORE INTO customer_name_grams (gram, customer_id)
+        SELECT lower(substr(NEW.name, n, 2)), NEW.id FROM name_positions WHERE n < length(NEW.name);
+END;
+CREATE TRIGGER customer_name_grams_delete AFTER DELETE ON customers
+BEGIN
+    DELETE FROM customer_name_grams WHERE customer_id = OLD.id
+        AND gram IN (SELECT lower(substr(OLD.name, n, 1)) FROM name_positions WHERE n <= length(OLD.name)
+                     UNION SELECT lower(substr(OLD.name, n, 2)) FROM name_positions WHERE n < length(OLD.name));
+END;
+"#,
+    // 12 (issue 12, advisors): a customer's own advisor (专属顾问), as
+    // imported; the staff member a phone message is meant for, decided by
+    // the tick (an action with `assign = "advisor"`); and whether a call
+    // task went to the customer's advisor rather than by round robin, so
+    // the round robin's turn skips it.
+    r#"
+ALTER TABLE customers ADD COLUMN advisor TEXT;
+ALTER TABLE outreach ADD COLUMN assign_to TEXT;
+ALTER TABLE call_tasks ADD COLUMN via_advisor INTEGER NOT NULL DEFAULT 0;
+"#,
+    // 13 (issue 12, onboarding and cancelling): a customer an import adds
+    // waits for onboarding (`onboarding` = 1) until `recall onboard` places
+    // them by their history or a tick judges them as genuinely new; a
+    // message may expire (`expires_at`, from its action's `expires_after`);
+    // and two statuses more: `cancelled` (by `recall cancel`, or replayed by
+    // onboarding and never sendable) and `expired`. SQLite cannot alter a
+    // CHECK, and rebuilding `outreach` would need foreign keys off: the
+    // CHECK is widened in place (SQLite's documented writable_schema
+    // procedure for loosening a constraint: every stored row still passes)
+    // and the schema reloaded. The ALTERs change the schema cookie, so
+    // other connections reload the schema too.
+    r#"
+ALTER TABLE customers ADD COLUMN onboarding INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX customers_onboarding ON customers (clinic_id) WHERE onboarding = 1;
+ALTER TABLE outreach ADD COLUMN expires_at INTEGER;
+CREATE INDEX outreach_expiring ON outreach (expires_at) WHERE status = 'queued' AND expires_at IS NOT NULL;
+PRAGMA writable_schema = ON;
+UPDATE sqlite_master
+   SET sql = replace(sql, '''opted_out'', ''held_out'')', '''opted_out'', ''held_out'', ''cancelled'', ''expired'')')
+ WHERE type = 'table' AND name = 'outreach';
+PRAGMA writable_schema = RESET;
+"#,
+    // 14 (sender health): how each sender is doing, kept here so that every
     // dispatcher (the service, each `recall dispatch`), `recall status` and
     // `/healthz` see the same: `ok`, `failing` (its last attempts all
     // failed) or `paused` (the provider refused the credentials or the

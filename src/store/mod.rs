@@ -17,6 +17,7 @@ pub mod import;
 pub mod ingest;
 mod migrations;
 pub mod models;
+pub mod onboarding;
 pub mod outbox;
 pub mod privacy;
 pub mod queries;
@@ -25,6 +26,7 @@ pub mod report;
 pub mod scan;
 pub mod shared;
 pub mod simulate;
+pub mod story;
 pub mod tasks;
 pub mod ticks;
 
@@ -499,6 +501,42 @@ mod tests {
             )
             .unwrap_err();
         assert!(err.to_string().contains("append-only"), "{err}");
+    }
+
+    #[test]
+    fn outreach_takes_the_cancelled_and_expired_statuses_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let mut store = Store::create(&path).unwrap();
+        let clinic = store
+            .ensure_clinic("main", "诊所", "Asia/Shanghai", 0)
+            .unwrap();
+        let mut ingest = store.ingest().unwrap();
+        let id = ingest
+            .add_customer(clinic, &ingest::NewCustomer::named("C1", "王丽"), 100)
+            .unwrap();
+        ingest.commit().unwrap();
+        let insert = |conn: &Connection, status: &str| {
+            conn.execute(
+                "INSERT INTO outreach (customer_id, rule_id, action_index, pool, channel, template,
+                    content, status, created_at, due_at, updated_at)
+                 VALUES (?1, 'r', 0, 'new', 'sms', 't', 'x', ?2, 0, 0, 0)",
+                params![id, status],
+            )
+        };
+        // On this connection (reloaded after the migration) and on a new one.
+        insert(&store.conn, "cancelled").unwrap();
+        insert(&store.conn, "expired").unwrap();
+        assert!(insert(&store.conn, "bogus").is_err());
+        drop(store);
+        let again = Store::open(&path).unwrap();
+        insert(&again.conn, "expired").unwrap();
+        assert!(insert(&again.conn, "bogus").is_err());
+        let check: String = again
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
     }
 
     #[test]

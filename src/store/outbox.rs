@@ -17,7 +17,9 @@ use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 use super::{Result, Store};
 use crate::base::clock::Timestamp;
 use crate::base::content::Content;
-use crate::base::model::Channel;
+use crate::base::i18n::t;
+use crate::base::model::{Channel, OutreachStatus};
+use crate::base::reason::stored;
 use crate::base::redact::redact;
 
 /// Who a message goes to, with every address the clinic has for them.
@@ -122,11 +124,18 @@ fn claimed_row(r: &Row<'_>) -> rusqlite::Result<Claimed> {
 /// marker of that state, whoever set it; the next claim reads it as
 /// [`Claimed::in_doubt`], and senders whose provider can be asked (Aliyun's
 /// QuerySendDetails, Twilio's message list) ask before sending again.
-/// Deferring a message keeps it.
+/// Deferring a message keeps it. The start of `reason.in_doubt` in the
+/// catalogue, as [`mark_in_doubt`] writes it.
 pub const IN_DOUBT: &str = "[in doubt] ";
 
+/// What a message that expired unsent carries in `last_error`.
+pub const EXPIRED: &str =
+    "expired: still unsent when its action's expires_after ran out; never sent";
+
 /// What crash recovery writes on a message left in `sending`.
-pub const INTERRUPTED: &str = "[in doubt] interrupted while sending; requeued";
+fn interrupted() -> String {
+    mark_in_doubt(&stored(t!("reason.interrupted")))
+}
 
 /// Whether an outreach's `last_error` says its previous attempt is in doubt.
 pub fn is_in_doubt(last_error: Option<&str>) -> bool {
@@ -138,7 +147,7 @@ pub fn mark_in_doubt(error: &str) -> String {
     if error.starts_with(IN_DOUBT) {
         error.to_string()
     } else {
-        format!("{IN_DOUBT}{error}")
+        stored(t!("reason.in_doubt", error))
     }
 }
 
@@ -174,7 +183,7 @@ fn placeholders(first: usize, count: usize) -> String {
 
 impl Store {
     /// Puts messages left in `sending` by a dispatcher that died back in the
-    /// queue, marked in doubt ([`INTERRUPTED`]): the provider may have taken
+    /// queue, marked in doubt ([`interrupted`]): the provider may have taken
     /// them before the crash, so senders that can ask do so before sending
     /// again. Call once when a dispatcher starts, holding the dispatch lock.
     /// Returns how many were requeued.
@@ -182,7 +191,7 @@ impl Store {
         Ok(self.conn.execute(
             "UPDATE outreach SET status = 'queued', updated_at = ?1, last_error = ?2
              WHERE status = 'sending'",
-            params![now, INTERRUPTED],
+            params![now, interrupted()],
         )?)
     }
 
@@ -198,8 +207,9 @@ impl Store {
                 "UPDATE outreach SET status = 'queued', updated_at = ?2, last_error = ?3
                  WHERE id = ?1 AND status = 'sending'",
             )?;
+            let interrupted = interrupted();
             for id in ids {
-                requeued += update.execute(params![id, now, INTERRUPTED])?;
+                requeued += update.execute(params![id, now, interrupted])?;
             }
         }
         tx.commit()?;
@@ -207,7 +217,8 @@ impl Store {
     }
 
     /// Claims up to `limit` messages due at `now` on the given channels,
-    /// oldest due first.
+    /// oldest due first. Queued messages past their `expires_at` (on any
+    /// channel) become `expired` first, in the same transaction.
     pub fn claim_due(
         &mut self,
         now: Timestamp,
@@ -220,6 +231,13 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Expired first, in the same transaction: a message is either
+        // claimed before its expiry or expired, never both.
+        tx.prepare_cached(
+            "UPDATE outreach SET status = 'expired', last_error = ?2, updated_at = ?1
+             WHERE status = 'queued' AND expires_at IS NOT NULL AND expires_at <= ?1",
+        )?
+        .execute(params![now, EXPIRED])?;
         let ids: Vec<i64> = {
             let mut stmt = tx.prepare_cached(&format!(
                 "SELECT id FROM outreach WHERE status = 'queued' AND due_at <= ?1 AND channel IN ({})
@@ -234,7 +252,7 @@ impl Store {
         let mut claimed = Vec::with_capacity(ids.len());
         {
             let mut update = tx.prepare_cached(
-                "UPDATE outreach SET status = 'sending', attempts = attempts + 1, updated_at = ?2 WHERE id = ?1",
+                "UPDATE outreach SET status = 'sending', attempts = attempts + 1, held = 0, updated_at = ?2 WHERE id = ?1",
             )?;
             let mut select = tx.prepare_cached(&format!(
                 "SELECT {CLAIMED_COLUMNS} FROM outreach o JOIN customers c ON c.id = o.customer_id WHERE o.id = ?1"
@@ -351,7 +369,21 @@ impl Store {
         retry_at: Timestamp,
         now: Timestamp,
     ) -> Result<()> {
-        write_deferred(&self.conn, id, reason, retry_at, now)
+        write_deferred(&self.conn, id, reason, retry_at, false, now)
+    }
+
+    /// Makes the messages the clinic's policy held back (quiet hours, a
+    /// frequency cap) due at `now`, after a reload changed that policy: the
+    /// next round judges them by the new one, and holds them again if it
+    /// still says wait. Returns how many.
+    pub fn release_held(&self, now: Timestamp) -> Result<usize> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "UPDATE outreach SET due_at = ?1, held = 0, updated_at = ?1
+             WHERE held = 1 AND status = 'queued' AND due_at > ?1",
+            )?
+            .execute(params![now])?)
     }
 
     /// A retryable failure: back to the queue, due again at `retry_at`;
@@ -382,11 +414,18 @@ impl Store {
         Ok(self.conn.execute(
             "UPDATE outreach SET status = 'queued', attempts = 0, retrying_since = NULL,
                 due_at = ?1, updated_at = ?1,
-                last_error = 'requeued by hand after: ' || coalesce(last_error, 'failed')
+                last_error = ?4 || coalesce(last_error, ?5)
              WHERE status = 'failed'
                AND (?2 IS NULL OR channel = ?2)
                AND (?3 IS NULL OR updated_at >= ?3)",
-            params![now, channel.map(|c| c.as_str()), since],
+            params![
+                now,
+                channel.map(|c| c.as_str()),
+                since,
+                // The sentence up to its `{error}`, which SQL appends.
+                stored(t!("reason.requeued_by_hand", error = "")),
+                OutreachStatus::Failed.as_str()
+            ],
         )?)
     }
 
@@ -488,6 +527,104 @@ impl Store {
     }
 }
 
+/// Which queued messages `recall cancel` takes out; `None` matches all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CancelFilter {
+    pub rule: Option<String>,
+    pub channel: Option<Channel>,
+    /// The clinic's customer id.
+    pub customer: Option<String>,
+    pub template: Option<String>,
+}
+
+/// A message `recall cancel` took out of the queue (or, in a dry run, would).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelledRow {
+    pub id: i64,
+    pub customer: String,
+    pub rule_id: String,
+    pub channel: String,
+    pub template: String,
+    pub due_at: Timestamp,
+}
+
+/// What [`Store::cancel_queued`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cancelled {
+    /// The queued messages that matched: cancelled, unless a dry run.
+    pub rows: Vec<CancelledRow>,
+    /// Messages that matched but a provider already has (`sending`,
+    /// `awaiting`): left alone.
+    pub handed_over: i64,
+}
+
+const CANCEL_WHERE: &str = "(?1 IS NULL OR o.rule_id = ?1) AND (?2 IS NULL OR o.channel = ?2)
+    AND (?3 IS NULL OR c.external_id = ?3) AND (?4 IS NULL OR o.template = ?4)";
+
+impl Store {
+    /// Takes the queued messages that match `filter` out of the queue
+    /// (`cancelled`, `note` saying who and why), in one transaction: the
+    /// dispatcher claims only queued messages in its own, so each message
+    /// is either claimed and sent or cancelled, never both. Nothing a
+    /// provider has is touched. A dry run only reads.
+    pub fn cancel_queued(
+        &mut self,
+        clinic_id: i64,
+        filter: &CancelFilter,
+        note: &str,
+        dry_run: bool,
+        now: Timestamp,
+    ) -> Result<Cancelled> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let bound = params![
+            filter.rule,
+            filter.channel.map(Channel::as_str),
+            filter.customer,
+            filter.template,
+            clinic_id
+        ];
+        let rows: Vec<CancelledRow> = tx
+            .prepare(&format!(
+                "SELECT o.id, c.external_id, o.rule_id, o.channel, o.template, o.due_at
+                 FROM outreach o JOIN customers c ON c.id = o.customer_id
+                 WHERE o.status = 'queued' AND c.clinic_id = ?5 AND {CANCEL_WHERE}
+                 ORDER BY o.due_at, o.id"
+            ))?
+            .query_map(bound, |r| {
+                Ok(CancelledRow {
+                    id: r.get(0)?,
+                    customer: r.get(1)?,
+                    rule_id: r.get(2)?,
+                    channel: r.get(3)?,
+                    template: r.get(4)?,
+                    due_at: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let handed_over = tx.query_row(
+            &format!(
+                "SELECT count(*) FROM outreach o JOIN customers c ON c.id = o.customer_id
+                 WHERE o.status IN ('sending', 'awaiting') AND c.clinic_id = ?5 AND {CANCEL_WHERE}"
+            ),
+            bound,
+            |r| r.get(0),
+        )?;
+        if !dry_run {
+            let mut cancel = tx.prepare_cached(
+                "UPDATE outreach SET status = 'cancelled', last_error = ?2, updated_at = ?3
+                 WHERE id = ?1 AND status = 'queued'",
+            )?;
+            for row in &rows {
+                cancel.execute(params![row.id, redact(note), now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(Cancelled { rows, handed_over })
+    }
+}
+
 /// What became of one claimed message, to be written with others in one
 /// transaction by [`Store::settle`]. Every write keeps the guard of its
 /// single-message twin (`WHERE status = 'sending'` ...), so a late or
@@ -512,6 +649,9 @@ pub enum Settle {
         id: i64,
         reason: String,
         until: Timestamp,
+        /// Held by the clinic's policy (quiet hours, a frequency cap), which
+        /// a reload may change: [`Store::release_held`] makes it due again.
+        held: bool,
         at: Timestamp,
     },
     Retry {
@@ -619,8 +759,9 @@ fn settle_one(conn: &rusqlite::Connection, outcome: &Settle) -> Result<Settled> 
             id,
             reason,
             until,
+            held,
             at,
-        } => write_deferred(conn, *id, reason, *until, *at)?,
+        } => write_deferred(conn, *id, reason, *until, *held, *at)?,
         Settle::Retry {
             id,
             sender,
@@ -701,15 +842,16 @@ fn write_deferred(
     id: i64,
     reason: &str,
     retry_at: Timestamp,
+    held: bool,
     now: Timestamp,
 ) -> Result<()> {
     conn.prepare_cached(
         "UPDATE outreach SET status = 'queued', attempts = max(attempts - 1, 0),
             last_error = CASE WHEN instr(coalesce(last_error, ''), ?5) = 1 THEN ?5 || ?2 ELSE ?2 END,
-            due_at = ?3, updated_at = ?4
+            due_at = ?3, updated_at = ?4, held = ?6
          WHERE id = ?1 AND status = 'sending'",
     )?
-    .execute(params![id, redact(reason), retry_at, now, IN_DOUBT])?;
+    .execute(params![id, redact(reason), retry_at, now, IN_DOUBT, held])?;
     Ok(())
 }
 
@@ -913,5 +1055,87 @@ mod tests {
         assert_eq!(again[0].channel, Channel::Sms);
         assert_eq!(again[0].content, earlier_content());
         assert!(!again[0].has_fallback);
+    }
+
+    fn status(store: &Store, id: i64) -> String {
+        store
+            .conn
+            .query_row("SELECT status FROM outreach WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_claim_expires_what_is_past_its_expiry_and_never_claims_it() {
+        let fixture = outbox(
+            vec![
+                NewCustomer::named("C1", "王丽"),
+                NewCustomer::named("C2", "李娜"),
+            ],
+            Channel::Sms,
+            None,
+        );
+        let mut store = fixture.store.lock().unwrap();
+        store
+            .conn
+            .execute_batch(&format!(
+                "UPDATE outreach SET expires_at = {} WHERE id = 1;
+                 UPDATE outreach SET expires_at = {} WHERE id = 2;",
+                T0 + 60,
+                T0 + 61
+            ))
+            .unwrap();
+        // On time: both go. Handed back (a deferral), then one past its expiry.
+        let claimed = store.claim_due(T0, &[Channel::Sms], 10).unwrap();
+        assert_eq!(claimed.len(), 2);
+        store.release(&[1, 2], T0).unwrap();
+        let claimed = store.claim_due(T0 + 61, &[Channel::Sms], 10).unwrap();
+        assert!(claimed.is_empty(), "{claimed:?}");
+        assert_eq!(status(&store, 1), "expired");
+        assert_eq!(status(&store, 2), "expired");
+        // The log says why.
+        let last: Option<String> = store
+            .conn
+            .query_row("SELECT last_error FROM outreach WHERE id = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(last.as_deref(), Some(EXPIRED));
+    }
+
+    #[test]
+    fn cancel_leaves_a_claimed_message_to_its_dispatcher() {
+        let fixture = outbox(
+            vec![
+                NewCustomer::named("C1", "王丽"),
+                NewCustomer::named("C2", "李娜"),
+            ],
+            Channel::Sms,
+            None,
+        );
+        let mut store = fixture.store.lock().unwrap();
+        let claimed = store.claim_due(T0, &[Channel::Sms], 1).unwrap();
+        assert_eq!(claimed[0].id, 1);
+        let filter = CancelFilter {
+            rule: Some("r".into()),
+            ..CancelFilter::default()
+        };
+        let dry = store.cancel_queued(1, &filter, "why", true, T0).unwrap();
+        assert_eq!((dry.rows.len(), dry.handed_over), (1, 1));
+        assert_eq!(status(&store, 2), "queued", "a dry run writes nothing");
+        let done = store.cancel_queued(1, &filter, "why", false, T0).unwrap();
+        assert_eq!(done.rows[0].id, 2);
+        assert_eq!(status(&store, 2), "cancelled");
+        // The dispatcher's outcome still lands on its message; the
+        // cancelled one is never claimed.
+        store.mark_sent(1, "log", "p1", 45, T0).unwrap();
+        assert_eq!(status(&store, 1), "sent");
+        assert!(
+            store
+                .claim_due(T0 + 10, &[Channel::Sms], 10)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

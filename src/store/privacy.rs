@@ -15,7 +15,8 @@ use super::{Result, Store};
 use crate::base::clock::Timestamp;
 
 /// Statuses after which a message never changes again.
-const FINAL: &str = "('sent', 'failed', 'suppressed', 'opted_out', 'held_out')";
+const FINAL: &str =
+    "('sent', 'failed', 'suppressed', 'opted_out', 'held_out', 'cancelled', 'expired')";
 
 /// What a retention pass deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -178,7 +179,7 @@ impl Store {
         tx.execute(
             "UPDATE customers SET external_id = 'forgotten-' || id, name = '', phone = NULL,
                 email = NULL, wechat_openid = NULL, wecom_external_userid = NULL, gender = NULL,
-                birth_date = NULL, city = NULL, source_channel = NULL, tags = '[]',
+                birth_date = NULL, city = NULL, source_channel = NULL, advisor = NULL, tags = '[]',
                 consent_sms = 0, consent_phone = 0, consent_wechat = 0, consent_email = 0,
                 do_not_contact = 1, updated_at = ?2
              WHERE id = ?1",

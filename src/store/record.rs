@@ -16,10 +16,16 @@ pub struct CustomerRow {
     pub birth_date: Option<String>,
     pub city: Option<String>,
     pub source_channel: Option<String>,
+    /// The customer's own advisor (专属顾问), as imported.
+    pub advisor: Option<String>,
     /// JSON array of strings, as stored.
     pub tags: String,
     pub pool: Pool,
     pub entered_at: Timestamp,
+    /// Set while the customer waits for onboarding (an import added them
+    /// and nothing has judged them yet): the earliest time anything is
+    /// known of them, their first record or first visit, order or follow-up.
+    pub history_from: Option<Timestamp>,
 }
 
 /// Visits up to the tick's time.

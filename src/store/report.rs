@@ -163,10 +163,12 @@ impl Store {
     /// For rules with a control group in `[from, to)`: each customer the
     /// rule fired for in the period, once per rule, in the treated group
     /// (intention to treat: every message of the rule that was not held out,
-    /// whatever became of it: sent, awaiting, suppressed, failed, opted out
-    /// or still queued) or the control group (held out), and whether they
-    /// returned within the attribution window after the first time the rule
-    /// fired for them in the period (`created_at`, for both groups alike).
+    /// whatever became of it: sent, awaiting, suppressed, failed, opted
+    /// out, cancelled, expired or still queued) or the control group (held
+    /// out), and whether they returned within the attribution window after
+    /// the first time the rule fired for them in the period (`created_at`,
+    /// for both groups alike). Only a tick's messages count: those
+    /// onboarding replayed (no tick) were never a decision.
     pub fn holdout_groups(
         &self,
         from: Timestamp,
@@ -177,7 +179,7 @@ impl Store {
                 SELECT rule_id, customer_id, status <> 'held_out' AS treated,
                        min(created_at) AS at, attribution_days, sum(cost_milli) AS cost
                 FROM outreach
-                WHERE created_at >= ?1 AND created_at < ?2
+                WHERE created_at >= ?1 AND created_at < ?2 AND tick_id IS NOT NULL
                   AND rule_id IN (SELECT DISTINCT rule_id FROM outreach
                                   WHERE status = 'held_out' AND created_at >= ?1 AND created_at < ?2)
                 GROUP BY rule_id, customer_id, status <> 'held_out'

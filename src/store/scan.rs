@@ -122,11 +122,18 @@ impl Reader {
         limit: usize,
     ) -> Result<Vec<CustomerRecord>> {
         // `+c.clinic_id` keeps SQLite on the rowid range (an index on
-        // clinic_id would make every batch scan the whole clinic).
+        // clinic_id would make every batch scan the whole clinic). The
+        // history of a customer waiting for onboarding is looked up for
+        // them alone (each a few index probes).
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT id, external_id, name, gender, birth_date, city, source_channel, tags
+                "SELECT id, external_id, name, gender, birth_date, city, source_channel, tags, advisor,
+                    CASE WHEN onboarding = 1 THEN min(created_at,
+                        coalesce((SELECT min(at) FROM visits v WHERE v.customer_id = customers.id), created_at),
+                        coalesce((SELECT min(at) FROM orders o WHERE o.customer_id = customers.id), created_at),
+                        coalesce((SELECT min(at) FROM followups f WHERE f.customer_id = customers.id), created_at))
+                    END
                  FROM customers WHERE +clinic_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
             )?
             .query_map(params![clinic_id, after, limit as i64], |r| {
@@ -170,18 +177,7 @@ impl Reader {
             params![range.after, range.last, range.at],
             records,
             |record, r| {
-                let at: Timestamp = r.get(1)?;
-                let visits = &mut record.visits;
-                if let Some(offset) = offset
-                    && visits
-                        .last_at
-                        .is_none_or(|last| (last + offset) / 86_400 != (at + offset) / 86_400)
-                {
-                    record.repeat.visit_days += 1;
-                }
-                visits.count += 1;
-                visits.first_at = visits.first_at.or(Some(at));
-                visits.last_at = Some(at);
+                add_visit(record, r.get(1)?, offset);
                 Ok(())
             },
         )
@@ -194,8 +190,7 @@ impl Reader {
         // Cycles and the churn model need more than the aggregate: one
         // pass over the orders (index-only, see migration 3) computes
         // it all here, cheaper than one grouped query per need.
-        let offset = self.options.repeat_offset;
-        let treatments = self.options.treatments;
+        let options = self.options;
         self.merge(
             "SELECT customer_id, at, amount_cents, project, department FROM orders
              WHERE customer_id > ?1 AND customer_id <= ?2 AND at <= ?3
@@ -203,33 +198,8 @@ impl Reader {
             params![range.after, range.last, range.at],
             records,
             |record, r| {
-                let (at, cents): (Timestamp, i64) = (r.get(1)?, r.get(2)?);
-                let orders = &mut record.orders;
-                orders.count += 1;
-                orders.total_cents += cents;
-                orders.last_at = orders.last_at.max(Some(at));
-                // Spend on the days after the first visit day.
-                if let (Some(offset), Some(first)) = (offset, record.visits.first_at)
-                    && (at + offset) / 86_400 > (first + offset) / 86_400
-                {
-                    record.repeat.repeat_spend_cents += cents;
-                }
-                if treatments {
-                    let (project, department) = (text(r, 3)?, text(r, 4)?);
-                    if project.is_some() || department.is_some() {
-                        let seen = record.treatments.iter_mut().find(|t| {
-                            t.project.as_deref() == project && t.department.as_deref() == department
-                        });
-                        match seen {
-                            Some(t) => t.last_at = t.last_at.max(at),
-                            None => record.treatments.push(TreatmentAgg {
-                                project: project.map(str::to_string),
-                                department: department.map(str::to_string),
-                                last_at: at,
-                            }),
-                        }
-                    }
-                }
+                let (project, department) = (text(r, 3)?, text(r, 4)?);
+                add_order(record, r.get(1)?, r.get(2)?, project, department, options);
                 Ok(())
             },
         )
@@ -259,8 +229,7 @@ impl Reader {
     /// the last 30 days.
     fn merge_followups(&self, range: IdRange, records: &mut [CustomerRecord]) -> Result<()> {
         // Follow-ups in (customer, time) order, off the covering index: the
-        // last one read is the latest. 2592000 s is the 30-day window of
-        // `not_smooth_followups_30d`.
+        // last one read is the latest.
         let at = range.at;
         self.merge(
             "SELECT customer_id, at, result FROM followups
@@ -269,14 +238,8 @@ impl Reader {
             params![range.after, range.last, at],
             records,
             |record, r| {
-                let followed: Timestamp = r.get(1)?;
                 let result = text(r, 2)?.and_then(|s| s.parse::<FollowupResult>().ok());
-                let followups = &mut record.followups;
-                if result != Some(FollowupResult::Smooth) && followed > at - 2_592_000 {
-                    followups.not_smooth_30d += 1;
-                }
-                followups.last_at = Some(followed);
-                followups.last_result = result;
+                add_followup(record, r.get(1)?, result, at);
                 Ok(())
             },
         )
@@ -297,24 +260,9 @@ impl Reader {
             params![range.after, range.last, at],
             records,
             |record, r| {
-                let created: Timestamp = r.get(2)?;
-                let status = text(r, 3)?.unwrap_or_default();
-                let sent: Option<Timestamp> = r.get(4)?;
-                let outreach = &mut record.outreach;
-                if status == "sent" && sent.is_some_and(|s| s <= at) {
-                    outreach.last_contact_at = outreach.last_contact_at.max(sent);
-                }
-                if created < record.customer.entered_at {
-                    return Ok(());
-                }
-                if matches!(status, "queued" | "sending" | "awaiting" | "sent") {
-                    outreach.contacts_in_pool += 1;
-                }
                 let rule = text(r, 1)?.unwrap_or_default();
-                match record.fired_in_pool.last_mut() {
-                    Some((id, fired)) if id == rule => *fired = (*fired).max(created),
-                    _ => record.fired_in_pool.push((rule.to_string(), created)),
-                }
+                let status = text(r, 3)?.unwrap_or_default();
+                add_message(record, rule, r.get(2)?, status, r.get(4)?, at);
                 Ok(())
             },
         )
@@ -344,6 +292,105 @@ impl Reader {
             }
         }
         Ok(())
+    }
+}
+
+// What each row adds to its customer's record. The scan feeds a batch's
+// rows through these, and `store::story` one customer's, so a story's facts
+// are a tick's facts.
+
+/// A visit at `at`; visits come in time order. `offset`: the clinic's UTC
+/// offset when the churn model counts visit days.
+pub(super) fn add_visit(record: &mut CustomerRecord, at: Timestamp, offset: Option<i64>) {
+    let visits = &mut record.visits;
+    if let Some(offset) = offset
+        && visits
+            .last_at
+            .is_none_or(|last| (last + offset) / 86_400 != (at + offset) / 86_400)
+    {
+        record.repeat.visit_days += 1;
+    }
+    visits.count += 1;
+    visits.first_at = visits.first_at.or(Some(at));
+    visits.last_at = Some(at);
+}
+
+/// An order, in any order, after every visit: the totals, the repeat
+/// spend and the latest order per treatment.
+pub(super) fn add_order(
+    record: &mut CustomerRecord,
+    at: Timestamp,
+    cents: i64,
+    project: Option<&str>,
+    department: Option<&str>,
+    options: ScanOptions,
+) {
+    let orders = &mut record.orders;
+    orders.count += 1;
+    orders.total_cents += cents;
+    orders.last_at = orders.last_at.max(Some(at));
+    // Spend on the days after the first visit day.
+    if let (Some(offset), Some(first)) = (options.repeat_offset, record.visits.first_at)
+        && (at + offset) / 86_400 > (first + offset) / 86_400
+    {
+        record.repeat.repeat_spend_cents += cents;
+    }
+    if options.treatments && (project.is_some() || department.is_some()) {
+        let seen = record
+            .treatments
+            .iter_mut()
+            .find(|t| t.project.as_deref() == project && t.department.as_deref() == department);
+        match seen {
+            Some(t) => t.last_at = t.last_at.max(at),
+            None => record.treatments.push(TreatmentAgg {
+                project: project.map(str::to_string),
+                department: department.map(str::to_string),
+                last_at: at,
+            }),
+        }
+    }
+}
+
+/// A follow-up, in time order (the last one is the latest), judged at `now`.
+pub(super) fn add_followup(
+    record: &mut CustomerRecord,
+    followed: Timestamp,
+    result: Option<FollowupResult>,
+    now: Timestamp,
+) {
+    // 2592000 s is the 30-day window of `not_smooth_followups_30d`.
+    let followups = &mut record.followups;
+    if result != Some(FollowupResult::Smooth) && followed > now - 2_592_000 {
+        followups.not_smooth_30d += 1;
+    }
+    followups.last_at = Some(followed);
+    followups.last_result = result;
+}
+
+/// A message, in rule order, after the pool is known, judged at `now`:
+/// the last contact sent, contacts in the current pool stay, and when each
+/// rule last fired in it.
+pub(super) fn add_message(
+    record: &mut CustomerRecord,
+    rule: &str,
+    created: Timestamp,
+    status: &str,
+    sent: Option<Timestamp>,
+    now: Timestamp,
+) {
+    let outreach = &mut record.outreach;
+    if status == "sent" && sent.is_some_and(|s| s <= now) {
+        outreach.last_contact_at = outreach.last_contact_at.max(sent);
+    }
+    if created < record.customer.entered_at {
+        return;
+    }
+    if matches!(status, "queued" | "sending" | "awaiting" | "sent") {
+        outreach.contacts_in_pool += 1;
+    }
+    match record.fired_in_pool.last_mut() {
+        Some((id, fired)) if id == rule => *fired = (*fired).max(created),
+        _ => record.fired_in_pool.push((rule.to_string(), created)),
     }
 }
 
@@ -378,7 +425,7 @@ fn text<'r>(r: &'r Row<'_>, index: usize) -> rusqlite::Result<Option<&'r str>> {
     }
 }
 
-fn customer_row(r: &Row<'_>) -> rusqlite::Result<CustomerRow> {
+pub(super) fn customer_row(r: &Row<'_>) -> rusqlite::Result<CustomerRow> {
     Ok(CustomerRow {
         id: r.get(0)?,
         external_id: r.get(1)?,
@@ -388,6 +435,8 @@ fn customer_row(r: &Row<'_>) -> rusqlite::Result<CustomerRow> {
         city: r.get(5)?,
         source_channel: r.get(6)?,
         tags: r.get(7)?,
+        advisor: r.get(8)?,
+        history_from: r.get(9)?,
         pool: Pool::New,
         // Set from the pools table; a customer without a pool never exists for a tick.
         entered_at: Timestamp::MAX,

@@ -22,7 +22,8 @@ impl Store {
     /// Forgets everything that happened at or after `at` in a simulation
     /// copy: ticks, moves (pools go back to where they were), messages and
     /// their outcomes and call tasks. Visits, orders and follow-ups stay:
-    /// the simulation replays the rules over the real history.
+    /// the simulation replays the rules over the real history. Nobody waits
+    /// for onboarding in a copy: the replay judges every customer.
     pub fn rewind_copy(&mut self, at: Timestamp) -> Result<()> {
         if !self.path.to_string_lossy().ends_with(COPY_SUFFIX) {
             return Err(StoreError::Sql(rusqlite::Error::InvalidPath(
@@ -73,6 +74,11 @@ impl Store {
         )?;
         tx.execute("DELETE FROM model_fits WHERE as_of >= ?1", params![at])?;
         tx.execute("DELETE FROM meta", [])?;
+        // A replay judges every customer, whether they wait for onboarding or not.
+        tx.execute(
+            "UPDATE customers SET onboarding = 0 WHERE onboarding = 1",
+            [],
+        )?;
         tx.commit()?;
         Ok(())
     }

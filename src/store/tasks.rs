@@ -169,6 +169,24 @@ pub struct History {
     pub followups: Vec<(Timestamp, Option<String>, String, Option<String>)>,
 }
 
+/// A call task to create, for one attempt of a phone message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewTask<'a> {
+    pub outreach_id: i64,
+    pub attempt: i64,
+    pub customer_id: i64,
+    /// Who makes the call.
+    pub staff: &'a str,
+    /// The call went to the customer's own advisor, not by round robin: the
+    /// round robin's turn does not move.
+    pub via_advisor: bool,
+    /// `YYYY-MM-DD`, the clinic-calendar day the call is planned for.
+    pub due_date: &'a str,
+    pub script: &'a str,
+    /// A staff notice is owed for it.
+    pub notice: bool,
+}
+
 /// How `complete_task` should settle the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settle {
@@ -186,22 +204,21 @@ impl Store {
     /// Creates the task for one attempt of a phone message (or returns the
     /// existing one: creating is idempotent), owing a staff notice about it
     /// if `notice`. Returns its id.
-    #[allow(clippy::too_many_arguments)]
-    pub fn create_task(
-        &self,
-        outreach_id: i64,
-        attempt: i64,
-        customer_id: i64,
-        staff: &str,
-        due_date: &str,
-        script: &str,
-        notice: bool,
-        now: Timestamp,
-    ) -> Result<i64> {
+    pub fn create_task(&self, task: &NewTask<'_>, now: Timestamp) -> Result<i64> {
+        let NewTask {
+            outreach_id,
+            attempt,
+            customer_id,
+            staff,
+            via_advisor,
+            due_date,
+            script,
+            notice,
+        } = *task;
         self.conn.execute(
-            "INSERT OR IGNORE INTO call_tasks (outreach_id, attempt, customer_id, staff, due_date, script, status, created_at, notice_pending)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7, ?8)",
-            params![outreach_id, attempt, customer_id, staff, due_date, script, now, notice],
+            "INSERT OR IGNORE INTO call_tasks (outreach_id, attempt, customer_id, staff, due_date, script, status, created_at, notice_pending, via_advisor)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7, ?8, ?9)",
+            params![outreach_id, attempt, customer_id, staff, due_date, script, now, notice, via_advisor],
         )?;
         Ok(self.conn.query_row(
             "SELECT id FROM call_tasks WHERE outreach_id = ?1 AND attempt = ?2",
@@ -252,16 +269,31 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The staff member who got the most recent task, for round robin.
+    /// The staff member who got the most recent task by round robin (not
+    /// as a customer's advisor), for the next turn.
     pub fn last_assigned_staff(&self) -> Result<Option<String>> {
         Ok(self
             .conn
             .query_row(
-                "SELECT staff FROM call_tasks ORDER BY id DESC LIMIT 1",
+                "SELECT staff FROM call_tasks WHERE via_advisor = 0 ORDER BY id DESC LIMIT 1",
                 [],
                 |r| r.get(0),
             )
             .optional()?)
+    }
+
+    /// The staff member the tick meant a phone message for (its action's
+    /// `assign = "advisor"`: the customer's advisor then), if any.
+    pub fn assigned_to(&self, outreach_id: i64) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT assign_to FROM outreach WHERE id = ?1",
+                [outreach_id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
     }
 
     pub fn task(&self, id: i64) -> Result<Option<TaskRow>> {

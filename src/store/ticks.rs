@@ -81,6 +81,12 @@ pub struct NewMessage {
     pub held_out: bool,
     /// Days after the contact in which a return counts as the rule's recall.
     pub attribution_days: i64,
+    /// Past this time an unsent message is not sent but `expired` (the
+    /// action's `expires_after` after `due_at`).
+    pub expires_at: Option<Timestamp>,
+    /// The staff member a phone message is for (the customer's advisor,
+    /// when the action says `assign = "advisor"`); `None`: the round robin.
+    pub assign_to: Option<String>,
 }
 
 /// The results for one batch of customers.
@@ -92,6 +98,9 @@ pub struct TickBatch {
     pub errors: i64,
     pub moves: Vec<Move>,
     pub messages: Vec<NewMessage>,
+    /// Customers an import added who were judged for the first time (as
+    /// genuinely new): they no longer wait for onboarding.
+    pub judged_first: Vec<i64>,
 }
 
 const TICK_COLUMNS: &str =
@@ -234,10 +243,10 @@ impl Store {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO outreach (customer_id, tick_id, rule_id, action_index, pool, channel,
                     template, subject, content, content_html, params, fallback, attribution_days, status,
-                    last_error, created_at, due_at, updated_at)
+                    last_error, created_at, due_at, updated_at, expires_at, assign_to)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?14, ?15, ?17,
                     CASE WHEN ?13 IS NOT NULL THEN 'failed' WHEN ?16 THEN 'held_out' ELSE 'queued' END,
-                    ?13, ?11, ?12, ?11)",
+                    ?13, ?11, ?12, ?11, ?18, ?19)",
             )?;
             for m in &batch.messages {
                 messages += insert.execute(params![
@@ -257,8 +266,17 @@ impl Store {
                     m.content.params,
                     m.fallback,
                     m.held_out,
-                    m.attribution_days
+                    m.attribution_days,
+                    m.expires_at,
+                    m.assign_to
                 ])? as i64;
+            }
+        }
+        {
+            let mut judged =
+                tx.prepare_cached("UPDATE customers SET onboarding = 0 WHERE id = ?1")?;
+            for customer in &batch.judged_first {
+                judged.execute([customer])?;
             }
         }
         tx.prepare_cached(

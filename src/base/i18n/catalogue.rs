@@ -186,6 +186,42 @@ impl Message {
     pub fn omits(&self) -> &[String] {
         &self.omits
     }
+
+    /// The arguments that make the English `text`, placeholder by
+    /// placeholder (none empty, each as short as the rest allows), if the
+    /// English sentence makes it at all.
+    pub fn read_en<'t>(&self, text: &'t str) -> Option<Vec<(&str, &'t str)>> {
+        let mut args = Vec::new();
+        read(&self.en.0, text, &mut args).then_some(args)
+    }
+}
+
+/// Whether `pieces` make `text`, with the placeholders' values in `args`.
+fn read<'p, 't>(pieces: &'p [Piece], text: &'t str, args: &mut Vec<(&'p str, &'t str)>) -> bool {
+    match pieces {
+        [] => text.is_empty(),
+        [Piece::Literal(literal), rest @ ..] => text
+            .strip_prefix(literal.as_str())
+            .is_some_and(|text| read(rest, text, args)),
+        [Piece::Placeholder(name), rest @ ..] => {
+            let ends: Vec<usize> = match rest.first() {
+                None => vec![text.len()],
+                Some(Piece::Literal(next)) => text
+                    .match_indices(next.as_str())
+                    .map(|(at, _)| at)
+                    .collect(),
+                Some(Piece::Placeholder(_)) => text.char_indices().map(|(at, _)| at).collect(),
+            };
+            for end in ends.into_iter().filter(|&end| end > 0) {
+                args.push((name, &text[..end]));
+                if read(rest, &text[end..], args) {
+                    return true;
+                }
+                args.pop();
+            }
+            false
+        }
+    }
 }
 
 impl Template {

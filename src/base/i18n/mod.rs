@@ -14,7 +14,9 @@
 //! with [`t!`], which makes a [`Text`]: the key and its arguments, rendered
 //! later in whatever language the reader asks for
 //! ([`Text::render`]). A `Diagnostic` carries `Text`s, so the same problem
-//! reads in either language.
+//! reads in either language. A sentence stored in English (a reason in
+//! the outreach log) reads back into its `Text` with [`read_back`], so it
+//! too shows in the reader's language.
 //!
 //! `tests.rs` reads `src/` for every `t!` and fails on a key the catalogue
 //! lacks, arguments that differ from the entry's placeholders, an entry
@@ -29,7 +31,7 @@ use std::sync::OnceLock;
 
 pub use catalogue::{Catalogue, Message, catalogue};
 pub(crate) use text::t;
-pub use text::{Arg, IntoArg, Text, list};
+pub use text::{Arg, IntoArg, Text, list, read_back};
 
 /// A language `recall` speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

@@ -96,6 +96,31 @@ impl Text {
     }
 }
 
+/// The sentence of one of `keys` that a stored English text is (a reason
+/// written in the database as every version wrote it), with its arguments:
+/// each one is itself read back through `keys` when it is one of them (a
+/// channel, a nested reason), else shown as it is. `None` when no key's
+/// English makes the text.
+pub fn read_back(keys: &[&'static str], stored: &str) -> Option<Text> {
+    keys.iter().find_map(|&key| {
+        let args = catalogue().get(key)?.read_en(stored)?;
+        let mut text = Text::__new(key);
+        for (name, value) in args {
+            // A value as long as the whole has no literal around it: reading
+            // it back again would never end.
+            let arg = match (value.len() < stored.len())
+                .then(|| read_back(keys, value))
+                .flatten()
+            {
+                Some(inner) => Arg::Text(inner),
+                None => Arg::Plain(value.to_string()),
+            };
+            text.args.push((name, arg));
+        }
+        Some(text)
+    })
+}
+
 impl Arg {
     fn render(&self, lang: Lang) -> String {
         match self {

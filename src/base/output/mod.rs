@@ -104,6 +104,16 @@ impl Cell {
         }
     }
 
+    /// A word of a closed vocabulary as stored (`sent`, `sms`, `new`): a
+    /// [`Cell::Term`] with `name` of it when this version knows the word,
+    /// the word as it is otherwise.
+    pub fn named<T: std::str::FromStr>(stored: &str, name: impl Fn(T) -> Text, lang: Lang) -> Cell {
+        match stored.parse::<T>() {
+            Ok(word) => Cell::term(stored, &name(word), lang),
+            Err(_) => Cell::Text(stored.to_string()),
+        }
+    }
+
     /// Money in yuan from thousandths of a yuan (costs), two decimals.
     pub fn yuan_milli(milli: i64) -> Cell {
         Cell::Decimal {

@@ -3,7 +3,12 @@
 //!
 //! Tasks go round robin to the configured staff, within each person's daily
 //! capacity; what exceeds today's capacity waits for the next working day
-//! rather than piling up. Tasks are only planned inside working hours on
+//! rather than piling up. A message whose action says `assign = "advisor"`
+//! goes to the customer's own advisor (专属顾问, a staff entry with
+//! `advisor = true` of that name) when they can take it today: not `off`,
+//! with calls left. Otherwise (no advisor, an advisor not among the staff,
+//! off or fully booked) it goes to the round robin, so the call is still
+//! made. Tasks are only planned inside working hours on
 //! working days. Each task carries the call script rendered from the
 //! template plus the customer's recent history. The message then awaits the
 //! call: `recall tasks done ID --outcome ...` settles it (see
@@ -31,7 +36,7 @@ use crate::base::mask;
 use crate::config::QuietHours;
 use crate::dispatch::sender::{Outbound, PollOutcome, SendOutcome, Sender};
 use crate::store::shared::{SharedStore, blocking};
-use crate::store::tasks::{CallOutcome, History, OwedNotice, Settle, TaskRow};
+use crate::store::tasks::{CallOutcome, History, NewTask, OwedNotice, Settle, TaskRow};
 use crate::store::{Store, StoreError};
 
 /// `[senders.<name>]` with `kind = "phone_tasks"`.
@@ -65,6 +70,23 @@ pub struct Staff {
     /// Calls this person can make in a day.
     #[serde(default = "default_capacity")]
     pub daily_capacity: u32,
+    /// A customer's own advisor (专属顾问): gets the calls of the customers
+    /// whose `advisor` is this `name`, from actions with
+    /// `assign = "advisor"`. Advisors take round-robin calls too.
+    #[serde(default)]
+    pub advisor: bool,
+    /// Away (on leave, 休假): gets no call; their customers' calls go to
+    /// the round robin.
+    #[serde(default)]
+    pub off: bool,
+}
+
+impl Staff {
+    /// Whether this person can take another call on a day they already
+    /// have `planned` calls for.
+    fn free(&self, planned: &BTreeMap<String, i64>) -> bool {
+        !self.off && planned.get(&self.name).copied().unwrap_or(0) < i64::from(self.daily_capacity)
+    }
 }
 
 fn default_hours() -> String {
@@ -210,6 +232,13 @@ pub fn validate(
             format!("员工 `{}` 的 daily_capacity 为 0", zero.name),
         ));
     }
+    if !config.staff.is_empty() && config.staff.iter().all(|s| s.off) {
+        problems.push(Invalid::new(
+            "staff",
+            "every staff member is off: no call could be made; set off = false for someone",
+            "所有员工都设为 off（休假）：没有人能打电话；请至少让一人 off = false",
+        ));
+    }
     problems.take(Schedule::new(config, chrono_tz::UTC));
     if let Some(robot) = &config.notify {
         match senders.get(robot) {
@@ -271,7 +300,16 @@ impl PhoneTasks {
             .map_or(0, |i| i + 1);
         (0..self.staff.len())
             .map(|offset| &self.staff[(start + offset) % self.staff.len()])
-            .find(|s| planned.get(&s.name).copied().unwrap_or(0) < i64::from(s.daily_capacity))
+            .find(|s| s.free(planned))
+    }
+
+    /// The customer's advisor `name` if they are among the staff as an
+    /// advisor and can take a call today.
+    fn advisor(&self, name: &str, planned: &BTreeMap<String, i64>) -> Option<&Staff> {
+        self.staff
+            .iter()
+            .find(|s| s.advisor && s.name == name)
+            .filter(|s| s.free(planned))
     }
 
     async fn create(&self, message: &Outbound<'_>) -> Result<SendOutcome, StoreError> {
@@ -293,18 +331,27 @@ impl PhoneTasks {
             .to_string();
         let customer = message.recipient.customer_id;
         let limit = i64::from(self.history);
-        let (planned, last, history) = {
+        let outreach = message.id;
+        let (planned, last, history, assigned) = {
             let date = date.clone();
             blocking(&self.store, move |s| {
                 Ok((
                     s.tasks_per_staff(&date)?,
                     s.last_assigned_staff()?,
                     s.history(customer, limit)?,
+                    s.assigned_to(outreach)?,
                 ))
             })
             .await?
         };
-        let Some(staff) = self.pick(last.as_deref(), &planned) else {
+        let advisor = assigned
+            .as_deref()
+            .and_then(|name| self.advisor(name, &planned));
+        if let (Some(name), None) = (&assigned, advisor) {
+            tracing::info!(advisor = %name, customer = %message.recipient.external_id,
+                "the customer's advisor is not among the staff as an advisor, is off or fully booked today: the call goes to the round robin");
+        }
+        let Some(staff) = advisor.or_else(|| self.pick(last.as_deref(), &planned)) else {
             let retry_at = self.schedule.next_start(now, true);
             return Ok(SendOutcome::Deferred {
                 retry_at,
@@ -319,20 +366,23 @@ impl PhoneTasks {
             message.content.body,
             describe(&history, self.schedule.tz)
         );
-        let (outreach, attempt, name, at) = (
-            message.id,
-            message.attempt,
-            staff.name.clone(),
-            now.timestamp(),
-        );
-        let notice = self.notify.is_some();
+        let (attempt, name, at) = (message.attempt, staff.name.clone(), now.timestamp());
+        let (notice, via_advisor) = (self.notify.is_some(), advisor.is_some());
         let task = blocking(&self.store, move |s| {
-            s.create_task(
-                outreach, attempt, customer, &name, &date, &script, notice, at,
-            )
+            let task = NewTask {
+                outreach_id: outreach,
+                attempt,
+                customer_id: customer,
+                staff: &name,
+                via_advisor,
+                due_date: &date,
+                script: &script,
+                notice,
+            };
+            s.create_task(&task, at)
         })
         .await?;
-        tracing::info!(task, staff = %staff.name, customer = %message.recipient.external_id,
+        tracing::info!(task, staff = %staff.name, via_advisor, customer = %message.recipient.external_id,
             phone = %mask::address(message.address), "call task created");
         Ok(SendOutcome::Awaiting {
             provider_id: format!("task-{task}"),

@@ -10,7 +10,7 @@ use crate::config::{ChannelPolicy, DispatchSettings};
 use crate::dispatch::{Dispatcher, Route};
 use crate::store::ingest::NewCustomer;
 use crate::store::queries::LogFilter;
-use crate::testing::{Outbox, outbox};
+use crate::testing::{Outbox, outbox, queue_assigned};
 
 const TZ: Tz = chrono_tz::Asia::Shanghai;
 
@@ -25,6 +25,8 @@ fn config(staff: &[(&str, u32)]) -> Config {
             .map(|(name, capacity)| Staff {
                 name: name.to_string(),
                 daily_capacity: *capacity,
+                advisor: false,
+                off: false,
             })
             .collect(),
         working_hours: default_hours(),
@@ -458,5 +460,69 @@ fn bad_settings_are_named() {
             .unwrap()
             .to_string()
             .contains("not defined under [senders]")
+    );
+}
+
+#[tokio::test]
+async fn advisor_calls_go_to_the_advisor_and_otherwise_to_the_round_robin() {
+    // Customers 1 and 2 belong to 王芳 (one call left today), 3 to 李娜
+    // (off), 4 has no advisor. Their SMS messages are not routed here.
+    let f = outbox(customers(4), Channel::Sms, None);
+    let due = shanghai("2026-06-01 09:00").timestamp();
+    for (customer, advisor) in [
+        (1, Some("王芳")),
+        (2, Some("王芳")),
+        (3, Some("李娜")),
+        (4, None),
+    ] {
+        queue_assigned(&f.store, customer, due, advisor);
+    }
+    let mut config = config(&[("小周", 10), ("王芳", 1), ("小林", 10), ("李娜", 10)]);
+    config.staff[1].advisor = true;
+    config.staff[3].advisor = true;
+    config.staff[3].off = true;
+    let sender = phone_tasks(&f, &config);
+    let mut routes = BTreeMap::new();
+    routes.insert(
+        Channel::Phone,
+        Route::new("calls", sender, ChannelPolicy::plain("calls")),
+    );
+    // One at a time, in queue order, so the round robin's turns are known.
+    let settings = DispatchSettings {
+        concurrency: 1,
+        ..DispatchSettings::default()
+    };
+    let d = Dispatcher::with_routes(routes, settings, TZ);
+    let report = d
+        .drain(&f.store, Clock::Fixed(shanghai(MONDAY_11)), &|| false)
+        .await
+        .unwrap();
+    assert_eq!(report.awaiting, 4);
+    let mut assigned: Vec<(String, String)> = tasks(&f)
+        .into_iter()
+        .map(|t| (t.customer, t.staff))
+        .collect();
+    assigned.sort();
+    let expected = [
+        ("C1", "王芳"), // her own customer
+        ("C2", "小周"), // 王芳 is fully booked: the round robin starts, as her call was not its turn
+        ("C3", "小林"), // 李娜 is off; 王芳 is full
+        ("C4", "小周"), // no advisor; 李娜 (off) is skipped
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(c, s)| (c.to_string(), s.to_string()))
+        .collect();
+    assert_eq!(assigned, expected);
+}
+
+#[test]
+fn validate_refuses_a_staff_where_everyone_is_off() {
+    let mut config = config(&[("小林", 10)]);
+    config.staff[0].off = true;
+    let problems = validate(&config, &BTreeMap::new()).unwrap_err();
+    assert!(
+        problems[0].message.contains("every staff member is off"),
+        "{problems:?}"
     );
 }

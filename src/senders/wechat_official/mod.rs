@@ -170,7 +170,7 @@ impl Sender for OfficialSender {
     async fn send(&self, message: &Outbound<'_>) -> SendOutcome {
         let Some(openid) = AddressKind::WechatOpenid.of(message.recipient) else {
             return SendOutcome::Permanent {
-                error: AddressKind::WechatOpenid.missing().into(),
+                error: AddressKind::WechatOpenid.missing(),
             };
         };
         let Some(template) = self.templates.get(message.template) else {

@@ -289,7 +289,7 @@ impl Sender for WecomSender {
     async fn send(&self, message: &Outbound<'_>) -> SendOutcome {
         let Some(customer) = external_userid(message.recipient) else {
             return SendOutcome::Permanent {
-                error: AddressKind::WecomExternalUserid.missing().into(),
+                error: AddressKind::WecomExternalUserid.missing(),
             };
         };
         let content = message.content.body.as_str();
