@@ -136,4 +136,36 @@ fn a_refused_import_explains_itself_in_chinese() {
     let said = String::from_utf8(out.stderr).unwrap() + &String::from_utf8(out.stdout).unwrap();
     assert!(said.contains("没有导入任何数据"), "{said}");
     assert!(!said.contains("nothing was imported"), "{said}");
+
+    // Each row's problem, with its line, in Chinese too.
+    std::fs::write(
+        &file,
+        "客户编号,姓名,手机,性别,短信同意,出生日期
+         C1,王丽,13800000000,女,是,1990-06-15
+         C2,李娜,1.38E+10,女,是,1991-01-01
+         C3,赵敏,13900000000,女士,也许,90年
+         C1,王丽,13800000000,女,是,1990-06-15
+",
+    )
+    .unwrap();
+    let out = clinic
+        .recall()
+        .args(["--lang", "zh", "import", "customers"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8(out.stderr).unwrap();
+    for line in [
+        "bad.csv:3: `phone` = `1.38E+10` 不是电话号码：Excel 把它写成了科学计数法",
+        "bad.csv:4: 性别 `女士` 不是 女、男、其他",
+        "不是 是/否",
+        "出生日期 `90年` 不是日期",
+        "编号 `C1` 出现了两次（第 2 行和第 5 行）",
+    ] {
+        assert!(said.contains(line), "{line}\n{said}");
+    }
+    for english in ["is not", "appears twice", "is empty"] {
+        assert!(!said.contains(english), "{english}\n{said}");
+    }
 }

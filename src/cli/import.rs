@@ -55,7 +55,7 @@ fn import(
     let name = file.display();
     let report_rows = |problems: &Problems| {
         for e in &problems.shown {
-            eprintln!("{name}:{}: {}", e.line, e.message);
+            eprintln!("{name}:{}: {}", e.line, e.message.render(lang()));
         }
         if problems.total > problems.shown.len() {
             let more = problems.total - problems.shown.len();
@@ -95,7 +95,7 @@ fn import(
                 "import.done",
                 file = &name,
                 rows = report.rows,
-                kind = kind.as_str(),
+                kind = kind.name(),
                 inserted = counts.inserted,
                 updated = counts.updated,
                 unchanged = counts.unchanged

@@ -9,6 +9,7 @@ use chrono_tz::Tz;
 use super::records::Record;
 use super::{RowError, quote};
 use crate::base::clock::{self, Timestamp};
+use crate::base::i18n::t;
 use crate::base::model::{FollowupResult, Gender, Words};
 use crate::base::phone::{self, CountryCode};
 
@@ -57,19 +58,17 @@ impl Cell<'_> {
             Ok(p) if p.country() == self.region => Some(Some(p.national().to_string())),
             Ok(p) => Some(Some(p.e164())),
             Err(why) => {
-                let hint = if text.contains(['E', 'e']) && text.contains('+') {
-                    "; Excel wrote it in scientific notation: format the column as text and export again"
+                let value = quote(&text);
+                let message = if text.contains(['E', 'e']) && text.contains('+') {
+                    t!("import.err.phone_scientific", column, value, why)
                 } else if text.contains(['/', ',', '，', ';', '；', '、']) {
-                    "; one number a cell: put a second number in a note"
+                    t!("import.err.phone_two", column, value, why)
                 } else {
-                    ""
+                    t!("import.err.phone", column, value, why)
                 };
                 errors.push(RowError {
                     line: self.line,
-                    message: format!(
-                        "`{column}` = `{}` is not a phone number: {why}{hint}",
-                        quote(&text)
-                    ),
+                    message,
                 });
                 None
             }
@@ -81,7 +80,7 @@ impl Cell<'_> {
         if value.is_none() {
             errors.push(RowError {
                 line: self.line,
-                message: format!("`{column}` is empty: every row needs it"),
+                message: t!("import.err.required", column),
             });
         }
         value
@@ -100,9 +99,7 @@ impl Cell<'_> {
                 let text = quote(&text);
                 errors.push(RowError {
                     line: self.line,
-                    message: format!(
-                        "`{column}` = `{text}` is not a date: write 2026-03-01 or 2026-03-01 14:30"
-                    ),
+                    message: t!("import.err.time", column, value = text),
                 });
                 None
             }
@@ -120,18 +117,14 @@ impl Cell<'_> {
             Some(_) => {
                 errors.push(RowError {
                     line: self.line,
-                    message: format!(
-                        "`{column}` = `{text}` is negative: refunds are not imported as orders"
-                    ),
+                    message: t!("import.err.negative", column, value = text),
                 });
                 None
             }
             None => {
                 errors.push(RowError {
                     line: self.line,
-                    message: format!(
-                        "`{column}` = `{text}` is not an amount in yuan, like 12800 or 12,800.50"
-                    ),
+                    message: t!("import.err.amount", column, value = text),
                 });
                 None
             }
@@ -145,7 +138,7 @@ impl Cell<'_> {
             let text = quote(&text);
             errors.push(RowError {
                 line: self.line,
-                message: format!("`{column}` = `{text}` is not yes or no (是/否, 1/0)"),
+                message: t!("import.err.flag", column, value = text),
             });
         }
         value

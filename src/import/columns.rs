@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::{QUOTE_CHARS, RowError, quote};
 use crate::base::diag;
+use crate::base::i18n::t;
 
 /// What a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -17,6 +18,16 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// What the rows are, for people: `visits`, 到院记录.
+    pub fn name(self) -> crate::base::i18n::Text {
+        match self {
+            Kind::Customers => t!("import.kind.customers"),
+            Kind::Visits => t!("import.kind.visits"),
+            Kind::Orders => t!("import.kind.orders"),
+            Kind::Followups => t!("import.kind.followups"),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Customers => "customers",
@@ -345,10 +356,10 @@ pub(super) fn map_headers<'a>(
                 if index.insert(column.id, position).is_some() {
                     errors.push(RowError {
                         line: 1,
-                        message: format!(
-                            "column `{}` is given twice (as `{}`)",
-                            quote(header),
-                            column.id
+                        message: t!(
+                            "import.err.column_twice",
+                            header = quote(header),
+                            column = column.id
                         ),
                     });
                 }
@@ -358,17 +369,16 @@ pub(super) fn map_headers<'a>(
                     .iter()
                     .flat_map(|c| std::iter::once(c.id).chain(c.aliases.iter().copied()))
                     .collect();
-                let hint = (header.chars().count() <= QUOTE_CHARS)
+                let nearest = (header.chars().count() <= QUOTE_CHARS)
                     .then(|| diag::nearest(header, names.iter().copied()))
-                    .flatten()
-                    .map(|n| format!("; did you mean `{n}`?"))
-                    .unwrap_or_default();
+                    .flatten();
+                let header = quote(header);
                 errors.push(RowError {
                     line: 1,
-                    message: format!(
-                        "unknown column `{}`{hint} (the columns are listed in docs/import.md)",
-                        quote(header)
-                    ),
+                    message: match nearest {
+                        Some(name) => t!("import.err.unknown_column_near", header, name),
+                        None => t!("import.err.unknown_column", header),
+                    },
                 });
             }
         }
@@ -377,11 +387,11 @@ pub(super) fn map_headers<'a>(
         if !index.contains_key(column.id) {
             errors.push(RowError {
                 line: 1,
-                message: format!(
-                    "the column `{}` ({}) is missing: {}",
-                    column.id,
-                    column.aliases.first().unwrap_or(&""),
-                    column.help
+                message: t!(
+                    "import.err.missing_column",
+                    column = column.id,
+                    alias = column.aliases.first().unwrap_or(&""),
+                    help = column.help
                 ),
             });
         }

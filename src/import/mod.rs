@@ -32,6 +32,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 
 use crate::base::clock::Timestamp;
+use crate::base::i18n::{Lang, Text, t};
 use crate::base::model::{FollowupResult, Gender};
 use crate::base::phone::CountryCode;
 use cell::{Cell, followup_result, parse_date, parse_gender};
@@ -46,15 +47,16 @@ pub use columns::{
 pub use decode::{Encoding, Input, Progress, from_bytes, open};
 
 /// One problem with one row (or the header, line 1).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RowError {
     pub line: usize,
-    pub message: String,
+    /// What is wrong, in either language (`--lang`).
+    pub message: Text,
 }
 
 impl fmt::Display for RowError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}: {}", self.line, self.message)
+        write!(f, "line {}: {}", self.line, self.message.render(Lang::En))
     }
 }
 
@@ -82,7 +84,7 @@ pub fn quote(text: &str) -> String {
 
 /// The problems of a file: the first [`Problems::SHOWN`] with their text,
 /// and how many there were in all (memory stays small whatever the file).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Problems {
     pub shown: Vec<RowError>,
     pub total: usize,
@@ -201,7 +203,7 @@ impl Row {
 }
 
 /// Why a file could not be read at all.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum OpenError {
     /// Missing, unreadable, or neither UTF-8 nor GBK.
     File(String),
@@ -247,15 +249,15 @@ impl Reader {
     pub fn new(input: Input, kind: Kind, tz: Tz, now: DateTime<Utc>) -> Result<Reader, OpenError> {
         let mut records = Records::new(input.text);
         let mut header = Record::default();
-        let fail = |message: String| OpenError::Header(vec![RowError { line: 1, message }]);
+        let fail = |message: Text| OpenError::Header(vec![RowError { line: 1, message }]);
         match records.read(&mut header) {
             Ok(_) => {}
-            Err(ReadError::Io(e)) => return Err(fail(format!("cannot read the header: {e}"))),
+            Err(ReadError::Io(e)) => {
+                return Err(fail(t!("import.err.header_unreadable", error = e)));
+            }
             Err(ReadError::TooLong(_)) => {
-                return Err(fail(format!(
-                    "the header is longer than {} KB: is this a CSV file?",
-                    records::MAX_RECORD / 1024
-                )));
+                let kb = records::MAX_RECORD / 1024;
+                return Err(fail(t!("import.err.header_too_long", kb)));
             }
         }
         let (index, errors) = map_headers(header.iter(), kind.columns());
@@ -300,10 +302,10 @@ impl Reader {
         if record.len() != self.width {
             errors.push(RowError {
                 line,
-                message: format!(
-                    "the row has {} cells and the header {}: a row cut short, or a comma in a cell without quotes?",
-                    record.len(),
-                    self.width
+                message: t!(
+                    "import.err.cell_count",
+                    cells = record.len(),
+                    header = self.width
                 ),
             });
             return Err(errors);
@@ -343,7 +345,7 @@ impl Iterator for Reader {
             return None;
         }
         loop {
-            let stop = |line: usize, message: String| Some(Err(vec![RowError { line, message }]));
+            let stop = |line: usize, message: Text| Some(Err(vec![RowError { line, message }]));
             match self.records.read(&mut self.record) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -352,16 +354,16 @@ impl Iterator for Reader {
                 }
                 Err(ReadError::Io(e)) => {
                     self.done = true;
-                    return stop(self.record.line, format!("cannot read the file: {e}"));
+                    return stop(
+                        self.record.line,
+                        t!("import.err.file_unreadable", error = e),
+                    );
                 }
                 Err(ReadError::TooLong(line)) => {
                     self.done = true;
                     return stop(
                         line,
-                        format!(
-                            "a row of more than {} KB starts here: is a quote (\") left open?",
-                            records::MAX_RECORD / 1024
-                        ),
+                        t!("import.err.row_too_long", kb = records::MAX_RECORD / 1024),
                     );
                 }
             }
@@ -386,10 +388,7 @@ fn customer(
             if parsed.is_none() {
                 errors.push(RowError {
                     line,
-                    message: format!(
-                        "`gender` = `{}` is not 女, 男, 其他 (female, male, other)",
-                        quote(&g)
-                    ),
+                    message: t!("import.err.gender", value = quote(&g)),
                 });
             }
             parsed
@@ -401,10 +400,7 @@ fn customer(
             if parsed.is_none() {
                 errors.push(RowError {
                     line,
-                    message: format!(
-                        "`birth_date` = `{}` is not a date like 1990-06-15",
-                        quote(&b)
-                    ),
+                    message: t!("import.err.birth_date", value = quote(&b)),
                 });
             }
             parsed
@@ -415,7 +411,7 @@ fn customer(
         if parsed.is_none() {
             errors.push(RowError {
                 line,
-                message: format!("`first_seen` = `{}` is not a date", quote(&t)),
+                message: t!("import.err.first_seen", value = quote(&t)),
             });
         }
         parsed
@@ -501,16 +497,18 @@ fn followup(
     let line = cell.line;
     let customer = cell.required("customer_id", errors);
     let at = cell.time("at", tz, errors);
-    let result = cell.required("result", errors).and_then(|r| match followup_result(&r) {
-        Some(result) => Some(result),
-        None => {
-            errors.push(RowError {
-                line,
-                message: format!("result `{}` is not one of 顺畅, 不顺畅, 未接通, 拒绝 (smooth, not_smooth, unreachable, refused)", quote(&r)),
-            });
-            None
-        }
-    });
+    let result = cell
+        .required("result", errors)
+        .and_then(|r| match followup_result(&r) {
+            Some(result) => Some(result),
+            None => {
+                errors.push(RowError {
+                    line,
+                    message: t!("import.err.followup_result", value = quote(&r)),
+                });
+                None
+            }
+        });
     Some(FollowupIn {
         line,
         external_id: external_id?,

@@ -226,10 +226,7 @@ impl Writer<'_> {
             .query_row([id], |r| r.get(0))?;
         self.problems.push(RowError {
             line,
-            message: format!(
-                "id `{}` appears twice (lines {first} and {line})",
-                quote(id)
-            ),
+            message: t!("import.err.id_twice", id = quote(id), first, line),
         });
         Ok(false)
     }
@@ -244,10 +241,7 @@ impl Writer<'_> {
         if id.is_none() {
             self.problems.push(RowError {
                 line,
-                message: format!(
-                    "unknown customer `{}`: import customers.csv first, or check the id",
-                    quote(customer)
-                ),
+                message: t!("import.err.unknown_customer", customer = quote(customer)),
             });
         }
         Ok(id)
