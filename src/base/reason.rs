@@ -39,6 +39,8 @@ const KEYS: &[&str] = &[
     "reason.requeued_by_hand",
     "reason.channel_error",
     "reason.invalid_address",
+    "reason.stale.moved",
+    "reason.stale.visited",
     "move.first_record",
     "move.imported",
     "channel.sms",
@@ -53,6 +55,12 @@ const KEYS: &[&str] = &[
     "outreach.suppressed",
     "outreach.opted_out",
     "outreach.held_out",
+    "outreach.stale",
+    "pool.new",
+    "pool.customer",
+    "pool.warning",
+    "pool.maintenance",
+    "pool.churned",
 ];
 
 /// A reason as the database keeps it: in English.

@@ -1,5 +1,6 @@
 //! Warnings about rule sets that load but do not do what their authors
-//! likely meant: rules that can never fire, and pools no rule ever leaves.
+//! likely meant: rules that can never fire, pools no rule ever leaves, and
+//! pairs of rules that move customers back and forth, messaging each time.
 //! Only what can be shown for certain is reported.
 
 use cel::IdedExpr;
@@ -7,7 +8,7 @@ use cel::common::ast::{Expr, LiteralValue, operators};
 
 use super::{Rule, RuleSet};
 use crate::base::diag::Diagnostic;
-use crate::base::i18n::{Text, t};
+use crate::base::i18n::{Text, list, t};
 use crate::base::model::Pool;
 
 pub fn lint(set: &RuleSet) -> Vec<Diagnostic> {
@@ -78,6 +79,51 @@ pub fn lint(set: &RuleSet) -> Vec<Diagnostic> {
                     t!("rules.lint.no_way_out", pool = pool.name()),
                 )
                 .hint(t!("rules.lint.no_way_out_hint", pool)),
+            );
+        }
+    }
+    warnings.extend(back_and_forth(set));
+    warnings
+}
+
+/// Pairs of enabled rules where one moves customers from X to Y and the
+/// other from Y to X, both with actions, not both with a cooldown: a
+/// customer whose facts hover at the edge is moved at each tick and messaged
+/// at each move. One warning per pair, at the first rule of the two.
+fn back_and_forth(set: &RuleSet) -> Vec<Diagnostic> {
+    let sends = |r: &Rule| r.enabled && r.moves() && !r.actions.is_empty();
+    let mut warnings = Vec::new();
+    for (i, a) in set.rules.iter().enumerate().filter(|(_, r)| sends(r)) {
+        for b in set.rules[i + 1..].iter().filter(|r| sends(r)) {
+            let (Some(a_to), Some(b_to)) = (a.to, b.to) else {
+                continue;
+            };
+            let Some(from) = a.from.iter().find(|p| **p == b_to) else {
+                continue;
+            };
+            if !b.from.contains(&a_to) || (a.cooldown_days.is_some() && b.cooldown_days.is_some()) {
+                continue;
+            }
+            let missing: Vec<&str> = [a, b]
+                .into_iter()
+                .filter(|r| r.cooldown_days.is_none())
+                .map(|r| r.id.as_str())
+                .collect();
+            warnings.push(
+                at(
+                    a,
+                    t!(
+                        "rules.lint.back_and_forth",
+                        a = &a.id,
+                        b = &b.id,
+                        x = from.name(),
+                        y = a_to.name()
+                    ),
+                )
+                .hint(t!(
+                    "rules.lint.back_and_forth_hint",
+                    rules = list(missing, t!("sep.list"))
+                )),
             );
         }
     }
