@@ -19,6 +19,10 @@ use crate::base::output::Cell;
 /// (a time in quiet hours).
 const KEYS: &[&str] = &[
     "reason.falling_back",
+    // Before `reason.channel_error` ("{channel}: {error}"), which any
+    // "word: sentence" would make.
+    "reason.stale.moved",
+    "reason.stale.visited",
     "reason.do_not_contact",
     "reason.no_consent.sms",
     "reason.no_consent.phone",
@@ -39,8 +43,6 @@ const KEYS: &[&str] = &[
     "reason.requeued_by_hand",
     "reason.channel_error",
     "reason.invalid_address",
-    "reason.stale.moved",
-    "reason.stale.visited",
     "move.first_record",
     "move.imported",
     "channel.sms",

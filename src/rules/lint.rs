@@ -422,6 +422,62 @@ mod tests {
 
     const LEAVES_ALL: &str = "[[rule]]\nid = \"n\"\nfrom = \"new\"\nto = \"churned\"\nwhen = \"visit_count > 5\"\n[[rule]]\nid = \"c\"\nfrom = \"churned\"\nto = \"new\"\nwhen = \"visited_in_pool\"\n";
 
+    /// `away` from customer to warning and `back` from warning to
+    /// customer, both sending; `extra` goes into `back`.
+    fn flapping(extra: &str) -> String {
+        format!(
+            "[[rule]]\nid = \"away\"\nfrom = \"customer\"\nto = \"warning\"\nwhen = \"days_since_last_visit >= 7\"\n[[rule.action]]\nchannel = \"sms\"\ntemplate = \"x\"\n[[rule]]\nid = \"back\"\nfrom = [\"warning\", \"churned\"]\nto = \"customer\"\nwhen = \"days_since_last_visit < 7\"\n{extra}\n[[rule.action]]\nchannel = \"wechat\"\ntemplate = \"y\"\n"
+        )
+    }
+
+    #[test]
+    fn rules_that_move_customers_back_and_forth_sending_both_ways_are_reported() {
+        let lines = warnings(&flapping(""));
+        let pair: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains("back and forth"))
+            .collect();
+        assert_eq!(pair.len(), 1, "{lines:#?}");
+        assert!(
+            pair[0].contains("rules `away` and `back` move customers back and forth between `customer` and `warning`"),
+            "{pair:#?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("add a cooldown to away, back")),
+            "{lines:#?}"
+        );
+        // One cooldown of two: the other rule still sends at every move.
+        let lines = warnings(&flapping("cooldown = \"30d\""));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("(add a cooldown to away, e.g. cooldown = \"30d\"")),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn a_back_and_forth_pair_with_cooldowns_or_one_silent_side_is_not_reported() {
+        let both = flapping("cooldown = \"30d\"").replace(
+            "when = \"days_since_last_visit >= 7\"\n",
+            "when = \"days_since_last_visit >= 7\"\ncooldown_days = 30\n",
+        );
+        let lines = warnings(&both);
+        assert!(
+            !lines.iter().any(|l| l.contains("back and forth")),
+            "{lines:#?}"
+        );
+        let silent =
+            flapping("").replace("[[rule.action]]\nchannel = \"sms\"\ntemplate = \"x\"\n", "");
+        let lines = warnings(&silent);
+        assert!(
+            !lines.iter().any(|l| l.contains("back and forth")),
+            "{lines:#?}"
+        );
+    }
+
     #[test]
     fn a_rule_behind_an_always_true_move_is_reported() {
         let text = format!(

@@ -156,6 +156,107 @@ fn cooldown_lets_a_send_only_rule_fire_again() {
     assert!(eval.evaluate(&f, &old, &old, now(), TZ).fired.is_some());
 }
 
+const FLAPPING: &str = r#"
+[[rule]]
+id = "away"
+from = "customer"
+to = "warning"
+when = "true"
+cooldown = "30d"
+[[rule.action]]
+channel = "sms"
+template = "offer"
+
+[[rule]]
+id = "checkin"
+from = "warning"
+when = "true"
+cooldown = "4w"
+[[rule.action]]
+channel = "wechat"
+template = "checkin"
+"#;
+
+#[test]
+fn a_cooldown_counts_from_the_last_message_in_any_pool_stay() {
+    let set = load_str(FLAPPING).unwrap();
+    let eval = Evaluator::new(&set);
+    let away = set.get("away").unwrap();
+    assert_eq!(away.cooldown_days, Some(30));
+    assert_eq!(set.get("checkin").unwrap().cooldown_days, Some(28));
+    // A moving rule always fires; its actions wait out the cooldown.
+    let f = facts(Pool::Customer, |_| {});
+    let recent = vec![("away".to_string(), now() - 29 * 86_400)];
+    assert!(eval.evaluate(&f, &[], &recent, now(), TZ).fired.is_some());
+    assert!(eval::cooling_down(away, &recent, now(), TZ));
+    let old = vec![("away".to_string(), now() - 30 * 86_400)];
+    assert!(!eval::cooling_down(away, &old, now(), TZ));
+    assert!(!eval::cooling_down(away, &[], now(), TZ));
+    // A rule that only sends, new to this stay, waits for a message it
+    // sent in an earlier stay.
+    let w = facts(Pool::Warning, |_| {});
+    let before = vec![("checkin".to_string(), now() - 10 * 86_400)];
+    assert_eq!(eval.evaluate(&w, &[], &before, now(), TZ).fired, None);
+    let long_ago = vec![("checkin".to_string(), now() - 28 * 86_400)];
+    assert!(eval.evaluate(&w, &[], &long_ago, now(), TZ).fired.is_some());
+}
+
+#[test]
+fn check_rejects_a_cooldown_that_is_not_whole_days_or_given_twice() {
+    let rule = |cooldown: &str| {
+        format!(
+            "[[rule]]\nid = \"a\"\nfrom = \"customer\"\nto = \"warning\"\nwhen = \"true\"\n{cooldown}\n[[rule.action]]\nchannel = \"sms\"\ntemplate = \"x\"\n"
+        )
+    };
+    let lines = errors(&rule("cooldown = \"36h\""));
+    assert!(
+        lines[0]
+            .contains("rules/test.toml:6:12: error: cooldown `36h` is not a whole number of days"),
+        "{lines:#?}"
+    );
+    let lines = errors(&rule("cooldown = \"a month\""));
+    assert!(lines[0].contains("bad cooldown `a month`"), "{lines:#?}");
+    let lines = errors(&rule("cooldown = \"30d\"\ncooldown_days = 30"));
+    assert!(
+        lines[0].contains("`cooldown_days` and `cooldown` both given"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("`cooldown = \"30d\"`")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn an_actions_stale_defaults_to_cancel_for_marketing_and_send_for_calls() {
+    let set = load_str(
+        r#"
+[[rule]]
+id = "a"
+from = "warning"
+when = "true"
+[[rule.action]]
+channel = "sms"
+template = "x"
+[[rule.action]]
+channel = "phone"
+template = "y"
+[[rule.action]]
+channel = "wechat"
+template = "z"
+stale = "send"
+"#,
+    )
+    .unwrap();
+    let stale: Vec<Stale> = set.rules[0].actions.iter().map(|a| a.stale).collect();
+    assert_eq!(stale, [Stale::Cancel, Stale::Send, Stale::Send]);
+    let lines = errors(
+        "[[rule]]\nid = \"a\"\nfrom = \"warning\"\nwhen = \"true\"\n[[rule.action]]\nchannel = \"sms\"\ntemplate = \"x\"\nstale = \"cancle\"\n",
+    );
+    assert!(lines[0].contains("unknown stale `cancle`"), "{lines:#?}");
+    assert!(lines.iter().any(|l| l.contains("cancel")), "{lines:#?}");
+}
+
 #[test]
 fn tags_and_strings_work_in_conditions() {
     let set = load_str(

@@ -1161,6 +1161,60 @@ mod tests {
     }
 
     #[test]
+    fn a_claim_marks_stale_what_moved_on_or_came_back_and_never_claims_it() {
+        let fixture = outbox(
+            vec![
+                NewCustomer::named("C1", "王丽"),
+                NewCustomer::named("C2", "李娜"),
+                NewCustomer::named("C3", "张敏"),
+                NewCustomer::named("C4", "刘洋"),
+            ],
+            Channel::Sms,
+            None,
+        );
+        let mut store = fixture.store.lock().unwrap();
+        // Queued in `warning` at T0. C1 has left it; C2 is still there but
+        // came back after; C3 came before; C4 left, but its action sends
+        // stale messages all the same.
+        store
+            .conn
+            .execute_batch(&format!(
+                "UPDATE outreach SET cancel_if_stale = 1 WHERE customer_id <> 4;
+                 UPDATE customer_pools SET pool = 'warning' WHERE customer_id IN (2, 3);
+                 INSERT INTO visits (customer_id, at) VALUES (2, {}), (3, {});",
+                T0 + 5,
+                T0 - 5
+            ))
+            .unwrap();
+        let claimed = store.claim_due(T0 + 10, &[Channel::Sms], 10).unwrap();
+        let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+        assert_eq!(ids, [3, 4]);
+        assert_eq!(status(&store, 1), "stale");
+        assert_eq!(status(&store, 2), "stale");
+        let reason = |id: i64| -> String {
+            store
+                .conn
+                .query_row("SELECT last_error FROM outreach WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        };
+        assert_eq!(
+            reason(1),
+            "stale: queued in the warning pool, the customer is now in new; not sent"
+        );
+        assert_eq!(
+            reason(2),
+            "stale: the customer visited after it was queued; not sent"
+        );
+        let zh = crate::base::reason::read_back(&reason(1)).unwrap();
+        assert_eq!(
+            zh.render(crate::base::i18n::Lang::Zh),
+            "已失效：排队时顾客在预警池，现在已在新客池；未发送"
+        );
+    }
+
+    #[test]
     fn cancel_leaves_a_claimed_message_to_its_dispatcher() {
         let fixture = outbox(
             vec![
