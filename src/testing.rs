@@ -357,6 +357,7 @@ fn queue_with(
             attribution_days: 30,
             expires_at: None,
             assign_to: assign_to.map(str::to_string),
+            cancel_if_stale: false,
         }],
         ..TickBatch::default()
     };

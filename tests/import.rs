@@ -245,6 +245,7 @@ fn sms_sent(clinic: &Clinic, customer: &str, sent: &str) {
             attribution_days: 30,
             expires_at: None,
             assign_to: None,
+            cancel_if_stale: false,
         }],
         ..TickBatch::default()
     };

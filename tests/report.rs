@@ -173,6 +173,7 @@ fn fixture() -> Clinic {
                 attribution_days: 30,
                 expires_at: None,
                 assign_to: None,
+                cancel_if_stale: false,
             }],
             ..TickBatch::default()
         };
@@ -697,6 +698,7 @@ fn a_visit_recorded_before_the_call_is_marked_reached_is_still_a_recall() {
                 attribution_days: 30,
                 expires_at: None,
                 assign_to: None,
+                cancel_if_stale: false,
             }],
             ..TickBatch::default()
         };

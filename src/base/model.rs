@@ -170,6 +170,10 @@ spelled_enum! {
         /// Still unsent when its action's `expires_after` ran out (held by
         /// a cap, quiet hours, an outage): never sent late.
         Expired => "expired",
+        /// Not sent because the reason its rule fired no longer held when it
+        /// was due: the customer moved to another pool or visited since it
+        /// was queued (the action's `stale = "cancel"`); `last_error` says which.
+        Stale => "stale",
     }
 }
 
@@ -187,6 +191,7 @@ impl OutreachStatus {
             OutreachStatus::HeldOut => t!("outreach.held_out"),
             OutreachStatus::Cancelled => t!("outreach.cancelled"),
             OutreachStatus::Expired => t!("outreach.expired"),
+            OutreachStatus::Stale => t!("outreach.stale"),
         }
     }
 

@@ -19,6 +19,10 @@ use crate::base::output::Cell;
 /// (a time in quiet hours).
 const KEYS: &[&str] = &[
     "reason.falling_back",
+    // Before `reason.channel_error` ("{channel}: {error}"), which any
+    // "word: sentence" would make.
+    "reason.stale.moved",
+    "reason.stale.visited",
     "reason.do_not_contact",
     "reason.no_consent.sms",
     "reason.no_consent.phone",
@@ -53,6 +57,12 @@ const KEYS: &[&str] = &[
     "outreach.suppressed",
     "outreach.opted_out",
     "outreach.held_out",
+    "outreach.stale",
+    "pool.new",
+    "pool.customer",
+    "pool.warning",
+    "pool.maintenance",
+    "pool.churned",
 ];
 
 /// A reason as the database keeps it: in English.

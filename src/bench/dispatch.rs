@@ -208,6 +208,7 @@ fn queue(store: &mut Store, args: &DispatchArgs) -> Result<()> {
                 attribution_days: 30,
                 expires_at: None,
                 assign_to: None,
+                cancel_if_stale: false,
             });
         }
         left = left.saturating_sub(per);

@@ -452,6 +452,7 @@ async fn opt_out_withdraws_consent_for_that_channel() {
                 attribution_days: 30,
                 expires_at: None,
                 assign_to: None,
+                cancel_if_stale: false,
             }],
             ..TickBatch::default()
         };

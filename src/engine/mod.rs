@@ -33,8 +33,8 @@ use crate::base::metrics::Metrics;
 use crate::base::model::Channel;
 use crate::config::Clinic;
 use crate::facts::{FactContext, Facts};
-use crate::rules::eval::Evaluator;
-use crate::rules::{Assign, RuleSet};
+use crate::rules::eval::{Evaluator, cooling_down};
+use crate::rules::{Assign, RuleSet, Stale};
 use crate::store::outbox::Fallback;
 use crate::store::record::CustomerRecord;
 use crate::store::scan::{Batch, Reader, ScanOptions};
@@ -561,7 +561,7 @@ fn decide(
         };
     }
     let facts = Facts::derive_in(record, at, context);
-    let evaluation = evaluator.evaluate(&facts, &record.fired_in_pool, at, tz);
+    let evaluation = evaluator.evaluate(&facts, &record.fired_in_pool, &record.last_fired, at, tz);
     let Some(index) = evaluation.fired else {
         return Judged {
             decided: None,
@@ -587,8 +587,14 @@ fn decide(
         }),
     };
     let held_out = rule.holds_out(&customer.external_id);
-    let messages = rule
-        .actions
+    // A moving rule still in its cooldown for this customer moves them and
+    // sends nothing (a rule that only sends does not fire at all then).
+    let actions: &[crate::rules::Action] = if cooling_down(rule, &record.last_fired, at, tz) {
+        &[]
+    } else {
+        &rule.actions
+    };
+    let messages = actions
         .iter()
         .enumerate()
         .map(|(i, action)| {
@@ -632,6 +638,7 @@ fn decide(
                     Assign::Advisor => facts.advisor.clone(),
                     Assign::RoundRobin => None,
                 },
+                cancel_if_stale: action.stale == Stale::Cancel,
             }
         })
         .collect();

@@ -50,6 +50,7 @@ fn record() -> CustomerRecord {
             last_contact_at: None,
         },
         fired_in_pool: Vec::new(),
+        last_fired: Vec::new(),
         treatments: Vec::new(),
         repeat: RepeatAgg::default(),
     }

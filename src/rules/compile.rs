@@ -12,7 +12,9 @@ use cel::{Env, IdedExpr};
 use toml::Spanned;
 
 use super::file::{self, RawRule};
-use super::{Action, Assign, Condition, DEFAULT_ATTRIBUTION_DAYS, Origin, Rule, typecheck, values};
+use super::{
+    Action, Assign, Condition, DEFAULT_ATTRIBUTION_DAYS, Origin, Rule, Stale, typecheck, values,
+};
 use crate::base::diag::{Diagnostic, Report};
 use crate::base::i18n::{Text, list, t};
 use crate::base::model::{Channel, Pool};
@@ -137,27 +139,53 @@ impl Checker<'_> {
             })
     }
 
-    /// `cooldown_days`: at least 1, and only of use on a rule that only sends.
+    /// `cooldown = "30d"` (whole days, at least one), or its older
+    /// spelling `cooldown_days = 30`; not both.
     fn cooldown_days(&self, raw: &RawRule, report: &mut Report) -> Option<i64> {
-        raw.cooldown_days.as_ref().and_then(|c| {
+        let days = raw.cooldown_days.as_ref().and_then(|c| {
             let days = *c.get_ref();
             if days < 1 {
                 report.push(self.error(c, t!("rules.cooldown_days.too_small")));
                 None
             } else {
-                if raw.to.is_some() {
-                    report.push(
-                        Diagnostic::warning(
-                            self.path,
-                            Some(c.span()),
-                            t!("rules.cooldown_days.no_effect"),
-                        )
-                        .hint(t!("rules.cooldown_days.no_effect_hint")),
-                    );
-                }
                 Some(days)
             }
-        })
+        });
+        let Some(cooldown) = &raw.cooldown else {
+            return days;
+        };
+        if let Some(older) = &raw.cooldown_days {
+            report.push(
+                self.error(older, t!("rules.cooldown.twice"))
+                    .hint(t!("rules.cooldown.twice_hint", days = older.get_ref())),
+            );
+            return None;
+        }
+        match humantime::parse_duration(cooldown.get_ref()) {
+            Ok(d) if d.as_secs() >= 86_400 && d.as_secs() % 86_400 == 0 => {
+                Some((d.as_secs() / 86_400) as i64)
+            }
+            Ok(_) => {
+                report.push(
+                    self.error(
+                        cooldown,
+                        t!("rules.cooldown.not_days", value = cooldown.get_ref()),
+                    )
+                    .hint(t!("rules.cooldown.hint")),
+                );
+                None
+            }
+            Err(e) => {
+                report.push(
+                    self.error(
+                        cooldown,
+                        t!("rules.cooldown.bad", value = cooldown.get_ref(), error = e),
+                    )
+                    .hint(t!("rules.cooldown.hint")),
+                );
+                None
+            }
+        }
     }
 
     /// `holdout`: a share from 0 to 0.5, and only of use on a rule that sends.
@@ -310,12 +338,30 @@ impl Checker<'_> {
                 }
             },
         };
+        let stale = match &raw.stale {
+            None => Stale::default_for(channel),
+            Some(stale) => match Stale::parse(stale.get_ref()) {
+                Some(s) => s,
+                None => {
+                    report.push(
+                        self.error(
+                            stale,
+                            t!("rules.action.stale_unknown", value = stale.get_ref()),
+                        )
+                        .suggest(stale.get_ref(), Stale::NAMES.iter().copied())
+                        .hint(t!("rules.action.stale_hint")),
+                    );
+                    return None;
+                }
+            },
+        };
         Some(Action {
             channel,
             template,
             delay,
             expires_after,
             assign,
+            stale,
             assign_span: raw.assign.as_ref().map(|a| a.span()),
             span: raw.channel.span(),
         })

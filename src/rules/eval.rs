@@ -1,7 +1,7 @@
 //! Deciding which rule fires for a customer.
 //!
 //! Pure: a function of the rules, the customer's facts, which rules already
-//! fired in the current pool stay, and the tick's day. Never SQLite, the
+//! fired (in the current pool stay, and at all), and the tick's day. Never SQLite, the
 //! clock or the network, so the same inputs always give the same decision.
 
 use cel::{Context, ExecutionError, Value};
@@ -39,18 +39,19 @@ impl<'r> Evaluator<'r> {
     /// condition is true, and which may fire again in this pool stay.
     ///
     /// `fired_in_pool` lists (rule id, when it last fired) for the current
-    /// stay; `now` is the tick's time.
+    /// stay, `last_fired` the same for every stay; `now` is the tick's time.
     pub fn evaluate(
         &self,
         facts: &Facts,
         fired_in_pool: &[(String, Timestamp)],
+        last_fired: &[(String, Timestamp)],
         now: Timestamp,
         tz: Tz,
     ) -> Evaluation {
         let mut evaluation = Evaluation::default();
         for &index in self.rules.for_pool(facts.pool) {
             let rule = &self.rules.rules[index];
-            if !may_fire(rule, fired_in_pool, now, tz) {
+            if !may_fire(rule, fired_in_pool, last_fired, now, tz) {
                 continue;
             }
             match self.holds(rule, facts) {
@@ -86,19 +87,44 @@ impl<'r> Evaluator<'r> {
 }
 
 /// A moving rule can always fire (the customer leaves the pool). A rule that
-/// only sends fires once per pool stay, or again after its cooldown.
-fn may_fire(rule: &Rule, fired_in_pool: &[(String, Timestamp)], now: Timestamp, tz: Tz) -> bool {
+/// only sends fires once per pool stay, or, with a cooldown, whenever its
+/// cooldown is over (in this stay or since another).
+fn may_fire(
+    rule: &Rule,
+    fired_in_pool: &[(String, Timestamp)],
+    last_fired: &[(String, Timestamp)],
+    now: Timestamp,
+    tz: Tz,
+) -> bool {
     if rule.moves() {
         return true;
     }
-    let last = fired_in_pool
+    match rule.cooldown_days {
+        Some(_) => !cooling_down(rule, last_fired, now, tz),
+        None => last(rule, fired_in_pool).is_none(),
+    }
+}
+
+/// Whether a rule's actions are still in their cooldown for a customer: the
+/// rule fired for them (in any pool) fewer than `cooldown` clinic days
+/// before `now`. A moving rule in its cooldown still moves, sending nothing.
+pub fn cooling_down(
+    rule: &Rule,
+    last_fired: &[(String, Timestamp)],
+    now: Timestamp,
+    tz: Tz,
+) -> bool {
+    match (rule.cooldown_days, last(rule, last_fired)) {
+        (Some(days), Some(at)) => clock::local_day(now, tz) - clock::local_day(at, tz) < days,
+        _ => false,
+    }
+}
+
+/// When the rule last fired, of the (rule id, time) pairs given.
+fn last(rule: &Rule, fired: &[(String, Timestamp)]) -> Option<Timestamp> {
+    fired
         .iter()
         .filter(|(id, _)| *id == rule.id)
         .map(|(_, at)| *at)
-        .max();
-    match (last, rule.cooldown_days) {
-        (None, _) => true,
-        (Some(_), None) => false,
-        (Some(at), Some(days)) => clock::local_day(now, tz) - clock::local_day(at, tz) >= days,
-    }
+        .max()
 }

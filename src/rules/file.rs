@@ -36,8 +36,13 @@ pub struct RawRule {
     pub priority: i64,
     /// The condition, in CEL over the customer facts.
     pub when: Spanned<String>,
-    /// For rules that only send: fire again after this many days in the same
-    /// pool stay. Without it such a rule fires once per stay.
+    /// The rule's actions send to a customer at most once per this long,
+    /// whatever the moves, e.g. "30d" (whole days). A rule that only sends
+    /// fires again after it within a pool stay; without it, once per stay.
+    #[serde(default)]
+    pub cooldown: Option<Spanned<String>>,
+    /// The older spelling of `cooldown`: `cooldown_days = 30` is
+    /// `cooldown = "30d"`.
     #[serde(default)]
     pub cooldown_days: Option<Spanned<i64>>,
     /// Share of the customers the rule fires for that are kept as a control
@@ -131,4 +136,11 @@ pub struct RawAction {
     /// advisor cannot take it. Without it: the round robin.
     #[serde(default)]
     pub assign: Option<Spanned<String>>,
+    /// What becomes of the message if, when it is due, the customer is no
+    /// longer where it was queued (moved to another pool, or visited since):
+    /// `"cancel"` (status `stale`, never sent) or `"send"`. Default: cancel
+    /// for sms, wechat and email (marketing), send for phone (a call task is
+    /// service: staff see the customer's news before they call).
+    #[serde(default)]
+    pub stale: Option<Spanned<String>>,
 }

@@ -1,5 +1,6 @@
 //! Warnings about rule sets that load but do not do what their authors
-//! likely meant: rules that can never fire, and pools no rule ever leaves.
+//! likely meant: rules that can never fire, pools no rule ever leaves, and
+//! pairs of rules that move customers back and forth, messaging each time.
 //! Only what can be shown for certain is reported.
 
 use cel::IdedExpr;
@@ -7,7 +8,7 @@ use cel::common::ast::{Expr, LiteralValue, operators};
 
 use super::{Rule, RuleSet};
 use crate::base::diag::Diagnostic;
-use crate::base::i18n::{Text, t};
+use crate::base::i18n::{Text, list, t};
 use crate::base::model::Pool;
 
 pub fn lint(set: &RuleSet) -> Vec<Diagnostic> {
@@ -78,6 +79,51 @@ pub fn lint(set: &RuleSet) -> Vec<Diagnostic> {
                     t!("rules.lint.no_way_out", pool = pool.name()),
                 )
                 .hint(t!("rules.lint.no_way_out_hint", pool)),
+            );
+        }
+    }
+    warnings.extend(back_and_forth(set));
+    warnings
+}
+
+/// Pairs of enabled rules where one moves customers from X to Y and the
+/// other from Y to X, both with actions, not both with a cooldown: a
+/// customer whose facts hover at the edge is moved at each tick and messaged
+/// at each move. One warning per pair, at the first rule of the two.
+fn back_and_forth(set: &RuleSet) -> Vec<Diagnostic> {
+    let sends = |r: &Rule| r.enabled && r.moves() && !r.actions.is_empty();
+    let mut warnings = Vec::new();
+    for (i, a) in set.rules.iter().enumerate().filter(|(_, r)| sends(r)) {
+        for b in set.rules[i + 1..].iter().filter(|r| sends(r)) {
+            let (Some(a_to), Some(b_to)) = (a.to, b.to) else {
+                continue;
+            };
+            let Some(from) = a.from.iter().find(|p| **p == b_to) else {
+                continue;
+            };
+            if !b.from.contains(&a_to) || (a.cooldown_days.is_some() && b.cooldown_days.is_some()) {
+                continue;
+            }
+            let missing: Vec<&str> = [a, b]
+                .into_iter()
+                .filter(|r| r.cooldown_days.is_none())
+                .map(|r| r.id.as_str())
+                .collect();
+            warnings.push(
+                at(
+                    a,
+                    t!(
+                        "rules.lint.back_and_forth",
+                        a = &a.id,
+                        b = &b.id,
+                        x = from.name(),
+                        y = a_to.name()
+                    ),
+                )
+                .hint(t!(
+                    "rules.lint.back_and_forth_hint",
+                    rules = list(missing, t!("sep.list"))
+                )),
             );
         }
     }
@@ -375,6 +421,62 @@ mod tests {
     }
 
     const LEAVES_ALL: &str = "[[rule]]\nid = \"n\"\nfrom = \"new\"\nto = \"churned\"\nwhen = \"visit_count > 5\"\n[[rule]]\nid = \"c\"\nfrom = \"churned\"\nto = \"new\"\nwhen = \"visited_in_pool\"\n";
+
+    /// `away` from customer to warning and `back` from warning to
+    /// customer, both sending; `extra` goes into `back`.
+    fn flapping(extra: &str) -> String {
+        format!(
+            "[[rule]]\nid = \"away\"\nfrom = \"customer\"\nto = \"warning\"\nwhen = \"days_since_last_visit >= 7\"\n[[rule.action]]\nchannel = \"sms\"\ntemplate = \"x\"\n[[rule]]\nid = \"back\"\nfrom = [\"warning\", \"churned\"]\nto = \"customer\"\nwhen = \"days_since_last_visit < 7\"\n{extra}\n[[rule.action]]\nchannel = \"wechat\"\ntemplate = \"y\"\n"
+        )
+    }
+
+    #[test]
+    fn rules_that_move_customers_back_and_forth_sending_both_ways_are_reported() {
+        let lines = warnings(&flapping(""));
+        let pair: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains("back and forth"))
+            .collect();
+        assert_eq!(pair.len(), 1, "{lines:#?}");
+        assert!(
+            pair[0].contains("rules `away` and `back` move customers back and forth between `customer` and `warning`"),
+            "{pair:#?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("add a cooldown to away, back")),
+            "{lines:#?}"
+        );
+        // One cooldown of two: the other rule still sends at every move.
+        let lines = warnings(&flapping("cooldown = \"30d\""));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("(add a cooldown to away, e.g. cooldown = \"30d\"")),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn a_back_and_forth_pair_with_cooldowns_or_one_silent_side_is_not_reported() {
+        let both = flapping("cooldown = \"30d\"").replace(
+            "when = \"days_since_last_visit >= 7\"\n",
+            "when = \"days_since_last_visit >= 7\"\ncooldown_days = 30\n",
+        );
+        let lines = warnings(&both);
+        assert!(
+            !lines.iter().any(|l| l.contains("back and forth")),
+            "{lines:#?}"
+        );
+        let silent =
+            flapping("").replace("[[rule.action]]\nchannel = \"sms\"\ntemplate = \"x\"\n", "");
+        let lines = warnings(&silent);
+        assert!(
+            !lines.iter().any(|l| l.contains("back and forth")),
+            "{lines:#?}"
+        );
+    }
 
     #[test]
     fn a_rule_behind_an_always_true_move_is_reported() {

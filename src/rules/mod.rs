@@ -38,8 +38,10 @@ pub struct Rule {
     pub to: Option<Pool>,
     pub priority: i64,
     pub condition: Condition,
-    /// For rules that only send: may fire again after this many days in the
-    /// same pool stay. `None`: once per stay.
+    /// `cooldown` in days: the rule's actions send to a customer at most
+    /// once per this many days, whatever the moves; a rule that only sends
+    /// fires again after it in the same pool stay. `None`: a rule that only
+    /// sends fires once per stay, a moving rule sends each time it moves.
     pub cooldown_days: Option<i64>,
     /// Share of customers kept as a control group: moved, never sent to.
     pub holdout: f64,
@@ -101,6 +103,9 @@ pub struct Action {
     pub expires_after: Option<Duration>,
     /// Who is given a phone call: the round robin, or the customer's advisor.
     pub assign: Assign,
+    /// What becomes of the message if the customer is no longer where it
+    /// was queued when it is due.
+    pub stale: Stale,
     /// The byte range of the action's `assign` value, if it has one.
     pub assign_span: Option<Range<usize>>,
     /// The byte range of the action's `channel` value, for pointing at it.
@@ -127,6 +132,39 @@ impl Assign {
             "advisor" => Some(Assign::Advisor),
             "round_robin" => Some(Assign::RoundRobin),
             _ => None,
+        }
+    }
+}
+
+/// What becomes of a message whose customer, by the time it is due, has
+/// moved to another pool or visited since it was queued (`stale = ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    /// Not sent: status `stale`, with why.
+    Cancel,
+    /// Sent all the same.
+    Send,
+}
+
+impl Stale {
+    /// The values `stale` takes.
+    pub const NAMES: &'static [&'static str] = &["cancel", "send"];
+
+    pub fn parse(text: &str) -> Option<Stale> {
+        match text {
+            "cancel" => Some(Stale::Cancel),
+            "send" => Some(Stale::Send),
+            _ => None,
+        }
+    }
+
+    /// Without `stale = ...`: marketing (sms, wechat, email) is cancelled,
+    /// a phone call (a task for staff, who read the customer's news first)
+    /// is service and goes ahead.
+    pub fn default_for(channel: Channel) -> Stale {
+        match channel {
+            Channel::Phone => Stale::Send,
+            Channel::Sms | Channel::Wechat | Channel::Email => Stale::Cancel,
         }
     }
 }

@@ -85,14 +85,17 @@ fn highest_priority_true_rule_fires() {
         r.visits.last_at = days_ago(100);
         r.followups.not_smooth_30d = 3;
     });
-    let fired = eval.evaluate(&both, &[], now(), TZ).fired.unwrap();
+    let fired = eval.evaluate(&both, &[], &[], now(), TZ).fired.unwrap();
     assert_eq!(set.rules[fired].id, "warn_unsmooth");
 
     let inactive_only = facts(Pool::Customer, |r| {
         r.visits.count = 1;
         r.visits.last_at = days_ago(90);
     });
-    let fired = eval.evaluate(&inactive_only, &[], now(), TZ).fired.unwrap();
+    let fired = eval
+        .evaluate(&inactive_only, &[], &[], now(), TZ)
+        .fired
+        .unwrap();
     assert_eq!(set.rules[fired].id, "warn_inactive");
 }
 
@@ -101,7 +104,7 @@ fn rules_only_watch_their_from_pools() {
     let set = load_str(TWO_RULES).unwrap();
     let eval = Evaluator::new(&set);
     let warning = facts(Pool::Warning, |r| r.followups.not_smooth_30d = 5);
-    assert_eq!(eval.evaluate(&warning, &[], now(), TZ).fired, None);
+    assert_eq!(eval.evaluate(&warning, &[], &[], now(), TZ).fired, None);
 }
 
 #[test]
@@ -109,7 +112,7 @@ fn comparing_a_missing_fact_is_false_not_an_error() {
     let set = load_str(TWO_RULES).unwrap();
     let eval = Evaluator::new(&set);
     let never_visited = facts(Pool::Customer, |_| {});
-    let result = eval.evaluate(&never_visited, &[], now(), TZ);
+    let result = eval.evaluate(&never_visited, &[], &[], now(), TZ);
     assert_eq!(result, super::eval::Evaluation::default());
 }
 
@@ -137,9 +140,9 @@ fn send_only_rules_fire_once_per_pool_stay() {
     let set = load_str(SEND_ONLY).unwrap();
     let eval = Evaluator::new(&set);
     let f = facts(Pool::Maintenance, |_| {});
-    assert!(eval.evaluate(&f, &[], now(), TZ).fired.is_some());
+    assert!(eval.evaluate(&f, &[], &[], now(), TZ).fired.is_some());
     let fired = vec![("nudge".to_string(), now() - 400 * 86_400)];
-    assert_eq!(eval.evaluate(&f, &fired, now(), TZ).fired, None);
+    assert_eq!(eval.evaluate(&f, &fired, &fired, now(), TZ).fired, None);
 }
 
 #[test]
@@ -148,9 +151,110 @@ fn cooldown_lets_a_send_only_rule_fire_again() {
     let eval = Evaluator::new(&set);
     let f = facts(Pool::Churned, |_| {});
     let recent = vec![("monthly".to_string(), now() - 29 * 86_400)];
-    assert_eq!(eval.evaluate(&f, &recent, now(), TZ).fired, None);
+    assert_eq!(eval.evaluate(&f, &recent, &recent, now(), TZ).fired, None);
     let old = vec![("monthly".to_string(), now() - 30 * 86_400)];
-    assert!(eval.evaluate(&f, &old, now(), TZ).fired.is_some());
+    assert!(eval.evaluate(&f, &old, &old, now(), TZ).fired.is_some());
+}
+
+const FLAPPING: &str = r#"
+[[rule]]
+id = "away"
+from = "customer"
+to = "warning"
+when = "true"
+cooldown = "30d"
+[[rule.action]]
+channel = "sms"
+template = "offer"
+
+[[rule]]
+id = "checkin"
+from = "warning"
+when = "true"
+cooldown = "4w"
+[[rule.action]]
+channel = "wechat"
+template = "checkin"
+"#;
+
+#[test]
+fn a_cooldown_counts_from_the_last_message_in_any_pool_stay() {
+    let set = load_str(FLAPPING).unwrap();
+    let eval = Evaluator::new(&set);
+    let away = set.get("away").unwrap();
+    assert_eq!(away.cooldown_days, Some(30));
+    assert_eq!(set.get("checkin").unwrap().cooldown_days, Some(28));
+    // A moving rule always fires; its actions wait out the cooldown.
+    let f = facts(Pool::Customer, |_| {});
+    let recent = vec![("away".to_string(), now() - 29 * 86_400)];
+    assert!(eval.evaluate(&f, &[], &recent, now(), TZ).fired.is_some());
+    assert!(eval::cooling_down(away, &recent, now(), TZ));
+    let old = vec![("away".to_string(), now() - 30 * 86_400)];
+    assert!(!eval::cooling_down(away, &old, now(), TZ));
+    assert!(!eval::cooling_down(away, &[], now(), TZ));
+    // A rule that only sends, new to this stay, waits for a message it
+    // sent in an earlier stay.
+    let w = facts(Pool::Warning, |_| {});
+    let before = vec![("checkin".to_string(), now() - 10 * 86_400)];
+    assert_eq!(eval.evaluate(&w, &[], &before, now(), TZ).fired, None);
+    let long_ago = vec![("checkin".to_string(), now() - 28 * 86_400)];
+    assert!(eval.evaluate(&w, &[], &long_ago, now(), TZ).fired.is_some());
+}
+
+#[test]
+fn check_rejects_a_cooldown_that_is_not_whole_days_or_given_twice() {
+    let rule = |cooldown: &str| {
+        format!(
+            "[[rule]]\nid = \"a\"\nfrom = \"customer\"\nto = \"warning\"\nwhen = \"true\"\n{cooldown}\n[[rule.action]]\nchannel = \"sms\"\ntemplate = \"x\"\n"
+        )
+    };
+    let lines = errors(&rule("cooldown = \"36h\""));
+    assert!(
+        lines[0]
+            .contains("rules/test.toml:6:12: error: cooldown `36h` is not a whole number of days"),
+        "{lines:#?}"
+    );
+    let lines = errors(&rule("cooldown = \"a month\""));
+    assert!(lines[0].contains("bad cooldown `a month`"), "{lines:#?}");
+    let lines = errors(&rule("cooldown = \"30d\"\ncooldown_days = 30"));
+    assert!(
+        lines[0].contains("`cooldown_days` and `cooldown` both given"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("`cooldown = \"30d\"`")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn an_actions_stale_defaults_to_cancel_for_marketing_and_send_for_calls() {
+    let set = load_str(
+        r#"
+[[rule]]
+id = "a"
+from = "warning"
+when = "true"
+[[rule.action]]
+channel = "sms"
+template = "x"
+[[rule.action]]
+channel = "phone"
+template = "y"
+[[rule.action]]
+channel = "wechat"
+template = "z"
+stale = "send"
+"#,
+    )
+    .unwrap();
+    let stale: Vec<Stale> = set.rules[0].actions.iter().map(|a| a.stale).collect();
+    assert_eq!(stale, [Stale::Cancel, Stale::Send, Stale::Send]);
+    let lines = errors(
+        "[[rule]]\nid = \"a\"\nfrom = \"warning\"\nwhen = \"true\"\n[[rule.action]]\nchannel = \"sms\"\ntemplate = \"x\"\nstale = \"cancle\"\n",
+    );
+    assert!(lines[0].contains("unknown stale `cancle`"), "{lines:#?}");
+    assert!(lines.iter().any(|l| l.contains("cancel")), "{lines:#?}");
 }
 
 #[test]
@@ -171,9 +275,9 @@ when = '"vip" in tags && city == "上海" && total_spend >= 10000'
         r.customer.city = Some("上海".into());
         r.orders.total_cents = 1_000_000;
     });
-    assert!(eval.evaluate(&vip, &[], now(), TZ).fired.is_some());
+    assert!(eval.evaluate(&vip, &[], &[], now(), TZ).fired.is_some());
     let other = facts(Pool::Customer, |r| r.customer.city = Some("上海".into()));
-    assert!(eval.evaluate(&other, &[], now(), TZ).fired.is_none());
+    assert!(eval.evaluate(&other, &[], &[], now(), TZ).fired.is_none());
 }
 
 #[test]
@@ -190,7 +294,7 @@ when = 'int(city) > 3'
     .unwrap();
     let eval = Evaluator::new(&set);
     let f = facts(Pool::Customer, |r| r.customer.city = Some("上海".into()));
-    let result = eval.evaluate(&f, &[], now(), TZ);
+    let result = eval.evaluate(&f, &[], &[], now(), TZ);
     assert_eq!(result.fired, None);
     assert_eq!(result.errors.len(), 1);
 }
@@ -558,8 +662,11 @@ when = 'gender in ["女"] && last_followup_result != "顺畅" && pool == "顾客
         r.followups.last_result = Some(crate::base::model::FollowupResult::NotSmooth);
     });
     let man = facts(Pool::Customer, |r| r.customer.gender = Some("male".into()));
-    assert_eq!(evaluator.evaluate(&woman, &[], now(), TZ).fired, Some(0));
-    assert_eq!(evaluator.evaluate(&man, &[], now(), TZ).fired, None);
+    assert_eq!(
+        evaluator.evaluate(&woman, &[], &[], now(), TZ).fired,
+        Some(0)
+    );
+    assert_eq!(evaluator.evaluate(&man, &[], &[], now(), TZ).fired, None);
     assert!(
         set.rules[0].condition.source.contains("\"女\""),
         "the reason quotes the rule as written"

@@ -126,7 +126,7 @@ fn fields(r: &Rule) -> Vec<(&'static str, String)> {
     let actions: Vec<String> = r
         .actions
         .iter()
-        .map(|a| format!("{}/{} +{:?}", a.channel, a.template, a.delay))
+        .map(|a| format!("{}/{} +{:?} {:?}", a.channel, a.template, a.delay, a.stale))
         .collect();
     vec![
         ("description", r.description.clone()),
@@ -134,7 +134,7 @@ fn fields(r: &Rule) -> Vec<(&'static str, String)> {
         ("to", format!("{:?}", r.to)),
         ("priority", r.priority.to_string()),
         ("when", r.condition.source.clone()),
-        ("cooldown_days", format!("{:?}", r.cooldown_days)),
+        ("cooldown", format!("{:?}", r.cooldown_days)),
         ("holdout", r.holdout.to_string()),
         ("attribution_days", r.attribution_days.to_string()),
         ("enabled", r.enabled.to_string()),

@@ -444,4 +444,19 @@ CREATE TABLE sender_health (
     announced TEXT NOT NULL DEFAULT 'ok'
 );
 "#,
+    // 15 (issue 13, flapping and stale messages): a message whose action
+    // cancels it when stale (`stale = "cancel"`, the default for sms,
+    // wechat and email) is not sent if, when it is due, its customer is in
+    // another pool than the one it was queued in, or visited since: it
+    // becomes `stale`. Queued messages keep the default of their channel.
+    // The status CHECK is widened in place as migration 13 did.
+    r#"
+ALTER TABLE outreach ADD COLUMN cancel_if_stale INTEGER NOT NULL DEFAULT 0;
+UPDATE outreach SET cancel_if_stale = 1 WHERE status = 'queued' AND channel IN ('sms', 'wechat', 'email');
+PRAGMA writable_schema = ON;
+UPDATE sqlite_master
+   SET sql = replace(sql, '''cancelled'', ''expired'')', '''cancelled'', ''expired'', ''stale'')')
+ WHERE type = 'table' AND name = 'outreach';
+PRAGMA writable_schema = RESET;
+"#,
 ];

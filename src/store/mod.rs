@@ -504,7 +504,7 @@ mod tests {
     }
 
     #[test]
-    fn outreach_takes_the_cancelled_and_expired_statuses_and_no_other() {
+    fn outreach_takes_the_cancelled_expired_and_stale_statuses_and_no_other() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.db");
         let mut store = Store::create(&path).unwrap();
@@ -527,10 +527,12 @@ mod tests {
         // On this connection (reloaded after the migration) and on a new one.
         insert(&store.conn, "cancelled").unwrap();
         insert(&store.conn, "expired").unwrap();
+        insert(&store.conn, "stale").unwrap();
         assert!(insert(&store.conn, "bogus").is_err());
         drop(store);
         let again = Store::open(&path).unwrap();
         insert(&again.conn, "expired").unwrap();
+        insert(&again.conn, "stale").unwrap();
         assert!(insert(&again.conn, "bogus").is_err());
         let check: String = again
             .conn

@@ -17,8 +17,8 @@ use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 use super::{Result, Store};
 use crate::base::clock::Timestamp;
 use crate::base::content::Content;
-use crate::base::i18n::t;
-use crate::base::model::{Channel, OutreachStatus};
+use crate::base::i18n::{Arg, t};
+use crate::base::model::{Channel, OutreachStatus, Pool};
 use crate::base::reason::stored;
 use crate::base::redact::redact;
 
@@ -181,6 +181,60 @@ fn placeholders(first: usize, count: usize) -> String {
         .join(", ")
 }
 
+/// Marks `stale` the queued messages due at `now` on `channels` whose
+/// action cancels them when stale and whose customer, since the message
+/// was queued, moved to another pool or visited (came back): the reason the
+/// rule fired no longer holds. Called inside the claim's transaction, so a
+/// message is claimed or stale, never both. Returns how many.
+fn mark_stale(
+    tx: &rusqlite::Transaction<'_>,
+    now: Timestamp,
+    channels: &[Channel],
+) -> Result<usize> {
+    let found: Vec<(i64, String, String, bool)> = {
+        let mut stmt = tx.prepare_cached(&format!(
+            "SELECT o.id, o.pool, p.pool,
+                EXISTS (SELECT 1 FROM visits v WHERE v.customer_id = o.customer_id
+                        AND v.at > o.created_at AND v.at <= ?1)
+             FROM outreach o JOIN customer_pools p ON p.customer_id = o.customer_id
+             WHERE o.status = 'queued' AND o.cancel_if_stale = 1 AND o.due_at <= ?1
+               AND o.channel IN ({})",
+            placeholders(2, channels.len())
+        ))?;
+        let mut values: Vec<rusqlite::types::Value> = vec![now.into()];
+        values.extend(channels.iter().map(|c| c.as_str().to_string().into()));
+        stmt.query_map(params_from_iter(values), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?
+    };
+    let mut update = tx.prepare_cached(
+        "UPDATE outreach SET status = 'stale', last_error = ?2, updated_at = ?3
+         WHERE id = ?1 AND status = 'queued'",
+    )?;
+    let mut stale = 0;
+    for (id, queued, current, visited) in found {
+        // The CHECK on `pool` keeps these pools; a name is shown as it is.
+        let pool = |name: &str| match name.parse::<Pool>() {
+            Ok(pool) => Arg::Text(pool.name()),
+            Err(_) => Arg::Plain(name.to_string()),
+        };
+        let reason = if queued != current {
+            t!(
+                "reason.stale.moved",
+                queued = pool(&queued),
+                now = pool(&current)
+            )
+        } else if visited {
+            t!("reason.stale.visited")
+        } else {
+            continue;
+        };
+        stale += update.execute(params![id, stored(reason), now])?;
+    }
+    Ok(stale)
+}
+
 impl Store {
     /// Puts messages left in `sending` by a dispatcher that died back in the
     /// queue, marked in doubt ([`interrupted`]): the provider may have taken
@@ -218,7 +272,8 @@ impl Store {
 
     /// Claims up to `limit` messages due at `now` on the given channels,
     /// oldest due first. Queued messages past their `expires_at` (on any
-    /// channel) become `expired` first, in the same transaction.
+    /// channel) become `expired` first, and due ones on these channels that
+    /// went stale ([`mark_stale`]) become `stale`, in the same transaction.
     pub fn claim_due(
         &mut self,
         now: Timestamp,
@@ -238,6 +293,7 @@ impl Store {
              WHERE status = 'queued' AND expires_at IS NOT NULL AND expires_at <= ?1",
         )?
         .execute(params![now, EXPIRED])?;
+        mark_stale(&tx, now, channels)?;
         let ids: Vec<i64> = {
             let mut stmt = tx.prepare_cached(&format!(
                 "SELECT id FROM outreach WHERE status = 'queued' AND due_at <= ?1 AND channel IN ({})
@@ -1102,6 +1158,60 @@ mod tests {
             })
             .unwrap();
         assert_eq!(last.as_deref(), Some(EXPIRED));
+    }
+
+    #[test]
+    fn a_claim_marks_stale_what_moved_on_or_came_back_and_never_claims_it() {
+        let fixture = outbox(
+            vec![
+                NewCustomer::named("C1", "王丽"),
+                NewCustomer::named("C2", "李娜"),
+                NewCustomer::named("C3", "张敏"),
+                NewCustomer::named("C4", "刘洋"),
+            ],
+            Channel::Sms,
+            None,
+        );
+        let mut store = fixture.store.lock().unwrap();
+        // Queued in `warning` at T0. C1 has left it; C2 is still there but
+        // came back after; C3 came before; C4 left, but its action sends
+        // stale messages all the same.
+        store
+            .conn
+            .execute_batch(&format!(
+                "UPDATE outreach SET cancel_if_stale = 1 WHERE customer_id <> 4;
+                 UPDATE customer_pools SET pool = 'warning' WHERE customer_id IN (2, 3);
+                 INSERT INTO visits (customer_id, at) VALUES (2, {}), (3, {});",
+                T0 + 5,
+                T0 - 5
+            ))
+            .unwrap();
+        let claimed = store.claim_due(T0 + 10, &[Channel::Sms], 10).unwrap();
+        let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+        assert_eq!(ids, [3, 4]);
+        assert_eq!(status(&store, 1), "stale");
+        assert_eq!(status(&store, 2), "stale");
+        let reason = |id: i64| -> String {
+            store
+                .conn
+                .query_row("SELECT last_error FROM outreach WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        };
+        assert_eq!(
+            reason(1),
+            "stale: queued in the warning pool, the customer is now in new; not sent"
+        );
+        assert_eq!(
+            reason(2),
+            "stale: the customer visited after it was queued; not sent"
+        );
+        let zh = crate::base::reason::read_back(&reason(1)).unwrap();
+        assert_eq!(
+            zh.render(crate::base::i18n::Lang::Zh),
+            "已失效：排队时顾客在预警池，现在已在新客池；未发送"
+        );
     }
 
     #[test]

@@ -87,6 +87,9 @@ pub struct CustomerRecord {
     pub outreach: OutreachAgg,
     /// (rule id, time it last fired) for rules that fired in the current pool stay.
     pub fired_in_pool: Vec<(String, Timestamp)>,
+    /// (rule id, time it last queued a message for the customer, whatever
+    /// became of it) for every rule, in any pool: what cooldowns count from.
+    pub last_fired: Vec<(String, Timestamp)>,
     /// Latest order per (project, department); read only when the clinic
     /// has treatment cycles.
     pub treatments: Vec<TreatmentAgg>,

@@ -368,8 +368,8 @@ pub(super) fn add_followup(
 }
 
 /// A message, in rule order, after the pool is known, judged at `now`:
-/// the last contact sent, contacts in the current pool stay, and when each
-/// rule last fired in it.
+/// the last contact sent, contacts in the current pool stay, when each
+/// rule last fired in it, and when each rule last fired at all.
 pub(super) fn add_message(
     record: &mut CustomerRecord,
     rule: &str,
@@ -382,15 +382,21 @@ pub(super) fn add_message(
     if status == "sent" && sent.is_some_and(|s| s <= now) {
         outreach.last_contact_at = outreach.last_contact_at.max(sent);
     }
+    latest(&mut record.last_fired, rule, created);
     if created < record.customer.entered_at {
         return;
     }
     if matches!(status, "queued" | "sending" | "awaiting" | "sent") {
         outreach.contacts_in_pool += 1;
     }
-    match record.fired_in_pool.last_mut() {
-        Some((id, fired)) if id == rule => *fired = (*fired).max(created),
-        _ => record.fired_in_pool.push((rule.to_string(), created)),
+    latest(&mut record.fired_in_pool, rule, created);
+}
+
+/// Keeps the latest time of `rule` in a list filled in rule order.
+fn latest(fired: &mut Vec<(String, Timestamp)>, rule: &str, at: Timestamp) {
+    match fired.last_mut() {
+        Some((id, last)) if id == rule => *last = (*last).max(at),
+        _ => fired.push((rule.to_string(), at)),
     }
 }
 

@@ -87,6 +87,10 @@ pub struct NewMessage {
     /// The staff member a phone message is for (the customer's advisor,
     /// when the action says `assign = "advisor"`); `None`: the round robin.
     pub assign_to: Option<String>,
+    /// Not sent (`stale`) if, when it is due, the customer is in another
+    /// pool than `pool` or visited after it was queued (the action's
+    /// `stale = "cancel"`).
+    pub cancel_if_stale: bool,
 }
 
 /// The results for one batch of customers.
@@ -243,10 +247,10 @@ impl Store {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO outreach (customer_id, tick_id, rule_id, action_index, pool, channel,
                     template, subject, content, content_html, params, fallback, attribution_days, status,
-                    last_error, created_at, due_at, updated_at, expires_at, assign_to)
+                    last_error, created_at, due_at, updated_at, expires_at, assign_to, cancel_if_stale)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?14, ?15, ?17,
                     CASE WHEN ?13 IS NOT NULL THEN 'failed' WHEN ?16 THEN 'held_out' ELSE 'queued' END,
-                    ?13, ?11, ?12, ?11, ?18, ?19)",
+                    ?13, ?11, ?12, ?11, ?18, ?19, ?20)",
             )?;
             for m in &batch.messages {
                 messages += insert.execute(params![
@@ -268,7 +272,8 @@ impl Store {
                     m.held_out,
                     m.attribution_days,
                     m.expires_at,
-                    m.assign_to
+                    m.assign_to,
+                    m.cancel_if_stale
                 ])? as i64;
             }
         }
