@@ -1,7 +1,7 @@
 //! Layer 0: the leaves every other layer stands on. Nothing here imports
 //! from outside `base` (but `predict`, the other leaf): the vocabulary of
 //! pools, channels and statuses (`model`), what a message says (`content`),
-//! time (`clock`), the user's language
+//! time (`clock`), how big the clinic's files may be (`limits`), the user's language
 //! and every sentence said to them (`i18n`), diagnostics (`diag`), output
 //! formats (`output`), masking of personal data (`mask`), phone numbers as
 //! people type them (`phone`), why a message was not sent as the
@@ -12,6 +12,7 @@ pub mod clock;
 pub mod content;
 pub mod diag;
 pub mod i18n;
+pub mod limits;
 pub mod mask;
 pub mod metrics;
 pub mod model;

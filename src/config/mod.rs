@@ -326,6 +326,34 @@ pub fn parse_cron(expr: &str) -> Result<(String, croner::Cron), String> {
         .map_err(|e| e.to_string())
 }
 
+/// Whether a (six-field) cron schedule has any slot at all: `0 9 31 2 *`
+/// (31 February) parses but never fires, and a service on it would never
+/// tick. Pure and quick: it tries each day from 2001-01-01 for 28 years, the
+/// cycle after which weekdays and leap days repeat (a date and weekday that
+/// ever meet meet in it), at the schedule's first time of day. (croner's
+/// own search would walk day by day to the year 5000.)
+pub fn ever_fires(six: &str) -> bool {
+    use chrono::TimeZone as _;
+    let fields: Vec<&str> = six.split_whitespace().collect();
+    let [second, minute, hour, ..] = fields[..] else {
+        return false;
+    };
+    let start = chrono::Utc.with_ymd_and_hms(2001, 1, 1, 0, 0, 0).unwrap();
+    let (Ok((_, daily)), Ok((_, full))) = (
+        parse_cron(&format!("{second} {minute} {hour} * * *")),
+        parse_cron(six),
+    ) else {
+        return false;
+    };
+    let Ok(first) = daily.find_next_occurrence(&start, true) else {
+        return false;
+    };
+    (0..28 * 366).any(|day| {
+        full.is_time_matching(&(first + chrono::Duration::days(day)))
+            .unwrap_or(false)
+    })
+}
+
 /// The latest slot of a (six-field) cron schedule at or before `now`, in
 /// the clinic's zone.
 pub fn previous_slot(

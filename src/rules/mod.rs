@@ -24,6 +24,7 @@ use cel::{Env, Program};
 
 use crate::base::diag::{self, Checked, Diagnostic, Report};
 use crate::base::i18n::t;
+use crate::base::limits;
 use crate::base::model::{Channel, Pool};
 use crate::templates::TemplateSet;
 use compile::Checker;
@@ -231,6 +232,10 @@ pub fn load(dir: &Path, templates: Option<&TemplateSet>) -> Checked<RuleSet> {
     let env = cel_env();
     let mut rules = Vec::new();
     for path in &paths {
+        if let Some(too_big) = too_big(path) {
+            report.push(too_big);
+            continue;
+        }
         match std::fs::read_to_string(path) {
             Ok(text) => rules.extend(load_text(path, &text, &env, templates, &mut report)),
             Err(e) => report.push(Diagnostic::error(
@@ -254,6 +259,23 @@ pub fn load(dir: &Path, templates: Option<&TemplateSet>) -> Checked<RuleSet> {
         }
         Ok((set, report))
     }
+}
+
+/// A rule file over [`limits::RULE_FILE_BYTES`], refused before it is read.
+fn too_big(path: &Path) -> Option<Diagnostic> {
+    let bytes = std::fs::metadata(path).ok()?.len();
+    (bytes > limits::RULE_FILE_BYTES).then(|| {
+        Diagnostic::error(
+            path,
+            None,
+            t!(
+                "rules.file.too_big",
+                size = limits::size(bytes),
+                limit = limits::size(limits::RULE_FILE_BYTES)
+            ),
+        )
+        .hint(t!("rules.file.too_big_hint"))
+    })
 }
 
 /// Parses and validates one rule file's text.

@@ -18,6 +18,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use crate::base::content::Content;
 use crate::base::diag::{Checked, Diagnostic, Report};
 use crate::base::i18n::{list, t};
+use crate::base::limits;
 use crate::base::model::{Channel, Gender};
 use crate::facts::{self, Facts};
 
@@ -333,6 +334,22 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
                     None,
                     t!("templates.ignored_part", channel),
                 ));
+                continue;
+            }
+            let bytes = std::fs::metadata(&file).map_or(0, |m| m.len());
+            if bytes > limits::TEMPLATE_BYTES {
+                report.push(
+                    Diagnostic::error(
+                        &file,
+                        None,
+                        t!(
+                            "templates.too_big",
+                            size = limits::size(bytes),
+                            limit = limits::size(limits::TEMPLATE_BYTES)
+                        ),
+                    )
+                    .hint(t!("templates.too_big_hint")),
+                );
                 continue;
             }
             let text = match std::fs::read_to_string(&file) {
