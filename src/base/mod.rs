@@ -6,7 +6,8 @@
 //! formats (`output`), masking of personal data (`mask`), phone numbers as
 //! people type them (`phone`), why a message was not sent as the
 //! database keeps it (`reason`), redaction of secrets from provider text
-//! (`redact`) and the process's counters (`metrics`).
+//! (`redact`) and the process's counters (`metrics`), and who may write the clinic's files
+//! (`perm`).
 
 pub mod clock;
 pub mod content;
@@ -17,6 +18,7 @@ pub mod mask;
 pub mod metrics;
 pub mod model;
 pub mod output;
+pub mod perm;
 pub mod phone;
 pub mod reason;
 pub mod redact;

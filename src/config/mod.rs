@@ -23,6 +23,7 @@ use chrono_tz::Tz;
 use crate::base::diag::{self, Diagnostic, Report};
 use crate::base::i18n::t;
 use crate::base::model::Channel;
+use crate::base::perm;
 use crate::predict::ScoreConfig;
 
 pub use file::ConfigFile;
@@ -382,6 +383,14 @@ pub fn load(path: &Path) -> Result<Config, Report> {
         }
     };
     report.add_source(path, &text);
+    let folder = path.parent().unwrap_or(Path::new(""));
+    let refused = [
+        perm::others_can_write(path),
+        perm::others_can_replace(folder),
+    ];
+    for refused in refused.into_iter().flatten() {
+        report.push(refused);
+    }
     let file: ConfigFile = match toml::from_str(&text) {
         Ok(file) => file,
         Err(e) => {

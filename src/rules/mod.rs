@@ -26,6 +26,7 @@ use crate::base::diag::{self, Checked, Diagnostic, Report};
 use crate::base::i18n::t;
 use crate::base::limits;
 use crate::base::model::{Channel, Pool};
+use crate::base::perm;
 use crate::templates::TemplateSet;
 use compile::Checker;
 use file::RuleFile;
@@ -229,6 +230,10 @@ pub fn load(dir: &Path, templates: Option<&TemplateSet>) -> Checked<RuleSet> {
         }
     };
     paths.sort();
+    let refused = std::iter::once(dir).chain(paths.iter().map(PathBuf::as_path));
+    for refused in refused.filter_map(perm::others_can_write) {
+        report.push(refused);
+    }
     let env = cel_env();
     let mut rules = Vec::new();
     for path in &paths {

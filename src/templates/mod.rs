@@ -20,6 +20,7 @@ use crate::base::diag::{Checked, Diagnostic, Report};
 use crate::base::i18n::{list, t};
 use crate::base::limits;
 use crate::base::model::{Channel, Gender};
+use crate::base::perm;
 use crate::facts::{self, Facts};
 
 /// Attributes of the objects templates may use besides the facts.
@@ -274,6 +275,7 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
             return Err(report);
         }
     };
+    report.extend(refuse_writable(dir));
     for channel_dir in channel_dirs.into_iter().filter(|p| p.is_dir()) {
         let dir_name = channel_dir
             .file_name()
@@ -306,7 +308,12 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
                 continue;
             }
         };
+        report.extend(refuse_writable(&channel_dir));
         for file in files.into_iter().filter(|p| p.is_file()) {
+            if let Some(refused) = perm::others_can_write(&file) {
+                report.push(refused);
+                continue;
+            }
             let file_name = file
                 .file_name()
                 .unwrap_or_default()
@@ -452,6 +459,15 @@ fn load_params(
         params.push((param, param_key));
     }
     params
+}
+
+/// The error for a templates folder others can write, as a report.
+fn refuse_writable(dir: &Path) -> Report {
+    let mut report = Report::default();
+    if let Some(refused) = perm::others_can_write(dir) {
+        report.push(refused);
+    }
+    report
 }
 
 fn sorted_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
