@@ -288,8 +288,8 @@ mod tests {
         std::fs::write(path, text.replacen(from, to, 1)).unwrap();
     }
 
-    #[test]
-    fn changes_name_cycles_model_settings_and_rule_descriptions() {
+    /// A clinic folder as `recall init` makes it.
+    fn clinic() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         crate::cli::init(&crate::cli::InitArgs {
             dir: dir.path().to_path_buf(),
@@ -299,6 +299,12 @@ mod tests {
             seed: 1,
         })
         .unwrap();
+        dir
+    }
+
+    #[test]
+    fn changes_name_cycles_model_settings_and_rule_descriptions() {
+        let dir = clinic();
         let config = dir.path().join("recall.toml");
         let load = || Loaded::load(&config).map(|(l, _)| l).unwrap();
         let old = load();
@@ -340,15 +346,7 @@ mod tests {
     #[test]
     fn a_reload_refuses_rules_others_can_write_and_keeps_the_running_ones() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        crate::cli::init(&crate::cli::InitArgs {
-            dir: dir.path().to_path_buf(),
-            demo: false,
-            customers: 0,
-            name: "测试诊所".into(),
-            seed: 1,
-        })
-        .unwrap();
+        let dir = clinic();
         let config = dir.path().join("recall.toml");
         let (loaded, _) = Loaded::load(&config).unwrap();
         let dispatcher = crate::senders::dispatcher(&loaded.config).unwrap();
