@@ -17,21 +17,6 @@ fn edit(clinic: &Clinic, path: &str, from: &str, to: &str) {
     std::fs::write(file, text.replacen(from, to, 1)).unwrap();
 }
 
-/// `recall check --lang LANG`: exit code and everything it printed.
-fn check(clinic: &Clinic, lang: &str) -> (i32, String) {
-    let out = clinic
-        .recall()
-        .args(["check", "--lang", lang])
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
 #[test]
 fn a_value_the_fact_never_takes_is_an_error_with_a_caret_and_a_suggestion() {
     let clinic = Clinic::new();
@@ -40,14 +25,14 @@ fn a_value_the_fact_never_takes_is_an_error_with_a_caret_and_a_suggestion() {
         "rules/09-typo.toml",
         "[[rule]]\nid = \"typo\"\nfrom = \"customer\"\nto = \"warning\"\nwhen = \"churn_band == 'hihg' && last_followup_result != 'notsmooth'\"\n",
     );
-    let (code, text) = check(&clinic, "en");
+    let (code, text) = clinic.check("en");
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("--> rules/09-typo.toml:5:23"), "{text}");
     assert!(text.contains("`churn_band` is never \"hihg\""), "{text}");
     assert!(text.contains("did you mean `high`?"), "{text}");
     assert!(text.contains("--> rules/09-typo.toml:5:57"), "{text}");
     assert!(text.contains("did you mean `not_smooth`?"), "{text}");
-    let (_, zh) = check(&clinic, "zh");
+    let (_, zh) = clinic.check("zh");
     assert!(zh.contains("`churn_band` 不会等于 \"hihg\""), "{zh}");
     assert!(zh.contains("您是不是想写 `high`？"), "{zh}");
 }
@@ -60,14 +45,14 @@ fn a_rule_behind_a_broader_higher_priority_move_is_a_warning() {
         "rules/09-shadow.toml",
         "[[rule]]\nid = \"quick_call\"\nfrom = \"warning\"\nto = \"churned\"\npriority = 1000\nwhen = \"visit_count >= 1 && days_in_pool >= 3\"\n\n[[rule]]\nid = \"late_call\"\nfrom = \"warning\"\nto = \"churned\"\npriority = 999\nwhen = \"days_in_pool >= 14 && visit_count >= 2\"\n",
     );
-    let (code, text) = check(&clinic, "en");
+    let (code, text) = clinic.check("en");
     assert_eq!(code, 0, "{text}");
     assert!(
         text.contains("rule `late_call` never fires in pool `warning`: `quick_call` (priority 1000) always fires first"),
         "{text}"
     );
     assert!(text.contains("--> rules/09-shadow.toml:9:6"), "{text}");
-    let (_, zh) = check(&clinic, "zh");
+    let (_, zh) = clinic.check("zh");
     assert!(
         zh.contains("规则 `late_call` 在")
             && zh.contains("中永远不会触发：优先级更高的 `quick_call`"),
@@ -79,7 +64,7 @@ fn a_rule_behind_a_broader_higher_priority_move_is_a_warning() {
 fn a_pool_nobody_leaves_points_at_a_rule_that_moves_customers_into_it() {
     let clinic = Clinic::new();
     std::fs::remove_file(clinic.path().join("rules/05-churned.toml")).unwrap();
-    let (code, text) = check(&clinic, "en");
+    let (code, text) = clinic.check("en");
     assert_eq!(code, 0, "{text}");
     assert!(
         text.contains("no rule moves customers out of `churned`"),
@@ -112,7 +97,7 @@ fn a_channel_without_a_sender_is_a_warning_at_the_action_in_both_languages() {
         "sender = \"log\"\ncost = 0.045\nquiet_hours = \"21:00-09:00\"\nmax_per_customer = \"2/7d\"\n",
         "",
     );
-    let (code, text) = check(&clinic, "en");
+    let (code, text) = clinic.check("en");
     assert_eq!(code, 0, "{text}");
     assert!(
         text.contains("sends on sms, which has no sender: its messages will wait in the queue"),
@@ -120,7 +105,7 @@ fn a_channel_without_a_sender_is_a_warning_at_the_action_in_both_languages() {
     );
     assert!(text.contains("channel = \"sms\""), "the caret line: {text}");
     assert!(text.contains("add [channels.sms] with a sender"), "{text}");
-    let (_, zh) = check(&clinic, "zh");
+    let (_, zh) = clinic.check("zh");
     assert!(
         zh.contains("通过 sms 渠道发送，但该渠道没有配置发送方"),
         "{zh}"
@@ -137,7 +122,7 @@ fn an_unknown_template_in_a_rule_is_an_error_with_a_suggestion() {
         "template = \"warning_offer\"",
         "template = \"warning_ofer\"",
     );
-    let (code, text) = check(&clinic, "en");
+    let (code, text) = clinic.check("en");
     assert_eq!(code, 1, "{text}");
     assert!(
         text.contains("no template `warning_ofer` for sms"),
@@ -155,7 +140,7 @@ fn an_unknown_template_filter_fails_check_not_the_tick() {
     text.push_str("{{ clinic.phone | upcase }}\n");
     let line = text.lines().count();
     std::fs::write(&file, text).unwrap();
-    let (code, out) = check(&clinic, "en");
+    let (code, out) = clinic.check("en");
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("unknown template filter `upcase`"), "{out}");
     assert!(
@@ -163,7 +148,7 @@ fn an_unknown_template_filter_fails_check_not_the_tick() {
         "{out}"
     );
     assert!(out.contains("did you mean `upper`?"), "{out}");
-    let (_, zh) = check(&clinic, "zh");
+    let (_, zh) = clinic.check("zh");
     assert!(zh.contains("未知的模板过滤器 `upcase`"), "{zh}");
 }
 
@@ -175,7 +160,7 @@ fn duplicate_ids_and_config_values_point_at_their_line() {
         "rules/09-dup.toml",
         "[[rule]]\nid = \"new_to_customer\"\nfrom = \"customer\"\nto = \"warning\"\nwhen = \"true\"\n",
     );
-    let (code, text) = check(&clinic, "en");
+    let (code, text) = clinic.check("en");
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("--> rules/09-dup.toml:2:6"), "{text}");
     assert!(text.contains("id = \"new_to_customer\""), "{text}");
@@ -187,7 +172,7 @@ fn duplicate_ids_and_config_values_point_at_their_line() {
         "max_attempts = 5",
         "max_attempts = 0",
     );
-    let (code, text) = check(&clinic, "zh");
+    let (code, text) = clinic.check("zh");
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("dispatch.max_attempts 至少为 1"), "{text}");
     let config = std::fs::read_to_string(clinic.dir.path().join("recall.toml")).unwrap();
@@ -215,10 +200,10 @@ fn raw_parser_errors_come_with_a_plain_hint() {
         "rules/09-wquoted.toml",
         "[[rule]]\nid = \"quoted\"\nfrom = \"customer\"\nto = \"warning\"\npriority = \"90\"\nwhen = \"true\"\n",
     );
-    let (code, text) = check(&clinic, "en");
+    let (code, text) = clinic.check("en");
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("use && not and"), "{text}");
-    let (_, zh) = check(&clinic, "zh");
+    let (_, zh) = clinic.check("zh");
     assert!(zh.contains("“并且”请写 &&，不要写 and"), "{zh}");
     assert!(zh.contains("数字不要加引号：写 90，而不是 \"90\""), "{zh}");
     assert!(
@@ -276,7 +261,7 @@ fn settings_dispatch_would_refuse_are_errors_at_their_line_in_both_languages() {
         ),
     )
     .unwrap();
-    let (code, text) = check(&clinic, "en");
+    let (code, text) = clinic.check("en");
     assert_eq!(code, 1, "{text}");
     assert!(!text.contains("ok:"), "{text}");
     let security = config_line(&clinic, "security = \"plain\"");
@@ -318,7 +303,7 @@ fn settings_dispatch_would_refuse_are_errors_at_their_line_in_both_languages() {
         "{refused}"
     );
 
-    let (code, zh) = check(&clinic, "zh");
+    let (code, zh) = clinic.check("zh");
     assert_eq!(code, 1, "{zh}");
     assert!(
         zh.contains("[senders.mail] security = \"plain\" 会以明文发送密码"),

@@ -238,11 +238,19 @@ impl Report {
                 let start = span.start.min(text.len());
                 let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
                 let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-                let line = &text[line_start..line_end];
-                let end = span.end.clamp(start, line_end);
+                // A line of thousands of characters (a pasted condition) is
+                // shown as a window around the caret.
+                let (from, to) = window(text, line_start, start, line_end);
+                let line = format!(
+                    "{}{}{}",
+                    if from > line_start { "…" } else { "" },
+                    &text[from..to],
+                    if to < line_end { "…" } else { "" }
+                );
+                let end = span.end.clamp(start, to);
                 let gutter = line_no.to_string();
                 let pad = " ".repeat(gutter.len());
-                let before = text[line_start..start].width();
+                let before = text[from..start].width() + usize::from(from > line_start);
                 let under = text[start..end].width().max(1);
                 out.push_str(&format!(
                     "{pad} |\n{gutter} | {line}\n{pad} | {}{}\n",
@@ -264,6 +272,26 @@ impl Report {
     pub fn render(&self, color: bool) -> String {
         self.render_in(Lang::En, color)
     }
+}
+
+/// The part of the line `line_start..line_end` shown around `at`: all of
+/// it up to 160 characters, else 40 before `at` and 120 from it.
+fn window(text: &str, line_start: usize, at: usize, line_end: usize) -> (usize, usize) {
+    const WIDE: usize = 160;
+    const BEFORE: usize = 40;
+    if text[line_start..line_end].chars().count() <= WIDE {
+        return (line_start, line_end);
+    }
+    let from = text[line_start..at]
+        .char_indices()
+        .rev()
+        .nth(BEFORE - 1)
+        .map_or(line_start, |(i, _)| line_start + i);
+    let to = text[from..line_end]
+        .char_indices()
+        .nth(WIDE)
+        .map_or(line_end, |(i, _)| from + i);
+    (from, to)
 }
 
 impl fmt::Display for Report {
@@ -307,6 +335,29 @@ mod tests {
             rendered.contains("hint: did you mean `visit_count`?"),
             "{rendered}"
         );
+    }
+
+    #[test]
+    fn long_lines_show_a_window_around_the_caret() {
+        let mut report = Report::default();
+        let path = Path::new("r.toml");
+        let text = format!("when = \"{}x{}\"", "(".repeat(5000), ")".repeat(5000));
+        report.add_source(path, &text);
+        let at = text.find('x').unwrap();
+        report.push(Diagnostic::error(
+            path,
+            Some(at..at + 1),
+            t!("rules.when.empty"),
+        ));
+        let rendered = report.render(false);
+        let lines: Vec<&str> = rendered.lines().collect();
+        assert!(
+            lines[3].starts_with("1 | …(((") && lines[3].ends_with(")))…"),
+            "{rendered}"
+        );
+        assert_eq!(lines[3].chars().count(), 4 + 1 + 160 + 1);
+        let caret = lines[4].find('^').unwrap();
+        assert_eq!(lines[3].chars().nth(caret), Some('x'), "{rendered}");
     }
 
     #[test]

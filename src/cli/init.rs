@@ -10,6 +10,7 @@ use clap::Args;
 
 use super::{ensure_clinic, lang, load, wall_clock};
 use crate::base::i18n::t;
+use crate::base::perm;
 use crate::engine::{self, Engine, TickOptions};
 use crate::setup::{Loaded, scaffold};
 use crate::store::Store;
@@ -46,7 +47,9 @@ pub(super) fn run(args: &InitArgs, now: DateTime<Utc>) -> Result<()> {
     if config_path.exists() {
         bail!(t!("init.exists", path = config_path.display()).render(lang));
     }
-    std::fs::create_dir_all(&args.dir)
+    // Modes set here, not left to the umask: the service reloads these
+    // files, so whoever could write them would write to customers.
+    perm::create_dir(&args.dir, perm::FOLDER)
         .with_context(|| t!("init.creating", path = args.dir.display()).render(lang))?;
     for (path, text) in scaffold::FILES {
         let target = args.dir.join(path);
@@ -54,12 +57,14 @@ pub(super) fn run(args: &InitArgs, now: DateTime<Utc>) -> Result<()> {
             continue;
         }
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
+            perm::create_dir(parent, perm::FOLDER)
+                .with_context(|| t!("init.creating", path = parent.display()).render(lang))?;
         }
-        std::fs::write(&target, text)
+        perm::write_new(&target, text, perm::FILE)
             .with_context(|| t!("init.writing", path = target.display()).render(lang))?;
     }
-    std::fs::write(&config_path, scaffold::config(&args.name))?;
+    perm::write_new(&config_path, &scaffold::config(&args.name), perm::FILE)
+        .with_context(|| t!("init.writing", path = config_path.display()).render(lang))?;
     let loaded = load(&config_path)?;
     let config = &loaded.config;
     let store = Store::create(&config.database)?;

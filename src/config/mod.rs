@@ -23,6 +23,7 @@ use chrono_tz::Tz;
 use crate::base::diag::{self, Diagnostic, Report};
 use crate::base::i18n::t;
 use crate::base::model::Channel;
+use crate::base::perm;
 use crate::predict::ScoreConfig;
 
 pub use file::ConfigFile;
@@ -326,6 +327,34 @@ pub fn parse_cron(expr: &str) -> Result<(String, croner::Cron), String> {
         .map_err(|e| e.to_string())
 }
 
+/// Whether a (six-field) cron schedule has any slot at all: `0 9 31 2 *`
+/// (31 February) parses but never fires, and a service on it would never
+/// tick. Pure and quick: it tries each day from 2001-01-01 for 28 years, the
+/// cycle after which weekdays and leap days repeat (a date and weekday that
+/// ever meet meet in it), at the schedule's first time of day. (croner's
+/// own search would walk day by day to the year 5000.)
+pub fn ever_fires(six: &str) -> bool {
+    use chrono::TimeZone as _;
+    let fields: Vec<&str> = six.split_whitespace().collect();
+    let [second, minute, hour, ..] = fields[..] else {
+        return false;
+    };
+    let start = chrono::Utc.with_ymd_and_hms(2001, 1, 1, 0, 0, 0).unwrap();
+    let (Ok((_, daily)), Ok((_, full))) = (
+        parse_cron(&format!("{second} {minute} {hour} * * *")),
+        parse_cron(six),
+    ) else {
+        return false;
+    };
+    let Ok(first) = daily.find_next_occurrence(&start, true) else {
+        return false;
+    };
+    (0..28 * 366).any(|day| {
+        full.is_time_matching(&(first + chrono::Duration::days(day)))
+            .unwrap_or(false)
+    })
+}
+
 /// The latest slot of a (six-field) cron schedule at or before `now`, in
 /// the clinic's zone.
 pub fn previous_slot(
@@ -354,6 +383,14 @@ pub fn load(path: &Path) -> Result<Config, Report> {
         }
     };
     report.add_source(path, &text);
+    let folder = path.parent().unwrap_or(Path::new(""));
+    let refused = [
+        perm::others_can_write(path),
+        perm::others_can_replace(folder),
+    ];
+    for refused in refused.into_iter().flatten() {
+        report.push(refused);
+    }
     let file: ConfigFile = match toml::from_str(&text) {
         Ok(file) => file,
         Err(e) => {

@@ -234,3 +234,31 @@ fn five_field_cron_gets_a_seconds_field() {
     assert_eq!(parse_cron("30 9 * * 1-5").unwrap().0, "0 30 9 * * 1-5");
     assert!(parse_cron("61 9 * * *").is_err());
 }
+
+#[test]
+fn schedules_that_never_fire_are_errors_at_their_line() {
+    let cron = |text: &str| parse_cron(text).unwrap().0;
+    assert!(ever_fires(&cron("0 9 * * *")));
+    assert!(ever_fires(&cron("0 9 29 2 *")), "leap days come");
+    assert!(
+        ever_fires(&cron("0 9 29 2 1")),
+        "a leap day on a Monday comes"
+    );
+    assert!(!ever_fires(&cron("0 9 31 2 *")));
+    assert!(!ever_fires(&cron("0 9 31 4 *")));
+    let text = format!(
+        "{MINIMAL}[schedule]\nticks = [\"0 9 * * *\", \"0 9 31 2 *\"]\n[model]\nrefit = \"0 3 30 2 *\"\n"
+    );
+    let lines = load_text(&text).unwrap_err().to_lines();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines[0].contains(":4:23: error: the schedule `0 9 31 2 *` never fires"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains(":6:9: error: the schedule `0 3 30 2 *` never fires"),
+        "{}",
+        lines[1]
+    );
+}

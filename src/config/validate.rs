@@ -17,7 +17,7 @@ use super::file::{
 };
 use super::{
     Cap, ChannelPolicy, Clinic, Config, Cycles, DispatchSettings, MIN_RETENTION, ModelSettings,
-    QuietHours, RateLimit, Schedule, SenderEntry, parse_cron,
+    QuietHours, RateLimit, Schedule, SenderEntry, ever_fires, parse_cron,
 };
 use crate::base::diag::{Diagnostic, Report};
 use crate::base::i18n::{Text, t};
@@ -131,6 +131,14 @@ fn schedule(path: &Path, file: &ScheduleSection, report: &mut Report) -> Schedul
     let mut ticks = Vec::new();
     for expr in &file.ticks {
         match parse_cron(expr.get_ref()) {
+            Ok((six, _)) if !ever_fires(&six) => report.push(
+                Diagnostic::error(
+                    path,
+                    span_of(&expr.span()),
+                    t!("config.schedule.never", cron = expr.get_ref()),
+                )
+                .hint(t!("config.schedule.never_hint")),
+            ),
             Ok((six, _)) => ticks.push(six),
             Err(why) => report.push(
                 Diagnostic::error(
@@ -551,6 +559,17 @@ fn model(path: &Path, file: &ModelSection, report: &mut Report) -> (ModelSetting
         ));
     }
     let refit = match parse_cron(file.refit.get_ref()) {
+        Ok((six, _)) if !ever_fires(&six) => {
+            report.push(
+                Diagnostic::error(
+                    path,
+                    span_of(&file.refit.span()),
+                    t!("config.schedule.never", cron = file.refit.get_ref()),
+                )
+                .hint(t!("config.schedule.never_hint")),
+            );
+            ModelSettings::default().refit
+        }
         Ok((six, _)) => six,
         Err(why) => {
             report.push(

@@ -17,6 +17,7 @@ use super::{
 };
 use crate::base::diag::{Diagnostic, Report};
 use crate::base::i18n::{Text, list, t};
+use crate::base::limits;
 use crate::base::model::{Channel, Pool};
 use crate::facts;
 use crate::templates::TemplateSet;
@@ -243,6 +244,44 @@ impl Checker<'_> {
             );
         }
     }
+    /// A condition nested deeper than [`limits::CONDITION_NESTING`] or
+    /// longer than [`limits::CONDITION_BYTES`]: told before the CEL parser
+    /// sees it (the parser recurses once per level and gives up, or
+    /// overflows the stack, long before 10,000).
+    fn beyond_limits(
+        &self,
+        source: &str,
+        to_file: &dyn Fn(usize, usize) -> Range<usize>,
+        when: &Spanned<String>,
+    ) -> Option<Diagnostic> {
+        if let (depth, Some(at)) = limits::nesting(source, limits::CONDITION_NESTING) {
+            let at = source[..at].chars().count();
+            return Some(
+                Diagnostic::error(
+                    self.path,
+                    Some(to_file(at, at + 1)),
+                    t!(
+                        "rules.when.too_deep",
+                        depth,
+                        limit = limits::CONDITION_NESTING
+                    ),
+                )
+                .hint(t!("rules.when.too_deep_hint")),
+            );
+        }
+        (source.len() > limits::CONDITION_BYTES).then(|| {
+            self.error(
+                when,
+                t!(
+                    "rules.when.too_long",
+                    size = limits::size(source.len() as u64),
+                    limit = limits::size(limits::CONDITION_BYTES as u64)
+                ),
+            )
+            .hint(t!("rules.when.too_long_hint"))
+        })
+    }
+
     fn action(&self, raw: &file::RawAction, report: &mut Report) -> Option<Action> {
         let channel = match raw.channel.get_ref().parse::<Channel>() {
             Ok(c) => c,
@@ -397,6 +436,10 @@ impl Checker<'_> {
             );
             return None;
         }
+        if let Some(refused) = self.beyond_limits(&source, &to_file, when) {
+            report.push(refused);
+            return None;
+        }
         let program = match env.compile(&source) {
             Ok(program) => program,
             Err(errors) => {
@@ -442,9 +485,24 @@ impl Checker<'_> {
                 return None;
             }
         };
+        let info = program.source_info();
+        let depth = expr_depth(program.expression());
+        if depth > limits::CONDITION_NESTING {
+            report.push(
+                self.error(
+                    when,
+                    t!(
+                        "rules.when.too_deep",
+                        depth,
+                        limit = limits::CONDITION_NESTING
+                    ),
+                )
+                .hint(t!("rules.when.too_deep_hint")),
+            );
+            return None;
+        }
         let mut ok = true;
         let mut used = Vec::new();
-        let info = program.source_info();
         walk_idents(program.expression(), &mut |id, name| {
             if let Some(def) = facts::lookup(name) {
                 used.push(def.name);
@@ -618,6 +676,45 @@ fn syntax_hints(source: &str) -> Vec<Text> {
 
 /// Calls `f(id, name)` for every free identifier in an expression (names bound
 /// by comprehensions such as `tags.exists(t, ...)` are not free).
+/// How deep the expression tree is: an operator, call, list or macro
+/// inside another's operand is one level deeper.
+fn expr_depth(expr: &IdedExpr) -> usize {
+    let children: Vec<&IdedExpr> = match &expr.expr {
+        Expr::Call(call) => call.target.iter().map(|t| &**t).chain(&call.args).collect(),
+        Expr::Select(select) => vec![&*select.operand],
+        Expr::List(list) => list.elements.iter().collect(),
+        Expr::Map(map) => map
+            .entries
+            .iter()
+            .filter_map(|entry| match &entry.expr {
+                cel::common::ast::EntryExpr::MapEntry(e) => Some([&e.key, &e.value]),
+                _ => None,
+            })
+            .flatten()
+            .collect(),
+        Expr::Struct(s) => s
+            .entries
+            .iter()
+            .filter_map(|entry| match &entry.expr {
+                cel::common::ast::EntryExpr::StructField(field) => Some(&field.value),
+                _ => None,
+            })
+            .collect(),
+        Expr::Comprehension(c) => vec![
+            &c.iter_range,
+            &c.accu_init,
+            &c.loop_cond,
+            &c.loop_step,
+            &c.result,
+        ],
+        _ => Vec::new(),
+    };
+    match children.into_iter().map(expr_depth).max() {
+        Some(deepest) => deepest + 1,
+        None => 0,
+    }
+}
+
 fn walk_idents(expr: &IdedExpr, f: &mut dyn FnMut(u64, &str)) {
     fn walk(expr: &IdedExpr, bound: &mut Vec<String>, f: &mut dyn FnMut(u64, &str)) {
         match &expr.expr {

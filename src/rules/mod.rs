@@ -24,7 +24,9 @@ use cel::{Env, Program};
 
 use crate::base::diag::{self, Checked, Diagnostic, Report};
 use crate::base::i18n::t;
+use crate::base::limits;
 use crate::base::model::{Channel, Pool};
+use crate::base::perm;
 use crate::templates::TemplateSet;
 use compile::Checker;
 use file::RuleFile;
@@ -266,9 +268,17 @@ pub fn load(dir: &Path, templates: Option<&TemplateSet>) -> Checked<RuleSet> {
         }
     };
     paths.sort();
+    let refused = std::iter::once(dir).chain(paths.iter().map(PathBuf::as_path));
+    for refused in refused.filter_map(perm::others_can_write) {
+        report.push(refused);
+    }
     let env = cel_env();
     let mut rules = Vec::new();
     for path in &paths {
+        if let Some(too_big) = too_big(path) {
+            report.push(too_big);
+            continue;
+        }
         match std::fs::read_to_string(path) {
             Ok(text) => rules.extend(load_text(path, &text, &env, templates, &mut report)),
             Err(e) => report.push(Diagnostic::error(
@@ -292,6 +302,23 @@ pub fn load(dir: &Path, templates: Option<&TemplateSet>) -> Checked<RuleSet> {
         }
         Ok((set, report))
     }
+}
+
+/// A rule file over [`limits::RULE_FILE_BYTES`], refused before it is read.
+fn too_big(path: &Path) -> Option<Diagnostic> {
+    let bytes = std::fs::metadata(path).ok()?.len();
+    (bytes > limits::RULE_FILE_BYTES).then(|| {
+        Diagnostic::error(
+            path,
+            None,
+            t!(
+                "rules.file.too_big",
+                size = limits::size(bytes),
+                limit = limits::size(limits::RULE_FILE_BYTES)
+            ),
+        )
+        .hint(t!("rules.file.too_big_hint"))
+    })
 }
 
 /// Parses and validates one rule file's text.

@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use super::{BuildError, Context};
 use crate::base::mask;
+use crate::base::perm;
 use crate::dispatch::sender::{Outbound, SendOutcome, Sender};
 
 /// `[senders.<name>]` with `kind = "log"`.
@@ -47,7 +48,7 @@ impl LogSender {
             None => None,
             Some(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| {
+                    perm::create_dir(dir, perm::PRIVATE_FOLDER).map_err(|e| {
                         std::io::Error::new(
                             e.kind(),
                             format!("cannot create {}: {e}", dir.display()),
@@ -57,7 +58,7 @@ impl LogSender {
                 let mut options = OpenOptions::new();
                 options.create(true).append(true);
                 #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, perm::PRIVATE_FILE);
                 Some(Mutex::new(options.open(path).map_err(|e| {
                     std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
                 })?))

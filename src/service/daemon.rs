@@ -13,7 +13,9 @@
 //! A database another process holds past the busy timeout is waited out:
 //! start-up steps and the dispatcher's requeue before its first round try
 //! again with backoff, a failed tick is retried with backoff (not left for
-//! the next slot), and a failed dispatch round gives its messages back.
+//! the next slot; a slot that comes due meanwhile is covered by the retry,
+//! not run a second after it), and a failed dispatch round gives its
+//! messages back.
 //!
 //! SIGINT or SIGTERM: the scheduler stops, a running tick stops after its
 //! current batch (it resumes at the next start), the dispatcher finishes the
@@ -462,6 +464,41 @@ pub fn next_slot(cron: &str, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Option<Da
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// After a failed tick (database locked for minutes, disk full): when to
+/// try again, with backoff.
+#[derive(Debug, Default)]
+struct Retry {
+    /// When to try again, and the wait after that; `None` after a success.
+    next: Option<(tokio::time::Instant, Duration)>,
+}
+
+impl Retry {
+    /// When the retry is due, if a tick failed.
+    fn due(&self) -> Option<tokio::time::Instant> {
+        self.next.map(|(at, _)| at)
+    }
+
+    /// A tick failed at `now`: schedules the retry and returns its wait.
+    fn failed(&mut self, now: tokio::time::Instant) -> Duration {
+        let wait = self.next.map_or(FIRST_TICK_RETRY, |(_, wait)| wait);
+        self.next = Some((now + wait, (wait * 2).min(MAX_TICK_RETRY)));
+        wait
+    }
+
+    /// A tick succeeded. If it followed a failure, it covers the triggers
+    /// that queued while the database was held: a slot that came due while
+    /// the retry waited for the lock would otherwise run a second tick a
+    /// second later, judging every customer twice. Returns how many it took
+    /// off the queue. After a tick that did not fail, a queued trigger
+    /// still runs (a tick that overran the next slot).
+    fn succeeded(&mut self, triggers: &mut mpsc::Receiver<&'static str>) -> usize {
+        if self.next.take().is_none() {
+            return 0;
+        }
+        std::iter::from_fn(|| triggers.try_recv().ok()).count()
+    }
+}
+
 struct TickContext {
     /// Read at every tick, so a reload applies from the next one.
     live: Arc<Live>,
@@ -479,12 +516,11 @@ async fn tick_worker(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let ctx = Arc::new(ctx);
-    // After a failed tick: when to try again, and the wait after that.
-    let mut retry: Option<(tokio::time::Instant, Duration)> = None;
+    let mut retry = Retry::default();
     // Customers waiting for onboarding are mentioned once per run.
     let mut told_waiting = false;
     loop {
-        let retry_at = retry.map(|(at, _)| at);
+        let retry_at = retry.due();
         let cause = tokio::select! {
             cause = triggers.recv() => match cause { Some(c) => c, None => return Ok(()) },
             _ = tokio::time::sleep_until(retry_at.unwrap_or_else(tokio::time::Instant::now)),
@@ -536,7 +572,10 @@ async fn tick_worker(
         store = returned;
         match result {
             Ok(report) => {
-                retry = None;
+                let covered = retry.succeeded(&mut triggers);
+                if covered > 0 {
+                    tracing::info!(covered, "{}", say(t!("service.tick_coalesced")));
+                }
                 report.count_in(crate::base::metrics::global(), ctx.clock.now().timestamp());
                 log_tick(&report, cause, tz);
                 if report.waiting > 0 && !told_waiting {
@@ -554,11 +593,7 @@ async fn tick_worker(
             // than at the next scheduled slot (a day later by default).
             Err(e) => {
                 crate::base::metrics::global().tick_failed();
-                let wait = retry.map_or(FIRST_TICK_RETRY, |(_, wait)| wait);
-                retry = Some((
-                    tokio::time::Instant::now() + wait,
-                    (wait * 2).min(MAX_TICK_RETRY),
-                ));
+                let wait = retry.failed(tokio::time::Instant::now());
                 tracing::error!(error = %e, cause, retry_in = ?wait, "{}", say(t!("service.tick_failed")));
             }
         }
@@ -773,6 +808,31 @@ mod tests {
             chrono::DateTime::UNIX_EPOCH,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_slot_that_comes_due_while_a_failed_tick_is_retried_runs_no_second_tick() {
+        let (tx, mut triggers) = mpsc::channel(1);
+        let now = tokio::time::Instant::now();
+        let mut retry = Retry::default();
+        // A tick that did not fail leaves a queued trigger to run.
+        tx.try_send("schedule").unwrap();
+        assert_eq!(retry.succeeded(&mut triggers), 0);
+        assert_eq!(triggers.try_recv(), Ok("schedule"));
+        // The database is held: the tick fails, then its retry fails too.
+        assert_eq!(retry.failed(now), FIRST_TICK_RETRY);
+        assert_eq!(retry.due(), Some(now + FIRST_TICK_RETRY));
+        assert_eq!(retry.failed(now), FIRST_TICK_RETRY * 2);
+        // The next slot comes due while the retry waits for the lock; the
+        // lock is released and the retry succeeds: it covers the slot.
+        tx.try_send("schedule").unwrap();
+        assert_eq!(retry.succeeded(&mut triggers), 1);
+        assert!(triggers.try_recv().is_err(), "no second tick");
+        assert_eq!(retry.due(), None);
+        // Backoff starts over after a success, and stops growing.
+        assert_eq!(retry.failed(now), FIRST_TICK_RETRY);
+        let waits: Vec<Duration> = (0..20).map(|_| retry.failed(now)).collect();
+        assert_eq!(waits.last(), Some(&MAX_TICK_RETRY));
     }
 
     #[test]

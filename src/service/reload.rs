@@ -288,8 +288,8 @@ mod tests {
         std::fs::write(path, text.replacen(from, to, 1)).unwrap();
     }
 
-    #[test]
-    fn changes_name_cycles_model_settings_and_rule_descriptions() {
+    /// A clinic folder as `recall init` makes it.
+    fn clinic() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         crate::cli::init(&crate::cli::InitArgs {
             dir: dir.path().to_path_buf(),
@@ -299,6 +299,12 @@ mod tests {
             seed: 1,
         })
         .unwrap();
+        dir
+    }
+
+    #[test]
+    fn changes_name_cycles_model_settings_and_rule_descriptions() {
+        let dir = clinic();
         let config = dir.path().join("recall.toml");
         let load = || Loaded::load(&config).map(|(l, _)| l).unwrap();
         let old = load();
@@ -334,5 +340,34 @@ mod tests {
         assert!(model.contains("refit"), "{model}");
         assert!(model.contains("churn_window_days 90"), "{model}");
         assert_eq!(found.len(), 3, "{found:#?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_reload_refuses_rules_others_can_write_and_keeps_the_running_ones() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = clinic();
+        let config = dir.path().join("recall.toml");
+        let (loaded, _) = Loaded::load(&config).unwrap();
+        let dispatcher = crate::senders::dispatcher(&loaded.config).unwrap();
+        let live = Live::new(loaded, dispatcher);
+        let running = live.loaded();
+        let rules = dir.path().join("rules/01-new.toml");
+        edit(&rules, "priority = 100", "priority = 101");
+        std::fs::set_permissions(&rules, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let Err(Refused::Invalid(report)) = live.reload(&config) else {
+            panic!("a rule file anyone can write was loaded");
+        };
+        let lines = report.to_lines().join("\n");
+        assert!(
+            lines.contains(&format!("chmod go-w {}", rules.display())),
+            "{lines}"
+        );
+        assert!(
+            Arc::ptr_eq(&running, &live.loaded()),
+            "the running rules stay"
+        );
+        std::fs::set_permissions(&rules, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(live.reload(&config).is_ok(), "after the chmod it loads");
     }
 }

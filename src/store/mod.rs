@@ -36,6 +36,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::base::clock::Timestamp;
+use crate::base::perm;
 
 /// How long a statement waits for another writer before giving up, unless
 /// `RECALL_BUSY_TIMEOUT` (a duration such as "5s") says otherwise. Past it,
@@ -111,9 +112,12 @@ impl Store {
     /// Opens (creating if needed) the database and brings its schema up to date.
     pub fn create(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-                path: dir.to_path_buf(),
-                source,
+            // The database's folder is the owner's alone, whatever the umask.
+            perm::create_dir(dir, perm::PRIVATE_FOLDER).map_err(|source| {
+                StoreError::CreateDir {
+                    path: dir.to_path_buf(),
+                    source,
+                }
             })?;
         }
         Self::open_with(path, OpenFlags::default())
@@ -327,15 +331,21 @@ impl Store {
     /// process holds it.
     pub fn try_lock(&self, kind: LockKind) -> Result<Option<ProcessLock>> {
         let path = self.lock_path(kind);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, perm::PRIVATE_FILE);
+        let file = options
             .open(&path)
             .map_err(|source| StoreError::CreateDir {
                 path: path.clone(),
                 source,
             })?;
+        // A lock file an older version left to the umask is made private too.
+        #[cfg(unix)]
+        let _ = file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(
+            perm::PRIVATE_FILE,
+        ));
         match file.try_lock() {
             Ok(()) => Ok(Some(ProcessLock { file })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),

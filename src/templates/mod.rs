@@ -18,7 +18,9 @@ use minijinja::{Environment, UndefinedBehavior};
 use crate::base::content::Content;
 use crate::base::diag::{Checked, Diagnostic, Report};
 use crate::base::i18n::{list, t};
+use crate::base::limits;
 use crate::base::model::{Channel, Gender};
+use crate::base::perm;
 use crate::facts::{self, Facts};
 
 /// Attributes of the objects templates may use besides the facts.
@@ -273,6 +275,7 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
             return Err(report);
         }
     };
+    report.extend(refuse_writable(dir));
     for channel_dir in channel_dirs.into_iter().filter(|p| p.is_dir()) {
         let dir_name = channel_dir
             .file_name()
@@ -305,7 +308,12 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
                 continue;
             }
         };
+        report.extend(refuse_writable(&channel_dir));
         for file in files.into_iter().filter(|p| p.is_file()) {
+            if let Some(refused) = perm::others_can_write(&file) {
+                report.push(refused);
+                continue;
+            }
             let file_name = file
                 .file_name()
                 .unwrap_or_default()
@@ -333,6 +341,22 @@ pub fn load(dir: &Path) -> Checked<TemplateSet> {
                     None,
                     t!("templates.ignored_part", channel),
                 ));
+                continue;
+            }
+            let bytes = std::fs::metadata(&file).map_or(0, |m| m.len());
+            if bytes > limits::TEMPLATE_BYTES {
+                report.push(
+                    Diagnostic::error(
+                        &file,
+                        None,
+                        t!(
+                            "templates.too_big",
+                            size = limits::size(bytes),
+                            limit = limits::size(limits::TEMPLATE_BYTES)
+                        ),
+                    )
+                    .hint(t!("templates.too_big_hint")),
+                );
                 continue;
             }
             let text = match std::fs::read_to_string(&file) {
@@ -435,6 +459,15 @@ fn load_params(
         params.push((param, param_key));
     }
     params
+}
+
+/// The error for a templates folder others can write, as a report.
+fn refuse_writable(dir: &Path) -> Report {
+    let mut report = Report::default();
+    if let Some(refused) = perm::others_can_write(dir) {
+        report.push(refused);
+    }
+    report
 }
 
 fn sorted_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {

@@ -73,6 +73,21 @@ impl Clinic {
         cmd
     }
 
+    /// `recall check --lang LANG`: its exit code and all it printed.
+    pub fn check(&self, lang: &str) -> (i32, String) {
+        let out = self
+            .recall()
+            .args(["check", "--lang", lang])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code().unwrap_or(-1), text)
+    }
+
     pub fn load(&self) -> Loaded {
         match Loaded::load(&self.config()) {
             Ok((loaded, _)) => loaded,
