@@ -36,17 +36,19 @@ pub fn secrets<const N: usize>(
     name: &str,
     vars: [&str; N],
 ) -> Result<[String; N], BuildError> {
-    let mut missing = Vec::new();
+    let mut failed = Vec::new();
     let found = vars.map(|var| {
         ctx.secret(name, var)
-            .map_err(|e| missing.push(e.message))
+            .map_err(|e| failed.push(e))
             .unwrap_or_default()
     });
-    if missing.is_empty() {
-        Ok(found)
-    } else {
-        Err(BuildError::new(name, missing.join("; ")))
+    if failed.is_empty() {
+        return Ok(found);
     }
+    let messages: Vec<&str> = failed.iter().map(|e| e.message.as_str()).collect();
+    let mut error = BuildError::new(name, messages.join("; "));
+    error.missing = failed.into_iter().flat_map(|e| e.missing).collect();
+    Err(error)
 }
 
 /// What is wrong with settings that name environment variables
