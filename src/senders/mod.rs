@@ -164,6 +164,15 @@ impl BuildError {
         }
     }
 
+    /// Several errors of sender `name` as one: every message, every
+    /// missing variable.
+    pub fn all(name: &str, errors: Vec<BuildError>) -> Self {
+        let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+        let mut error = BuildError::new(name, messages.join("; "));
+        error.missing = errors.into_iter().flat_map(|e| e.missing).collect();
+        error
+    }
+
     /// The settings `validate` refused, as one error.
     pub fn invalid(name: &str, problems: &[Invalid]) -> Self {
         let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
@@ -667,6 +676,32 @@ mod tests {
                 .unwrap()
                 .to_string();
             assert!(error.contains("environment variable"), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_build_names_every_missing_secret_of_its_sender_not_only_the_first() {
+        let ctx = Context {
+            secrets: Secrets::Map(BTreeMap::new()),
+            ..Context::default()
+        };
+        let senders: [(&str, &[&str]); 2] = [
+            (
+                "kind = \"webhook\"\nurl = \"https://x\"\nbody = '{}'\n\
+                 secret_headers = { Authorization = \"GATEWAY_TOKEN\" }\nsecret_vars = { key = \"GATEWAY_KEY\" }",
+                &["GATEWAY_TOKEN", "GATEWAY_KEY"],
+            ),
+            (
+                "kind = \"aliyun_sms\"\nsign_name = \"诊所\"\ntemplates = { a = { code = \"SMS_1\" } }",
+                &["ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET"],
+            ),
+        ];
+        for (text, vars) in senders {
+            let error = build("s", &section(text), &ctx).err().unwrap();
+            assert_eq!(error.missing, vars, "{text}");
+            for var in vars {
+                assert!(error.message.contains(var), "{text}: {error}");
+            }
         }
     }
 

@@ -43,12 +43,10 @@ pub fn secrets<const N: usize>(
             .unwrap_or_default()
     });
     if failed.is_empty() {
-        return Ok(found);
+        Ok(found)
+    } else {
+        Err(BuildError::all(name, failed))
     }
-    let messages: Vec<&str> = failed.iter().map(|e| e.message.as_str()).collect();
-    let mut error = BuildError::new(name, messages.join("; "));
-    error.missing = failed.into_iter().flat_map(|e| e.missing).collect();
-    Err(error)
 }
 
 /// What is wrong with settings that name environment variables
