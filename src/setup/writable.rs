@@ -28,28 +28,28 @@ pub fn database(config: &Path, text: &str, database: &Path) -> Vec<Diagnostic> {
         let folder = folder.display();
         problem.hint(t!("setup.writable_hint", user = &user, folder, owner))
     };
-    let mut problems = Vec::new();
     if database.exists() {
-        if !writable(database) {
-            let path = database.display();
-            let error = Diagnostic::error(
-                config,
-                span.clone(),
-                t!("setup.database_unwritable", user = &user, path),
-            );
-            problems.push(at(error, folder));
-        }
-        if !writable(folder) {
-            let path = folder.display();
-            let error = Diagnostic::error(
-                config,
-                span.clone(),
-                t!("setup.folder_unwritable", user = &user, path),
-            );
-            problems.push(at(error, folder));
-        }
-        return problems;
+        let file = (!writable(database)).then(|| {
+            t!(
+                "setup.database_unwritable",
+                user = &user,
+                path = database.display()
+            )
+        });
+        let journal = (!writable(folder)).then(|| {
+            t!(
+                "setup.folder_unwritable",
+                user = &user,
+                path = folder.display()
+            )
+        });
+        return [file, journal]
+            .into_iter()
+            .flatten()
+            .map(|message| at(Diagnostic::error(config, span.clone(), message), folder))
+            .collect();
     }
+    let mut problems = Vec::new();
     let path = database.display();
     problems.push(
         Diagnostic::warning(
