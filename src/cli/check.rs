@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::{FolderArgs, color, folders_used, lang};
+use crate::base::diag::{Diagnostic, Report};
 use crate::base::i18n::t;
+use crate::config::Config;
 use crate::setup::Loaded;
 
 #[derive(Debug, Args)]
@@ -32,44 +34,69 @@ pub(super) fn run(config: &Path, folders: &FolderArgs) -> ExitCode {
 
 fn check_into(config: &Path, folders: &FolderArgs, out: &mut String) -> ExitCode {
     let lang = lang();
-    match Loaded::load_with(config, &folders.folders()) {
-        Ok((loaded, mut warnings)) => {
-            // Building the senders checks their settings and that their
-            // secrets are in this environment (the service's may differ).
-            if let Err(e) = crate::senders::dispatcher(&loaded.config) {
-                warnings.push(
-                    crate::base::diag::Diagnostic::warning(
-                        &loaded.config.path,
-                        None,
-                        t!("check.senders", error = e),
-                    )
-                    .hint(t!("check.senders_hint")),
-                );
-            }
-            out.push_str(&warnings.render_in(lang, color()));
-            out.push_str(&format!("{}\n", folders_used(&loaded.config)));
-            let c = &loaded.config;
-            let (rules, enabled, templates) = (
-                loaded.rules.rules.len(),
-                loaded.rules.rules.iter().filter(|r| r.enabled).count(),
-                loaded.templates.len(),
-            );
-            let schedule = c.schedule.ticks.join(", ");
-            let tz = c.clinic.timezone;
-            let ok = t!("check.ok_summary", rules, enabled, templates, schedule, tz);
-            out.push_str(&format!("{}\n", ok.render(lang)));
-            let count = warnings.warnings();
-            if count > 0 {
-                out.push_str(&format!("{}\n", t!("check.warnings", count).render(lang)));
-            }
-            ExitCode::SUCCESS
+    let (loaded, mut report) = match Loaded::load_with(config, &folders.folders()) {
+        Ok((loaded, warnings)) => (Some(loaded), warnings),
+        Err(errors) => (None, errors),
+    };
+    // What this environment decides is reported even when the rules are
+    // broken, as long as recall.toml itself loads: all in one run.
+    let reloaded;
+    let settings = match &loaded {
+        Some(loaded) => Some(&loaded.config),
+        None => {
+            reloaded = crate::config::load(config).ok();
+            reloaded.as_ref()
         }
-        Err(report) => {
-            out.push_str(&report.render_in(lang, color()));
-            let (errors, warnings) = (report.errors(), report.warnings());
-            let failed = t!("check.errors_summary", errors, warnings);
-            out.push_str(&format!("{}\n", failed.render(lang)));
-            ExitCode::FAILURE
-        }
+    };
+    if let Some(settings) = settings {
+        report.extend(environment(settings));
     }
+    out.push_str(&report.render_in(lang, color()));
+    let (errors, warnings) = (report.errors(), report.warnings());
+    let Some(loaded) = loaded.filter(|_| errors == 0) else {
+        let failed = t!("check.errors_summary", errors, warnings);
+        out.push_str(&format!("{}\n", failed.render(lang)));
+        return ExitCode::FAILURE;
+    };
+    out.push_str(&format!("{}\n", folders_used(&loaded.config)));
+    let c = &loaded.config;
+    let (rules, enabled, templates) = (
+        loaded.rules.rules.len(),
+        loaded.rules.rules.iter().filter(|r| r.enabled).count(),
+        loaded.templates.len(),
+    );
+    let schedule = c.schedule.ticks.join(", ");
+    let tz = c.clinic.timezone;
+    let ok = t!("check.ok_summary", rules, enabled, templates, schedule, tz);
+    out.push_str(&format!("{}\n", ok.render(lang)));
+    if warnings > 0 {
+        let count = warnings;
+        out.push_str(&format!("{}\n", t!("check.warnings", count).render(lang)));
+    }
+    ExitCode::SUCCESS
+}
+
+/// What this environment (the user running `check`, its variables) decides:
+/// every sender that cannot be built here (a missing secret, an unreadable
+/// file) as a warning at its section, since the service's environment may
+/// differ; a database this user cannot write as an error (see
+/// `setup::writable`).
+fn environment(config: &Config) -> Report {
+    let text = std::fs::read_to_string(&config.path).unwrap_or_default();
+    let mut report = Report::default();
+    for error in crate::senders::build_problems(config) {
+        let span = config.senders.get(&error.name).and_then(|s| s.span.clone());
+        let mut warning =
+            Diagnostic::warning(&config.path, span, t!("check.senders", error = &error));
+        if !error.missing.is_empty() {
+            let vars = error.missing.join(", ");
+            warning = warning.hint(t!("check.secrets_hint", vars));
+        }
+        report.push(warning.hint(t!("check.senders_hint")));
+    }
+    for problem in crate::setup::writable::database(&config.path, &text, &config.database) {
+        report.push(problem);
+    }
+    report.add_source(&config.path, &text);
+    report
 }

@@ -105,6 +105,27 @@ impl SenderConfig {
         result.err().unwrap_or_default()
     }
 
+    /// When this sender sends a provider's approved templates (Aliyun and
+    /// Tencent SMS, WeChat Official Account) and maps none to recall
+    /// template `template`: the keys `[senders.<name>.templates.<template>]`
+    /// needs. Every message of that template through it would fail.
+    pub fn lacks_template(&self, template: &str) -> Option<&'static str> {
+        let (mapped, keys) = match self {
+            SenderConfig::AliyunSms(c) => {
+                (c.templates.contains_key(template), "code = \"SMS_...\"")
+            }
+            SenderConfig::TencentSms(c) => (
+                c.templates.contains_key(template),
+                "id = \"...\", params = [...]",
+            ),
+            SenderConfig::WechatOfficial(c) => {
+                (c.templates.contains_key(template), "template_id = \"...\"")
+            }
+            _ => return None,
+        };
+        (!mapped).then_some(keys)
+    }
+
     /// The `kind` as written in `recall.toml`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -129,6 +150,9 @@ impl SenderConfig {
 pub struct BuildError {
     pub name: String,
     pub message: String,
+    /// The environment variables the build needed and found unset (neither
+    /// `VAR` nor `VAR_FILE`), for a hint that names what to set.
+    pub missing: Vec<String>,
 }
 
 impl BuildError {
@@ -136,7 +160,17 @@ impl BuildError {
         BuildError {
             name: name.to_string(),
             message: message.into(),
+            missing: Vec::new(),
         }
+    }
+
+    /// Several errors of sender `name` as one: every message, every
+    /// missing variable.
+    pub fn all(name: &str, errors: Vec<BuildError>) -> Self {
+        let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+        let mut error = BuildError::new(name, messages.join("; "));
+        error.missing = errors.into_iter().flat_map(|e| e.missing).collect();
+        error
     }
 
     /// The settings `validate` refused, as one error.
@@ -284,12 +318,14 @@ impl Context {
             return Ok(value);
         }
         let Some(path) = file else {
-            return Err(BuildError::new(
+            let mut error = BuildError::new(
                 name,
                 format!(
                     "environment variable {var} is not set, nor {var}_FILE (secrets come from the environment or a 0600 file, never from recall.toml)"
                 ),
-            ));
+            );
+            error.missing.push(var.to_string());
+            return Err(error);
         };
         let value = read_secret_file(&path)
             .map_err(|why| BuildError::new(name, format!("{var}_FILE: {why}")))?;
@@ -371,6 +407,56 @@ pub fn configs(config: &Config) -> Result<BTreeMap<String, SenderConfig>, Report
     Ok(configs)
 }
 
+/// What building the senders of `config` needs: secrets from the
+/// environment.
+fn context(config: &Config, configs: &BTreeMap<String, SenderConfig>) -> Context {
+    Context {
+        secrets: Secrets::Environment,
+        base_dir: config
+            .path
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default(),
+        database: config.database.clone(),
+        timezone: config.clinic.timezone,
+        senders: configs.clone(),
+    }
+}
+
+/// What stops each sender the dispatcher would build (the channels' and
+/// the `[dispatch] alert`) in this environment: a missing secret, an
+/// unreadable file. Every sender is built on its own, so one run names
+/// every problem, not only the first. Settings `validate` refuses are
+/// [`configs`]' errors, not repeated here.
+pub fn build_problems(config: &Config) -> Vec<BuildError> {
+    let Ok(configs) = configs(config) else {
+        return Vec::new();
+    };
+    let ctx = context(config, &configs);
+    let used: std::collections::BTreeSet<&str> = config
+        .channels
+        .values()
+        .map(|policy| policy.sender.as_str())
+        .chain(config.dispatch.alert.as_deref())
+        .collect();
+    let mut problems: Vec<BuildError> = Vec::new();
+    for name in used {
+        let built = match configs.get(name) {
+            Some(sender) => build(name, sender, &ctx).err(),
+            None => Some(BuildError::new(name, "not defined under [senders]")),
+        };
+        // Phone tasks build their notify robot: its problem is the robot's.
+        if let Some(error) = built
+            && !problems
+                .iter()
+                .any(|p| p.name == error.name && p.message == error.message)
+        {
+            problems.push(error);
+        }
+    }
+    problems
+}
+
 /// A dispatcher with every sender the configuration routes a channel to,
 /// built with secrets from the environment. Senders shared by several
 /// channels are built once and share their rate limit.
@@ -382,17 +468,7 @@ pub fn dispatcher(config: &Config) -> Result<Dispatcher, BuildError> {
             first.map_or_else(String::new, |d| d.message.render(Lang::En)),
         )
     })?;
-    let ctx = Context {
-        secrets: Secrets::Environment,
-        base_dir: config
-            .path
-            .parent()
-            .map(|p| p.to_path_buf())
-            .unwrap_or_default(),
-        database: config.database.clone(),
-        timezone: config.clinic.timezone,
-        senders: configs.clone(),
-    };
+    let ctx = context(config, &configs);
     // A sender shared by several channels is built once and shares its pacer.
     type Built = (Arc<dyn Sender>, Option<Arc<Pacer>>);
     let mut built: BTreeMap<&str, Built> = BTreeMap::new();
@@ -600,6 +676,32 @@ mod tests {
                 .unwrap()
                 .to_string();
             assert!(error.contains("environment variable"), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_build_names_every_missing_secret_of_its_sender_not_only_the_first() {
+        let ctx = Context {
+            secrets: Secrets::Map(BTreeMap::new()),
+            ..Context::default()
+        };
+        let senders: [(&str, &[&str]); 2] = [
+            (
+                "kind = \"webhook\"\nurl = \"https://x\"\nbody = '{}'\n\
+                 secret_headers = { Authorization = \"GATEWAY_TOKEN\" }\nsecret_vars = { key = \"GATEWAY_KEY\" }",
+                &["GATEWAY_TOKEN", "GATEWAY_KEY"],
+            ),
+            (
+                "kind = \"aliyun_sms\"\nsign_name = \"诊所\"\ntemplates = { a = { code = \"SMS_1\" } }",
+                &["ALIYUN_ACCESS_KEY_ID", "ALIYUN_ACCESS_KEY_SECRET"],
+            ),
+        ];
+        for (text, vars) in senders {
+            let error = build("s", &section(text), &ctx).err().unwrap();
+            assert_eq!(error.missing, vars, "{text}");
+            for var in vars {
+                assert!(error.message.contains(var), "{text}: {error}");
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 //! shipped files `recall init` writes.
 
 pub mod scaffold;
+pub mod writable;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -106,6 +107,15 @@ impl Loaded {
                             .channels
                             .get(&action.channel)
                             .and_then(|p| p.fallback);
+                        let sent_on = std::iter::once(action.channel)
+                            .chain(fallback.filter(|f| templates.has(*f, &action.template)));
+                        for channel in sent_on {
+                            if let Some(error) =
+                                no_template_code(&config, &senders, rule, action, channel)
+                            {
+                                report.push(error);
+                            }
+                        }
                         if let Some(fallback) = fallback
                             && !templates.has(fallback, &action.template)
                         {
@@ -131,6 +141,9 @@ impl Loaded {
                         }
                     }
                 }
+                if report.has_errors() {
+                    return Err(report);
+                }
                 Ok((
                     Loaded {
                         config,
@@ -143,6 +156,42 @@ impl Loaded {
             _ => Err(report),
         }
     }
+}
+
+/// An error when `action` sends its template on `channel` through a sender
+/// that sends a provider's approved templates (Aliyun or Tencent SMS, a
+/// WeChat Official Account) and maps none to it: the provider would refuse
+/// every such message.
+fn no_template_code(
+    config: &Config,
+    senders: &std::collections::BTreeMap<String, SenderConfig>,
+    rule: &Rule,
+    action: &Action,
+    channel: crate::base::model::Channel,
+) -> Option<Diagnostic> {
+    let sender = &config.channels.get(&channel)?.sender;
+    let keys = senders.get(sender)?.lacks_template(&action.template)?;
+    let template = &action.template;
+    Some(
+        Diagnostic::error(
+            &rule.origin.file,
+            Some(action.span.clone()),
+            t!(
+                "setup.no_template_code",
+                id = &rule.id,
+                template,
+                channel,
+                sender
+            ),
+        )
+        .hint(t!(
+            "setup.no_template_code_hint",
+            sender,
+            template,
+            keys,
+            config = config.path.display()
+        )),
+    )
 }
 
 /// A warning when a phone action gives calls to the customer's advisor but

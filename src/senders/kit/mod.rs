@@ -36,16 +36,16 @@ pub fn secrets<const N: usize>(
     name: &str,
     vars: [&str; N],
 ) -> Result<[String; N], BuildError> {
-    let mut missing = Vec::new();
+    let mut failed = Vec::new();
     let found = vars.map(|var| {
         ctx.secret(name, var)
-            .map_err(|e| missing.push(e.message))
+            .map_err(|e| failed.push(e))
             .unwrap_or_default()
     });
-    if missing.is_empty() {
+    if failed.is_empty() {
         Ok(found)
     } else {
-        Err(BuildError::new(name, missing.join("; ")))
+        Err(BuildError::all(name, failed))
     }
 }
 

@@ -223,20 +223,36 @@ pub fn validate(config: &Config) -> Result<Checked, Vec<Invalid>> {
 pub fn build(name: &str, config: &Config, ctx: &Context) -> Result<Arc<dyn Sender>, BuildError> {
     let error = |message: String| BuildError::new(name, message);
     let checked = validate(config).map_err(|p| BuildError::invalid(name, &p))?;
+    // Every secret is read before any is refused: all missing ones are named.
+    let mut failed = Vec::new();
     let mut headers = checked.headers;
     for (header, key, var) in checked.secret_headers {
-        let secret = ctx.secret(name, &var)?;
-        let mut value = HeaderValue::from_str(secret.trim()).map_err(|_| {
-            error(format!(
-                "secret_headers.{key}: environment variable {var} does not hold a valid header value"
-            ))
-        })?;
-        value.set_sensitive(true);
-        headers.insert(header, value);
+        let value = ctx.secret(name, &var).and_then(|secret| {
+            HeaderValue::from_str(secret.trim()).map_err(|_| {
+                error(format!(
+                    "secret_headers.{key}: environment variable {var} does not hold a valid header value"
+                ))
+            })
+        });
+        match value {
+            Ok(mut value) => {
+                value.set_sensitive(true);
+                headers.insert(header, value);
+            }
+            Err(e) => failed.push(e),
+        }
     }
     let mut secrets = BTreeMap::new();
     for (key, var) in &config.secret_vars {
-        secrets.insert(key.clone(), ctx.secret(name, var)?);
+        match ctx.secret(name, var) {
+            Ok(secret) => {
+                secrets.insert(key.clone(), secret);
+            }
+            Err(e) => failed.push(e),
+        }
+    }
+    if !failed.is_empty() {
+        return Err(BuildError::all(name, failed));
     }
     let client = kit::client(checked.timeout).map_err(error)?;
     Ok(Arc::new(WebhookSender {
