@@ -113,6 +113,19 @@ fn the_service_serves_health_and_metrics_that_a_scraper_reads() {
     assert_eq!(health["status"], "ok");
     assert_eq!(runtime.block_on(get(port, "/nope")).0, 404);
     stop(child);
+
+    // After a restart, before any tick: the last tick is the one the
+    // database knows, as /healthz says, not 0.
+    let last_tick = clinic.count("SELECT max(at) FROM ticks WHERE status = 'done'");
+    let (child, lines) = service(&clinic);
+    wait_for(&lines, "next scheduled tick");
+    let (_, metrics) = runtime.block_on(get(port, "/metrics"));
+    assert!(
+        metrics.contains(&format!("recall_last_tick_timestamp_seconds {last_tick}\n")),
+        "{last_tick} in\n{metrics}"
+    );
+    assert!(metrics.contains("recall_ticks_total 0\n"), "{metrics}");
+    stop(child);
 }
 
 #[test]

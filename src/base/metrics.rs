@@ -96,6 +96,18 @@ impl Metrics {
         self.tick_moves(moves_by_rule);
     }
 
+    /// The last tick a previous run of the service finished, read from the
+    /// database at start: a restart shows it, not 0, until the next tick.
+    /// Counters stay at zero: they count what this process did.
+    pub fn seed_last_tick(&self, at: i64, finished: i64, took: Duration) {
+        if self.last_tick_at.load(Ordering::Relaxed) == 0 {
+            self.last_tick_at.store(at, Ordering::Relaxed);
+            self.last_tick_finished.store(finished, Ordering::Relaxed);
+            self.last_tick_millis
+                .store(took.as_millis() as u64, Ordering::Relaxed);
+        }
+    }
+
     /// Moves of a tick that did not finish (it stopped, was already done,
     /// or was a dry run): they count, the tick does not.
     pub fn tick_moves<'a>(&self, moves_by_rule: impl IntoIterator<Item = (&'a str, u64)>) {

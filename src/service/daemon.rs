@@ -250,6 +250,13 @@ async fn queue_catch_up(
     else {
         return Ok(false);
     };
+    // `/metrics` knows the last finished tick from the start, as `/healthz` does.
+    if let Some(tick) = last.as_ref().filter(|t| t.done)
+        && let Some(finished) = tick.finished_at
+    {
+        let took = Duration::from_secs(finished.saturating_sub(tick.started_at).max(0) as u64);
+        crate::base::metrics::global().seed_last_tick(tick.at, finished, took);
+    }
     let slot = config
         .schedule
         .latest_slot(config.clinic.timezone, clock.now());
