@@ -119,6 +119,16 @@ fn a_clinic_elsewhere_reads_numbers_by_its_own_country_code() {
         expected.map(|(a, b)| (a.to_string(), b.to_string()))
     );
 
+    // `recall customer` reads a typed number by the same country.
+    let out = clinic
+        .recall()
+        .args(["customer", "+1 415-555-0016", "--format", "json"])
+        .output()
+        .unwrap();
+    let found = stdout(&out);
+    assert!(out.status.success() && found.contains("Ann"), "{found}");
+    assert!(!found.contains("Bob"), "{found}");
+
     clinic.edit_config("country_code = \"1\"", "country_code = \"+0\"");
     let out = clinic.recall().arg("check").output().unwrap();
     assert!(!out.status.success());

@@ -49,7 +49,7 @@ pub(super) fn run(config_path: &Path, args: &CustomerArgs, now: DateTime<Utc>) -
     let lang = lang();
     let at = parse_at(args.at.as_deref(), &config, now)?.timestamp();
     let query = args.query.join(" ");
-    let Some(search) = Search::parse(&query) else {
+    let Some(search) = Search::parse_in(&query, config.clinic.country) else {
         bail!(t!("customer.blank").render(lang));
     };
     let (store, clinic_id) = open_store(&config, now)?;

@@ -24,9 +24,6 @@ use crate::store::record::{CustomerRecord, CustomerRow};
 use crate::store::scan::{self, ScanOptions};
 use crate::store::tasks::CallOutcome;
 
-/// Numbers stored without a country code are read as mainland China's.
-const HOME: Option<CountryCode> = Some(CountryCode::CHINA);
-
 /// Fewer digits than this are the end of a number, not a whole one.
 const WHOLE_NUMBER_DIGITS: usize = 7;
 
@@ -44,24 +41,34 @@ pub struct Search {
     /// The other words: each must be part of the name (ASCII letters in
     /// any case).
     pub words: Vec<String>,
+    /// The country of numbers typed or stored without a country code (the
+    /// clinic's `country_code`).
+    pub region: CountryCode,
 }
 
 impl Search {
-    /// Reads a query; `None` when it is blank.
+    /// Reads a query of a mainland clinic; `None` when it is blank.
     pub fn parse(query: &str) -> Option<Search> {
+        Search::parse_in(query, CountryCode::CHINA)
+    }
+
+    /// Reads a query of a clinic whose numbers without a country code are
+    /// `region`'s; `None` when it is blank.
+    pub fn parse_in(query: &str, region: CountryCode) -> Option<Search> {
         let id = query.trim().to_string();
         if id.is_empty() {
             return None;
         }
         let digits = id.chars().filter_map(ascii_digit).count();
         if digits >= WHOLE_NUMBER_DIGITS
-            && let Ok(phone) = phone::parse(&id, HOME)
+            && let Ok(phone) = phone::parse(&id, Some(region))
         {
             return Some(Search {
                 id,
                 phone: Some(phone),
                 tail: None,
                 words: Vec::new(),
+                region,
             });
         }
         let (mut tail, mut words) = (None, Vec::new());
@@ -76,6 +83,7 @@ impl Search {
             phone: None,
             tail,
             words,
+            region,
         })
     }
 
@@ -84,7 +92,7 @@ impl Search {
     fn matches(&self, name: &str, phone: Option<&str>) -> bool {
         let name = name.to_ascii_lowercase();
         let tail_ok = match &self.tail {
-            Some(tail) => phone.is_some_and(|p| digits_of(p).ends_with(tail.as_str())),
+            Some(tail) => phone.is_some_and(|p| digits_of(p, self.region).ends_with(tail.as_str())),
             None => true,
         };
         tail_ok && self.words.iter().all(|w| name.contains(w.as_str()))
@@ -108,8 +116,8 @@ fn ascii_digit(c: char) -> Option<char> {
 
 /// A stored number's digits, as the phone reader reads them (E.164 without
 /// its `+`); the digits as typed when it cannot be read.
-fn digits_of(stored: &str) -> String {
-    match phone::parse(stored, HOME) {
+fn digits_of(stored: &str, region: CountryCode) -> String {
+    match phone::parse(stored, Some(region)) {
         Ok(phone) => phone.digits(),
         Err(_) => stored.chars().filter_map(ascii_digit).collect(),
     }
@@ -391,9 +399,9 @@ impl Store {
                 self.candidates(BY_TAIL, params![clinic_id, tail])?
                     .into_iter()
                     .filter(|c| {
-                        c.phone
-                            .as_deref()
-                            .is_some_and(|p| phone::parse(p, HOME).as_ref() == Ok(phone))
+                        c.phone.as_deref().is_some_and(|p| {
+                            phone::parse(p, Some(search.region)).as_ref() == Ok(phone)
+                        })
                     }),
             );
         } else if let Some(tail) = &search.tail {
