@@ -1,6 +1,6 @@
 //! Layer 0: the leaves every other layer stands on. Nothing here imports
 //! from outside `base` (but `predict`, the other leaf): the vocabulary of
-//! pools, channels and statuses (`model`), what a message says (`content`),
+//! pools, channels and statuses (`model`), what a message says (`content`), what providers report back (`delivery`),
 //! time (`clock`), how big the clinic's files may be (`limits`), the user's language
 //! and every sentence said to them (`i18n`), diagnostics (`diag`), output
 //! formats (`output`), masking of personal data (`mask`), phone numbers as
@@ -11,6 +11,7 @@
 
 pub mod clock;
 pub mod content;
+pub mod delivery;
 pub mod diag;
 pub mod i18n;
 pub mod limits;
